@@ -1,0 +1,36 @@
+"""keras-smalldata: Keras 3 components for deep learning on small image datasets.
+
+The public API is re-exported here. Sub-packages are imported on first use, so
+``import keras_smalldata`` stays fast and does not start TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> the sub-package that defines it.
+_EXPORTS = {
+    # data
+    "demo_dataset": "keras_smalldata.data",
+    "make_subsets": "keras_smalldata.data",
+    "verify_images": "keras_smalldata.data",
+    "SubsetSummary": "keras_smalldata.data",
+    "VerificationReport": "keras_smalldata.data",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'keras_smalldata' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
