@@ -1,0 +1,40 @@
+"""Runs every example script end to end, small and fast, offline.
+
+Each script in examples/ exposes ``main(argv)``; here it runs with few epochs and
+tiny pictures, writing into a temporary folder, and must produce its figures.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# Script name -> (arguments for a quick run, figures it must write).
+QUICK_RUNS = {
+    "quickstart.py": (["--epochs", "2", "--image-size", "32"], ["curves.png"]),
+}
+
+
+def _load(script: Path):
+    spec = importlib.util.spec_from_file_location(f"example_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_example_has_a_quick_run():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(QUICK_RUNS)
+
+
+@pytest.mark.parametrize("name", sorted(QUICK_RUNS))
+def test_example_runs(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    arguments, figures = QUICK_RUNS[name]
+    output_dir = tmp_path / "out"
+    _load(EXAMPLES / name).main(arguments + ["--output-dir", str(output_dir)])
+    for figure in figures:
+        written = output_dir / figure
+        assert written.is_file() and written.stat().st_size > 1000, figure
