@@ -39,20 +39,6 @@ def build_small_convnet(image_size: int) -> keras.Model:
     return keras.Model(inputs, outputs, name="small_convnet")
 
 
-def _plot_curves(history: dict):
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4))
-    for ax, metric in zip(figure.subplots(1, 2), ["accuracy", "loss"]):
-        epochs = range(1, len(history[metric]) + 1)
-        ax.plot(epochs, history[metric], "bo", label=f"training {metric}")
-        ax.plot(epochs, history[f"val_{metric}"], "b", label=f"validation {metric}")
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend()
-    return figure
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -77,9 +63,10 @@ def main(argv=None) -> dict:
     history = model.fit(train, validation_data=validation, epochs=args.epochs, verbose=2)
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    figure = _plot_curves(history.history)
+    figure = ks.plot_history(history, smoothing=0.8)
     curves = args.output_dir / "curves.png"
     figure.savefig(curves, dpi=100)
+    ks.save_history(history, args.output_dir / "history.json")
     best = max(history.history["val_accuracy"])
     print(f"best validation accuracy {best:.3f}; curves saved to {curves}")
     return {"best_val_accuracy": best, "curves": curves}

@@ -18,6 +18,13 @@ _EXPORTS = {
     "verify_images": "keras_smalldata.data",
     "SubsetSummary": "keras_smalldata.data",
     "VerificationReport": "keras_smalldata.data",
+    # training
+    "CurveSmoothing": "keras_smalldata.training",
+    "check_callbacks": "keras_smalldata.training",
+    "load_history": "keras_smalldata.training",
+    "plot_history": "keras_smalldata.training",
+    "save_history": "keras_smalldata.training",
+    "smooth_curve": "keras_smalldata.training",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,314 @@
+"""`save_history` / `load_history`: training histories as JSON (and CSVLogger CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+_MISSING_CELLS = ("", "na", "nan", "none", "null")
+_SEPARATORS = (",", ";", "\t", "|")
+
+
+def save_history(
+    history: keras.callbacks.History | Mapping[str, list], path: str | os.PathLike
+) -> Path:
+    """Saves a training history to a JSON file.
+
+    The file holds one JSON object, `{"loss": [...], "val_loss": [...], ...}`,
+    the same thing as `json.dump(history.history, f)` but safe with the values
+    Keras and NumPy produce: NumPy floats and integers become plain JSON
+    numbers (a float32 is written as the float64 it converts to, so it reads
+    back exactly), arrays become lists, and NaN or infinite values become
+    `null` (strict JSON has no NaN; `load_history` reads `null` back as NaN,
+    so an infinite value comes back as NaN). The write is atomic: a
+    temporary file in the same folder is renamed over `path`, so a crash
+    never leaves half a file. An existing file at `path` is replaced.
+
+    Args:
+        history: The `History` returned by `fit`, or its `history.history`
+            dict (metric name -> list of values).
+        path: Where to write, usually ending in `.json`. The folder must
+            exist.
+
+    Returns:
+        The path written, as a `pathlib.Path`.
+
+    Raises:
+        TypeError: If `history` is not a History or a dict of lists of numbers.
+        ValueError: If `path` ends in `.csv` (use `keras.callbacks.CSVLogger`
+            to write CSV; `load_history` reads both).
+        FileNotFoundError: If the folder of `path` does not exist.
+
+    Example:
+
+    ```python
+    history = model.fit(x, y, validation_split=0.2, epochs=10)
+    save_history(history, "history.json")
+    history_dict = load_history("history.json")
+    ```
+    """
+    data = _history_mapping(history)
+    target = Path(os.fspath(path)).expanduser()
+    if target.suffix.lower() in (".csv", ".tsv"):
+        raise ValueError(
+            f"save_history writes JSON; received path={os.fspath(path)!r}. Use a "
+            "'.json' file name (keras.callbacks.CSVLogger writes CSV during "
+            "training, and load_history reads both)."
+        )
+    if target.is_dir():
+        raise ValueError(
+            f"`path` must be a file name, but {str(target)!r} is a folder. "
+            "Use for example path='history.json'."
+        )
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            f"The folder {str(target.parent)!r} of path={os.fspath(path)!r} does "
+            "not exist. Create it first."
+        )
+    lines = []
+    for key, values in data.items():
+        try:
+            encoded = json.dumps(_json_ready(values), allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"history[{key!r}] must be a list of numbers; it could not be "
+                f"saved as JSON ({error})."
+            ) from None
+        lines.append(f"  {json.dumps(key)}: {encoded}")
+    text = "{\n" + ",\n".join(lines) + ("\n}\n" if lines else "}\n")
+    _atomic_write_text(target, text)
+    return target
+
+
+def load_history(
+    path: str | os.PathLike, separator: str | None = None
+) -> dict[str, list]:
+    """Reads a training history saved as JSON or by Keras' `CSVLogger`.
+
+    JSON files are those of `save_history` or of `json.dump(history.history)`
+    (`null` and `NaN` read back as NaN). CSV files are those of
+    `keras.callbacks.CSVLogger`: the `epoch` column is dropped, cells are
+    parsed as numbers, and `NA` or empty cells (epochs without validation)
+    become NaN. The format is recognised from the content, not the file name.
+
+    Note that `CSVLogger` decides its columns at the end of the first epoch:
+    with `validation_freq > 1` it adds `val_<key>` for every key it saw, so
+    every validation column is there, NaN on the epochs without validation.
+
+    Args:
+        path: The JSON or CSV file.
+        separator: The CSV separator. `None` (the default) detects it from
+            the header line (`CSVLogger(separator=...)` defaults to `","`).
+
+    Returns:
+        A dict, metric name -> list of values, like `history.history`.
+
+    Raises:
+        FileNotFoundError: If `path` does not exist.
+        ValueError: If the file is neither a history JSON object nor a CSV
+            table with a header line.
+
+    Example:
+
+    ```python
+    logger = keras.callbacks.CSVLogger("training.csv")
+    model.fit(x, y, validation_split=0.2, epochs=10, callbacks=[logger])
+    load_history("training.csv")["val_loss"]
+    ```
+    """
+    source = Path(os.fspath(path)).expanduser()
+    if not source.is_file():
+        raise FileNotFoundError(
+            f"No history file at path={os.fspath(path)!r}"
+            + (" (it is a folder)." if source.is_dir() else ".")
+        )
+    text = source.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise ValueError(f"The history file {str(source)!r} is empty.")
+    if text.lstrip().startswith("{"):
+        return _parse_json_history(text, source)
+    return _parse_csv_history(text, source, separator)
+
+
+def history_as_dict(
+    history: keras.callbacks.History | Mapping[str, list] | str | os.PathLike,
+) -> dict[str, list]:
+    """A History, a history dict or a path to a saved history, as a dict of lists.
+
+    Args:
+        history: A `keras.callbacks.History`, a `history.history` dict, or a
+            path to a file `load_history` reads.
+
+    Returns:
+        A new dict, metric name -> list of values.
+    """
+    if isinstance(history, (str, os.PathLike)):
+        return load_history(history)
+    return {key: list(values) for key, values in _history_mapping(history).items()}
+
+
+def _history_mapping(history) -> Mapping:
+    """The `{name: values}` mapping inside `history`, checked."""
+    data = getattr(history, "history", history)
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            "`history` must be the History returned by `fit`, its "
+            "`history.history` dict, or (where a path is accepted) a path to a "
+            f"saved history. Received: {history!r} of type {type(history).__name__}."
+        )
+    for key, values in data.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"History keys must be metric names (strings). Received key {key!r}."
+            )
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(
+                f"history[{key!r}] must be a list of values, one per epoch. "
+                f"Received: {values!r}."
+            )
+    return data
+
+
+def _json_ready(value):
+    """`value` with NumPy scalars/arrays as Python values and non-finite as None."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, np.ndarray):
+        return [_json_ready(item) for item in value.tolist()] if value.ndim else _json_ready(value.item())
+    if isinstance(value, np.generic):
+        return _json_ready(value.item())
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if hasattr(value, "numpy"):  # A backend tensor.
+        return _json_ready(np.asarray(value))
+    raise TypeError(f"{value!r} of type {type(value).__name__} is not a number")
+
+
+def _from_json(value):
+    """JSON value -> history value: None becomes NaN, numbers floats."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, list):
+        return [_from_json(item) for item in value]
+    return value
+
+
+def _parse_json_history(text: str, source: Path) -> dict[str, list]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{str(source)!r} is not valid JSON: {error}.") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(values, list) for values in data.values()
+    ):
+        raise ValueError(
+            f"{str(source)!r} does not hold a training history: expected a JSON "
+            'object of lists such as {"loss": [0.69, 0.52], "val_loss": [0.70, 0.61]}.'
+        )
+    return {key: [_from_json(value) for value in values] for key, values in data.items()}
+
+
+def _detect_separator(header: str) -> str:
+    if header.startswith("epoch") and len(header) > len("epoch"):
+        candidate = header[len("epoch")]
+        if candidate in _SEPARATORS:
+            return candidate
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _parse_cell(cell: str):
+    stripped = cell.strip()
+    if stripped.lower() in _MISSING_CELLS:
+        return math.nan
+    try:
+        return float(stripped)
+    except ValueError:
+        pass
+    unquoted = stripped.strip('"')
+    if unquoted.startswith("["):  # CSVLogger writes arrays as "[0.1, 0.2]".
+        try:
+            return _from_json(json.loads(unquoted.replace("nan", "NaN")))
+        except json.JSONDecodeError:
+            pass
+    return cell
+
+
+def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[str, list]:
+    header_line = text.splitlines()[0]
+    if separator is None:
+        separator = _detect_separator(header_line)
+    elif not isinstance(separator, str) or len(separator) != 1:
+        raise ValueError(
+            f"`separator` must be one character such as ',' or None to detect it. "
+            f"Received: separator={separator!r}."
+        )
+    rows = list(csv.reader(io.StringIO(text), delimiter=separator))
+    rows = [row for row in rows if row]
+    header = [name.strip() for name in rows[0]]
+    if len(header) < 2 and "epoch" not in header:
+        raise ValueError(
+            f"{str(source)!r} is neither a JSON history nor a CSV table with a "
+            f"header line (such as CSVLogger's 'epoch,loss,val_loss'). First "
+            f"line: {header_line[:80]!r}."
+        )
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{str(source)!r} has the column(s) {duplicates} more than once; "
+            "each metric must have one column."
+        )
+    history: dict[str, list] = {name: [] for name in header if name != "epoch"}
+    for line_number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(
+                f"{str(source)!r}, row {line_number}: expected {len(header)} cells "
+                f"({separator.join(header)}), found {len(row)}."
+            )
+        for name, cell in zip(header, row):
+            if name != "epoch":
+                history[name].append(_parse_cell(cell))
+    return history
+
+
+def _atomic_write_text(target: Path, text: str) -> None:
+    """Writes `text` to `target` through a temporary file and a rename."""
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes it private (0600).
+        os.replace(tmp_name, target)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+        raise

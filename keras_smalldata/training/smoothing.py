@@ -1,0 +1,160 @@
+"""`smooth_curve`: exponential moving average of a training curve."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def validate_factor(factor, name: str = "factor") -> float:
+    """Checks a smoothing factor and returns it as a Python float.
+
+    Args:
+        factor: The weight of the past, a real number in [0, 1).
+        name: The argument name to use in error messages.
+
+    Returns:
+        `factor` as a float.
+
+    Raises:
+        TypeError: If `factor` is not a real number (booleans are refused).
+        ValueError: If `factor` is outside [0, 1) or is NaN.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a real number in [0, 1), for example 0.8. "
+            f"Received: {name}={factor!r} of type {type(factor).__name__}."
+        )
+    value = float(factor)
+    if not (0.0 <= value < 1.0):
+        raise ValueError(
+            f"`{name}` must be in [0, 1): 0 leaves the curve unchanged and values "
+            f"close to 1 smooth more (0.6 to 0.9 is usual). Received: {name}={factor!r}."
+        )
+    return value
+
+
+def smooth_curve(
+    points: Iterable[float] | np.ndarray,
+    factor: float = 0.8,
+    debias: bool = False,
+) -> np.ndarray:
+    """Smooths a training curve with an exponential moving average.
+
+    With `debias=False` (the default) this is the classic small-data recipe:
+    the first point is kept and every later point is mixed with the running
+    average, `s[0] = p[0]` and `s[t] = factor * s[t-1] + (1 - factor) * p[t]`.
+    Early values stay close to the first point.
+
+    With `debias=True` this is the bias-corrected average that TensorBoard
+    draws: the running average starts from 0, `a = factor * a + (1 - factor) * p`,
+    and each output is divided by `1 - factor ** n`, where `n` counts the
+    finite points seen so far. This removes the pull toward the first point
+    (the first output equals the first point, the second is a weighted mean
+    of the first two...).
+
+    Points that are NaN or infinite (a diverged epoch, a missing validation
+    epoch stored as NaN, a `None` read from JSON) are skipped: they do not
+    enter the average, the output holds NaN at their position, and the next
+    finite point continues from the last average as if the bad point had not
+    been there. Positions before the first finite point are NaN as well.
+
+    The smoothed curve lags behind the raw one by about
+    `factor / (1 - factor)` points (4 points for `factor=0.8`).
+
+    Args:
+        points: The raw values, a 1-D list, tuple or NumPy array of numbers
+            (`None` counts as NaN).
+        factor: Weight of the past, in [0, 1). 0 returns the points
+            unchanged (as floats); 0.8 is the usual choice for a few dozen
+            epochs. Defaults to 0.8.
+        debias: Whether to use TensorBoard's bias-corrected average instead
+            of the average seeded with the first point. Defaults to False.
+
+    Returns:
+        A float64 NumPy array with the same length as `points`.
+
+    Raises:
+        TypeError: If `factor` is not a number or `points` holds something
+            that is not a number.
+        ValueError: If `factor` is outside [0, 1) or `points` is not 1-D.
+
+    Example:
+
+    >>> smooth_curve([1.0, 0.0, 0.0], factor=0.5)
+    array([1.  , 0.5 , 0.25])
+    >>> smooth_curve([1.0, 0.0, 0.0], factor=0.5, debias=True)
+    array([1.        , 0.33333333, 0.14285714])
+    """
+    factor = validate_factor(factor)
+    values = _as_float_vector(points)
+    average = ExponentialAverage(factor, debias=debias)
+    return np.array([average.update(value) for value in values.tolist()], dtype=np.float64)
+
+
+class ExponentialAverage:
+    """The running state behind `smooth_curve`, fed one point at a time.
+
+    `CurveSmoothing` keeps one of these per metric, so the value it writes at
+    epoch `t` is exactly `smooth_curve(values[: t + 1], factor, debias)[-1]`.
+
+    Args:
+        factor: Weight of the past, in [0, 1).
+        debias: Whether to use the bias-corrected average (see `smooth_curve`).
+    """
+
+    def __init__(self, factor: float, debias: bool = False):
+        self.factor = validate_factor(factor)
+        self.debias = bool(debias)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets every point seen."""
+        self.average = 0.0
+        self.seen = 0
+
+    def update(self, value: float) -> float:
+        """Adds one point and returns the smoothed value at its position.
+
+        A NaN or infinite point is skipped: the state does not change and the
+        returned value is NaN.
+        """
+        value = float(value)
+        if not math.isfinite(value):
+            return math.nan
+        self.seen += 1
+        if self.debias:
+            self.average = self.factor * self.average + (1.0 - self.factor) * value
+            return self.average / (1.0 - self.factor**self.seen)
+        if self.seen == 1:
+            self.average = value
+        else:
+            self.average = self.factor * self.average + (1.0 - self.factor) * value
+        return self.average
+
+
+def _as_float_vector(points) -> np.ndarray:
+    """Converts `points` to a 1-D float64 array, with None as NaN."""
+    if isinstance(points, (str, bytes, dict)):
+        raise TypeError(
+            "`points` must be a 1-D list or NumPy array of numbers, such as "
+            f"history.history['val_loss']. Received: points={points!r}."
+        )
+    if not isinstance(points, np.ndarray) and hasattr(points, "__iter__"):
+        points = list(points)
+    try:
+        values = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "`points` must hold numbers (NaN and None are allowed). "
+            f"Received: points={points!r} ({error})."
+        ) from None
+    if values.ndim != 1:
+        raise ValueError(
+            "`points` must be 1-D (one value per epoch). "
+            f"Received an array of shape {values.shape}."
+        )
+    return values
