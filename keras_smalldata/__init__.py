@@ -18,6 +18,15 @@ _EXPORTS = {
     "verify_images": "keras_smalldata.data",
     "SubsetSummary": "keras_smalldata.data",
     "VerificationReport": "keras_smalldata.data",
+    # augment
+    "ImageDataGeneratorAugmentation": "keras_smalldata.augment",
+    "RandomAffine": "keras_smalldata.augment",
+    "RandomBrightnessMultiplier": "keras_smalldata.augment",
+    "RandomChannelShift": "keras_smalldata.augment",
+    "augmentation_pipeline": "keras_smalldata.augment",
+    "augmentation_preset": "keras_smalldata.augment",
+    "from_image_data_generator": "keras_smalldata.augment",
+    "show_augmentations": "keras_smalldata.augment",
     # training
     "CurveSmoothing": "keras_smalldata.training",
     "check_callbacks": "keras_smalldata.training",

@@ -1,0 +1,29 @@
+"""Augmentation layers: a fused ImageDataGenerator replacement and pipeline builders."""
+
+from keras_smalldata.augment.affine import RandomAffine, affine_matrix
+from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChannelShift
+from keras_smalldata.augment.image_data_generator import (
+    ImageDataGeneratorAugmentation,
+    from_image_data_generator,
+)
+from keras_smalldata.augment.pipelines import (
+    PRESETS,
+    augmentation_pipeline,
+    augmentation_preset,
+    keras_cv_layer,
+)
+from keras_smalldata.augment.show import show_augmentations
+
+__all__ = [
+    "PRESETS",
+    "ImageDataGeneratorAugmentation",
+    "RandomAffine",
+    "RandomBrightnessMultiplier",
+    "RandomChannelShift",
+    "affine_matrix",
+    "augmentation_pipeline",
+    "augmentation_preset",
+    "from_image_data_generator",
+    "keras_cv_layer",
+    "show_augmentations",
+]

@@ -1,0 +1,534 @@
+"""`RandomAffine`: rotation, shift, shear, zoom and flips in one interpolation pass."""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import keras
+
+from keras_smalldata import _backend
+from keras_smalldata.augment import _arguments as args
+from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
+
+# Columns of the uniform draw made once per image (one random op per batch).
+(
+    _ROTATION,
+    _SHIFT_X,
+    _SIGN_X,
+    _SHIFT_Y,
+    _SIGN_Y,
+    _SHEAR,
+    _ZOOM_X,
+    _ZOOM_Y,
+    _FLIP_H,
+    _FLIP_V,
+) = range(10)
+_N_DRAWS = 10
+
+
+def _affine_rows(
+    xnp,
+    height,
+    width,
+    rotation,
+    shift_x,
+    shift_y,
+    shear,
+    zoom_x,
+    zoom_y,
+    flip_x,
+    flip_y,
+):
+    """Builds the (batch, 8) `affine_transform` rows from 1-D parameter tensors.
+
+    ``xnp`` is a NumPy-like op namespace (``keras.ops`` or a layer's
+    ``self.backend.numpy``). All parameters are float tensors of shape
+    ``(batch,)``; ``flip_x``/``flip_y`` hold 0. or 1.
+
+    The output-to-input map is M = C . R(theta) . T(-shift) . Sh(shear) .
+    Z(zoom_x, zoom_y) . F(flips) . C^-1 in (x = column, y = row) pixel
+    coordinates, with C the move to the centre ((width - 1) / 2,
+    (height - 1) / 2), R = [[cos, -sin], [sin, cos]], Sh = [[1, -sin(shear)],
+    [0, cos(shear)]] and F the flips of the output (applied after the warp).
+    Multiplied out:
+
+        A = [[zx cos(t) fx, -zy sin(t + s) fy],
+             [zx sin(t) fx,  zy cos(t + s) fy]]
+        offset = R . (-shift) + c - A . c
+    """
+    deg = math.pi / 180.0
+    theta = rotation * deg
+    theta_shear = theta + shear * deg
+    cos_t, sin_t = xnp.cos(theta), xnp.sin(theta)
+    fx = 1.0 - 2.0 * flip_x
+    fy = 1.0 - 2.0 * flip_y
+    a00 = zoom_x * cos_t * fx
+    a01 = -zoom_y * xnp.sin(theta_shear) * fy
+    a10 = zoom_x * sin_t * fx
+    a11 = zoom_y * xnp.cos(theta_shear) * fy
+    cx = (width - 1.0) / 2.0
+    cy = (height - 1.0) / 2.0
+    # The inverse map samples the input at p + t, so the picture moves by -t.
+    tx, ty = -shift_x, -shift_y
+    off_x = cos_t * tx - sin_t * ty + cx - (a00 * cx + a01 * cy)
+    off_y = sin_t * tx + cos_t * ty + cy - (a10 * cx + a11 * cy)
+    zeros = xnp.zeros_like(a00)
+    return xnp.stack([a00, a01, off_x, a10, a11, off_y, zeros, zeros], axis=1)
+
+
+# Layout of the settings vector given to `_parameters_from_draws`.
+_SETTINGS = (
+    "rotation_range",
+    "shear_range",
+    "zoom_low",
+    "zoom_high",
+    "horizontal_flip",
+    "vertical_flip",
+    "x_kind",  # 0: no shift, 1: uniform, 2: choice among candidates
+    "x_half_width",
+    "x_is_fraction",
+    "x_count",
+    "y_kind",
+    "y_half_width",
+    "y_is_fraction",
+    "y_count",
+)
+_KIND_CODES = {"none": 0.0, "uniform": 1.0, "choice": 2.0}
+
+
+def _draw_shift(
+    xnp, cast, kind, half_width, is_fraction, count, candidates, value, sign, size
+):
+    """One shift per picture, by ImageDataGenerator's rules, without Python branches."""
+    uniform = (2.0 * value - 1.0) * half_width
+    index = cast(xnp.minimum(xnp.floor(value * count), count - 1.0), "int32")
+    choice = xnp.take(candidates, index) * xnp.where(sign < 0.5, -1.0, 1.0)
+    shift = xnp.where(kind == 1.0, uniform, xnp.where(kind == 2.0, choice, 0.0 * value))
+    return shift * xnp.where(is_fraction > 0.5, size, 1.0)
+
+
+def _parameters_from_draws(
+    xnp, cast, draws, height, width, settings, candidates_x, candidates_y
+):
+    """Turns ``(batch, 10)`` uniform draws into the parameters and the matrices.
+
+    A pure function of tensors (the layer's ranges come in ``settings``), so
+    that it runs the same with `keras.ops` or a layer's `self.backend`.
+    """
+    s = {name: settings[i] for i, name in enumerate(_SETTINGS)}
+    column = [draws[:, i] for i in range(_N_DRAWS)]
+    rotation = (2.0 * column[_ROTATION] - 1.0) * s["rotation_range"]
+    shift_x = _draw_shift(
+        xnp, cast, s["x_kind"], s["x_half_width"], s["x_is_fraction"], s["x_count"],
+        candidates_x, column[_SHIFT_X], column[_SIGN_X], width,
+    )  # fmt: skip
+    shift_y = _draw_shift(
+        xnp, cast, s["y_kind"], s["y_half_width"], s["y_is_fraction"], s["y_count"],
+        candidates_y, column[_SHIFT_Y], column[_SIGN_Y], height,
+    )  # fmt: skip
+    shear = (2.0 * column[_SHEAR] - 1.0) * s["shear_range"]
+    zoom_x = s["zoom_low"] + (s["zoom_high"] - s["zoom_low"]) * column[_ZOOM_X]
+    zoom_y = s["zoom_low"] + (s["zoom_high"] - s["zoom_low"]) * column[_ZOOM_Y]
+    flip_h = cast(column[_FLIP_H] < 0.5, "float32") * s["horizontal_flip"]
+    flip_v = cast(column[_FLIP_V] < 0.5, "float32") * s["vertical_flip"]
+    matrix = _affine_rows(
+        xnp, height, width, rotation, shift_x, shift_y, shear, zoom_x, zoom_y, flip_h, flip_v
+    )  # fmt: skip
+    return {
+        "rotation": rotation,
+        "shift_x": shift_x,
+        "shift_y": shift_y,
+        "shear": shear,
+        "zoom_x": zoom_x,
+        "zoom_y": zoom_y,
+        "horizontal_flip": flip_h,
+        "vertical_flip": flip_v,
+        "matrix": matrix,
+    }
+
+
+class _CompiledCall:
+    """A layer's training-time call, for `tf.function` (TensorFlow, eager mode).
+
+    Run op by op in eager mode, the random draws and the few dozen tiny ops
+    that build the matrices cost about as much Python dispatch as the warp
+    itself takes to compute; compiled together with the warp they cost
+    almost nothing. An object rather than a closure, so that TensorFlow keeps
+    its retracing statistics per layer.
+    """
+
+    def __init__(self, layer):
+        self._layer = weakref.ref(layer)
+
+    def __call__(self, images):
+        return BaseImagePreprocessingLayer.call(self._layer(), images, training=True)
+
+
+def affine_matrix(
+    height: int,
+    width: int,
+    rotation=0.0,
+    shift_x=0.0,
+    shift_y=0.0,
+    shear=0.0,
+    zoom_x=1.0,
+    zoom_y=1.0,
+    horizontal_flip=False,
+    vertical_flip=False,
+):
+    """Returns the `keras.ops.image.affine_transform` rows of a centred affine warp.
+
+    This is the exact geometry of ImageDataGenerator (and of
+    `tf_keras.preprocessing.image.apply_affine_transform`), as one matrix
+    M = R(rotation) . T(shift) . Sh(shear) . Z(zoom_x, zoom_y) about the
+    image centre, with the flips (made after the warp) folded in.
+    `RandomAffine` uses it for its random draws; call it yourself to apply a
+    fixed warp.
+
+    Conventions (x = columns = width, y = rows = height):
+
+    - ``rotation``: degrees, positive turns the picture counter-clockwise.
+    - ``shift_x`` / ``shift_y``: pixels, positive moves the picture right /
+      down (before the rotation is applied).
+    - ``shear``: degrees (not radians, not a fraction): rows slide sideways.
+    - ``zoom_x`` / ``zoom_y``: factors of the sampled area; > 1 zooms OUT
+      (the picture shrinks), < 1 zooms in.
+    - ``horizontal_flip`` / ``vertical_flip``: mirror the warped picture.
+
+    The same warp with `apply_affine_transform(x, theta, tx, ty, shear, zx,
+    zy, row_axis=0, col_axis=1, channel_axis=2)` on a square picture is
+    ``theta=rotation, tx=-shift_x, ty=-shift_y, shear=shear, zx=zoom_x,
+    zy=zoom_y`` (there ``tx`` moves columns and ``ty`` rows).
+
+    Args:
+        height: Picture height in pixels.
+        width: Picture width in pixels.
+        rotation, shift_x, shift_y, shear, zoom_x, zoom_y: Numbers or 1-D
+            arrays (one value per picture), broadcast together.
+        horizontal_flip, vertical_flip: Bools or 1-D bool arrays.
+
+    Returns:
+        A float32 tensor of shape ``(batch, 8)``: rows
+        ``[a0, a1, a2, b0, b1, b2, 0, 0]`` mapping output pixel coordinates to
+        input ones, as `keras.ops.image.affine_transform` expects.
+
+    Example:
+
+    >>> images = np.random.rand(2, 32, 32, 3).astype("float32")
+    >>> m = affine_matrix(32, 32, rotation=[10, -10], zoom_x=1.2, zoom_y=0.9)
+    >>> keras.ops.image.affine_transform(images, m, fill_mode="nearest").shape
+    TensorShape([2, 32, 32, 3])
+    """
+    ops = keras.ops
+    for name, value in (("height", height), ("width", width)):
+        if not args.is_integer(value) or value < 1:
+            raise ValueError(f"{name} must be a positive int (pixels), got {value!r}.")
+    values = [
+        ops.cast(ops.convert_to_tensor(v), "float32")
+        for v in (
+            rotation,
+            shift_x,
+            shift_y,
+            shear,
+            zoom_x,
+            zoom_y,
+            horizontal_flip,
+            vertical_flip,
+        )
+    ]
+    for name, value in zip(
+        (
+            "rotation",
+            "shift_x",
+            "shift_y",
+            "shear",
+            "zoom_x",
+            "zoom_y",
+            "horizontal_flip",
+            "vertical_flip",
+        ),
+        values,
+    ):
+        if len(value.shape) > 1:
+            raise ValueError(
+                f"{name} must be a number or a 1-D array, got shape {tuple(value.shape)}."
+            )
+    batch = max([1] + [int(v.shape[0]) for v in values if len(v.shape) == 1])
+    values = [ops.broadcast_to(ops.reshape(v, (-1,)), (batch,)) for v in values]
+    return _affine_rows(ops, float(height), float(width), *values)
+
+
+@keras.saving.register_keras_serializable(package="keras_smalldata")
+class RandomAffine(BaseImagePreprocessingLayer):
+    """Random rotation, shift, shear, zoom and flips, fused in one pass.
+
+    The augmentation of Keras 2's `ImageDataGenerator`, as a Keras 3 layer.
+    For each picture of a batch it draws a rotation, a width and a height
+    shift, a shear, an x and a y zoom (independently) and the flips, builds
+    ONE centred affine matrix M = R(theta) . T(tx, ty) . Sh(shear) . Z(zx, zy)
+    (the flips folded in) and resamples the picture ONCE with
+    `keras.ops.image.affine_transform`. A chain of Keras' own `RandomRotation`,
+    `RandomTranslation`, `RandomZoom`... interpolates once per layer: slower
+    and blurrier.
+
+    The arguments mean exactly what they meant for `ImageDataGenerator`
+    (same names, same forms), except that the width shift moves columns and
+    the height shift rows, as documented there (Keras >= 2.9 and tf_keras
+    swap the two).
+
+    During training (``training=True``, e.g. in `fit`) every picture gets its
+    own draw. At inference (``training=False``, e.g. `predict`/`evaluate`) the
+    layer returns its input unchanged (cast to float).
+
+    Input pixel values can be of any range (`[0, 255]`, `[0, 1]`,
+    `[-1, 1]`...) and of integer or floating point dtype; they are cast to the
+    layer's compute dtype (float32 by default) and, since the interpolation
+    only averages neighbouring pixels, the output stays in the input's value
+    range (pixels outside the picture come from ``fill_mode``; with
+    ``fill_mode="constant"`` they take ``fill_value``). Place it before
+    `Rescaling` or before a model's own preprocessing, or after: it does not
+    care.
+
+    **Note:** This layer is safe to use inside a `tf.data` pipeline
+    (``dataset.map(layer)``), independently of the backend.
+
+    Input shape:
+        3D (unbatched) or 4D (batched) tensor: ``(..., height, width,
+        channels)`` (``"channels_last"``) or ``(..., channels, height,
+        width)``.
+
+    Output shape:
+        Same as the input.
+
+    Args:
+        rotation_range: Degrees; the angle is drawn from U(-r, r), positive
+            is counter-clockwise. E.g. ``40``.
+        width_shift_range: Horizontal shift (columns), in any of
+            ImageDataGenerator's forms: a float ``< 1`` is a fraction of the
+            width (``0.2``: U(-0.2, 0.2) * width), a float ``>= 1`` is pixels
+            (``10.0``: U(-10, 10)), an int ``n`` draws a whole number of pixels
+            from ``range(n)`` with a random sign (``3``: one of -2..2), a list
+            draws one element with a random sign (``[0, 4, 8]``), as a
+            fraction of the width if all elements are ``< 1``.
+        height_shift_range: Vertical shift (rows), same forms with the height.
+        shear_range: Shear angle in DEGREES, drawn from U(-s, s) (so the
+            classic ``shear_range=0.2`` is a 0.2-degree shear: almost
+            nothing). Must be < 90.
+        zoom_range: A float ``z`` draws each of zx and zy independently from
+            ``[1 - z, 1 + z]`` (``0.2``: [0.8, 1.2]); a pair ``(low, high)``
+            gives the interval (``(0.8, 1.2)``). Values > 1 zoom OUT.
+        horizontal_flip: Mirror left-right with probability 0.5.
+        vertical_flip: Mirror up-down with probability 0.5.
+        fill_mode: How to fill the pixels that come from outside the picture:
+            ``"nearest"`` (``aaaa|abcd|dddd``, the ImageDataGenerator
+            default), ``"constant"`` (``kkkk|abcd|kkkk`` with k =
+            ``fill_value``), ``"reflect"`` (``dcba|abcd|dcba``) or ``"wrap"``
+            (``abcd|abcd|abcd``).
+        fill_value: The value k for ``fill_mode="constant"`` (ImageDataGenerator's
+            ``cval``).
+        interpolation: ``"bilinear"`` (ImageDataGenerator's default,
+            ``interpolation_order=1``) or ``"nearest"`` (order 0).
+        seed: Int seed for reproducible draws: two layers with the same seed
+            give the same sequence of augmentations.
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **kwargs: Base layer arguments (``name``, ``dtype``...).
+
+    Example:
+
+    >>> augment = RandomAffine(
+    ...     rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+    ...     shear_range=0.2, zoom_range=0.2, horizontal_flip=True, seed=1)
+    >>> images = np.random.randint(0, 256, (8, 64, 64, 3), dtype="uint8")
+    >>> augment(images, training=True).shape
+    TensorShape([8, 64, 64, 3])
+    """
+
+    _USE_BASE_FACTOR = False
+
+    def __init__(
+        self,
+        rotation_range: float = 0.0,
+        width_shift_range=0.0,
+        height_shift_range=0.0,
+        shear_range: float = 0.0,
+        zoom_range=0.0,
+        horizontal_flip: bool = False,
+        vertical_flip: bool = False,
+        fill_mode: str = "nearest",
+        fill_value: float = 0.0,
+        interpolation: str = "bilinear",
+        seed: int | None = None,
+        data_format: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(data_format=data_format, **kwargs)
+        self.rotation_range = args.check_non_negative(
+            "rotation_range", rotation_range, "degrees", "40", upper=360.0 + 1e-9
+        )
+        self.width_shift_range = args.check_shift_range(
+            "width_shift_range", width_shift_range
+        )
+        self.height_shift_range = args.check_shift_range(
+            "height_shift_range", height_shift_range
+        )
+        self.shear_range = args.check_non_negative(
+            "shear_range", shear_range, "degrees", "10", upper=90.0
+        )
+        self._zoom_bounds = args.check_zoom_range(zoom_range)
+        self.zoom_range = (
+            float(zoom_range)
+            if args.is_number(zoom_range)
+            else [float(v) for v in zoom_range]
+        )
+        self.horizontal_flip = args.check_bool("horizontal_flip", horizontal_flip)
+        self.vertical_flip = args.check_bool("vertical_flip", vertical_flip)
+        self.fill_mode = args.check_choice("fill_mode", fill_mode, args.FILL_MODES)
+        if not args.is_number(fill_value):
+            raise TypeError(f"fill_value must be a number, got {fill_value!r}.")
+        self.fill_value = float(fill_value)
+        self.interpolation = args.check_choice(
+            "interpolation", interpolation, args.INTERPOLATIONS
+        )
+        self.seed = args.check_seed(seed)
+        self.generator = keras.random.SeedGenerator(self.seed)
+        width_shift = args.shift_spec(self.width_shift_range)
+        height_shift = args.shift_spec(self.height_shift_range)
+        self._compiled_call = None
+        self._candidates_x = self._candidates(width_shift)
+        self._candidates_y = self._candidates(height_shift)
+        self._settings = [
+            self.rotation_range,
+            self.shear_range,
+            *self._zoom_bounds,
+            float(self.horizontal_flip),
+            float(self.vertical_flip),
+            *self._shift_settings(width_shift),
+            *self._shift_settings(height_shift),
+        ]
+        self._is_identity = (
+            self.rotation_range == 0
+            and width_shift[0] == "none"
+            and height_shift[0] == "none"
+            and self.shear_range == 0
+            and self._zoom_bounds == (1.0, 1.0)
+            and not self.horizontal_flip
+            and not self.vertical_flip
+        )
+
+    @staticmethod
+    def _candidates(spec):
+        kind, values, _ = spec
+        return list(values) if kind == "choice" else [0.0]
+
+    @staticmethod
+    def _shift_settings(spec):
+        kind, values, is_fraction = spec
+        half_width = values if kind == "uniform" else 0.0
+        count = len(values) if kind == "choice" else 1
+        return [_KIND_CODES[kind], half_width, float(is_fraction), float(count)]
+
+    def _image_size(self, shape):
+        if len(shape) == 4:
+            shape = shape[1:]
+        if self.data_format == "channels_last":
+            return shape[0], shape[1]
+        return shape[1], shape[2]
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        """Draws one set of parameters per picture.
+
+        Returns:
+            ``None`` when not training, else a dict of float tensors of shape
+            ``(batch,)``: ``rotation`` (degrees), ``shift_x`` and ``shift_y``
+            (pixels; positive moves the picture right/down), ``shear``
+            (degrees), ``zoom_x``, ``zoom_y``, ``horizontal_flip`` and
+            ``vertical_flip`` (0. or 1.), and ``matrix``, the ``(batch, 8)``
+            rows given to `affine_transform` (None for a layer that cannot
+            change anything).
+        """
+        if not training:
+            return None
+        images = data["images"] if isinstance(data, dict) else data
+        shape = self.backend.core.shape(images)
+        batch_size = shape[0] if len(shape) == 4 else 1
+        if self._is_identity:
+            return {"matrix": None}
+        height, width = self._image_size(shape)
+        height = self.backend.cast(height, "float32")
+        width = self.backend.cast(width, "float32")
+        if seed is None:
+            seed = self._get_seed_generator(self.backend._backend)
+        draws = self.backend.random.uniform(shape=(batch_size, _N_DRAWS), seed=seed)
+        tensors = [
+            self.backend.convert_to_tensor(values, dtype="float32")
+            for values in (self._settings, self._candidates_x, self._candidates_y)
+        ]
+        return _parameters_from_draws(
+            self.backend.numpy, self.backend.cast, draws, height, width, *tensors
+        )
+
+    def call(self, data, training=True):
+        if (
+            training
+            and not self._is_identity
+            and not isinstance(data, dict)
+            and self._runs_eagerly_on_tensorflow()
+        ):
+            if self._compiled_call is None:
+                tf = _backend.tensorflow()
+                self._compiled_call = tf.function(
+                    _CompiledCall(self), reduce_retracing=True
+                )
+            return self._compiled_call(data)
+        return super().call(data, training=training)
+
+    def _runs_eagerly_on_tensorflow(self) -> bool:
+        """True for an eager TensorFlow call (not in tf.data, fit or a traced function)."""
+        if self.backend.name != "tensorflow" or not _backend.is_tensorflow():
+            return False
+        return _backend.tensorflow().executing_eagerly()
+
+    def _transform_images(self, images, transformation, interpolation):
+        if transformation is None or transformation["matrix"] is None:
+            return images
+        return self.backend.image.affine_transform(
+            images=images,
+            transform=transformation["matrix"],
+            interpolation=interpolation,
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+            data_format=self.data_format,
+        )
+
+    def transform_labels(self, labels, transformation, training=True):
+        return labels
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        raise NotImplementedError(
+            "RandomAffine does not move bounding boxes: shear and independent "
+            "x/y zoom do not keep boxes axis-aligned. Use it for images and "
+            "segmentation masks only."
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "rotation_range": self.rotation_range,
+                "width_shift_range": self.width_shift_range,
+                "height_shift_range": self.height_shift_range,
+                "shear_range": self.shear_range,
+                "zoom_range": self.zoom_range,
+                "horizontal_flip": self.horizontal_flip,
+                "vertical_flip": self.vertical_flip,
+                "fill_mode": self.fill_mode,
+                "fill_value": self.fill_value,
+                "interpolation": self.interpolation,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,207 @@
+"""Colour augmentation with ImageDataGenerator's semantics: channel shift, brightness."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_smalldata.augment import _arguments as args
+from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
+
+
+class _PerImageColorLayer(BaseImagePreprocessingLayer):
+    """Shared plumbing: one uniform draw per picture, masks and labels untouched."""
+
+    _USE_BASE_FACTOR = False
+
+    def _draw(self, data, low, high, seed):
+        images = data["images"] if isinstance(data, dict) else data
+        shape = self.backend.core.shape(images)
+        batch_size = shape[0] if len(shape) == 4 else 1
+        if seed is None:
+            seed = self._get_seed_generator(self.backend._backend)
+        return self.backend.random.uniform(
+            shape=(batch_size,), minval=low, maxval=high, seed=seed
+        )
+
+    def transform_labels(self, labels, transformation, training=True):
+        return labels
+
+    def transform_segmentation_masks(
+        self, segmentation_masks, transformation, training=True
+    ):
+        return segmentation_masks
+
+    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+        return bounding_boxes
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_smalldata")
+class RandomChannelShift(_PerImageColorLayer):
+    """Adds one random offset per picture to all its channels (ImageDataGenerator's channel shift).
+
+    For each picture a delta is drawn from U(-intensity_range,
+    intensity_range) and added to every pixel of every channel; the result is
+    then clipped to that picture's OWN minimum and maximum (over all its
+    pixels and channels), exactly as ImageDataGenerator's
+    ``channel_shift_range`` did. So the shift moves the picture's values
+    toward one end of its own range; it never leaves that range.
+
+    During training every picture gets its own delta; at inference
+    (``training=False``) the layer returns its input unchanged (cast to
+    float). Inputs of any value range and of integer or float dtype are
+    accepted; ``intensity_range`` is in the units of the input (e.g. ``20``
+    for 0-255 pictures, ``0.08`` for 0-1 pictures). Output dtype: the
+    layer's compute dtype (float32 by default). Safe in `tf.data`.
+
+    Input shape:
+        3D (unbatched) or 4D (batched) picture tensor, any data format.
+
+    Output shape:
+        Same as the input.
+
+    Args:
+        intensity_range: Non-negative number, in pixel-value units, e.g. ``20.0``.
+        seed: Int seed for reproducible draws.
+        **kwargs: Base layer arguments (``name``, ``dtype``...).
+
+    Example:
+
+    >>> layer = RandomChannelShift(20.0, seed=0)
+    >>> images = np.random.randint(0, 256, (4, 32, 32, 3)).astype("float32")
+    >>> layer(images, training=True).shape
+    TensorShape([4, 32, 32, 3])
+    """
+
+    def __init__(self, intensity_range: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.intensity_range = args.check_non_negative(
+            "intensity_range", intensity_range, "pixel-value units", "20.0"
+        )
+        self.seed = args.check_seed(seed)
+        self.generator = keras.random.SeedGenerator(self.seed)
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        """Returns ``{"intensity": (batch,) tensor}`` or None when not training."""
+        if not training:
+            return None
+        r = self.intensity_range
+        return {"intensity": self._draw(data, -r, r, seed)}
+
+    def transform_images(self, images, transformation, training=True):
+        images = self.backend.cast(images, self.compute_dtype)
+        if not training or transformation is None or self.intensity_range == 0:
+            return images
+        xnp = self.backend.numpy
+        axes = tuple(range(1, len(images.shape)))
+        low = xnp.min(images, axis=axes, keepdims=True)
+        high = xnp.max(images, axis=axes, keepdims=True)
+        delta = self.backend.cast(transformation["intensity"], self.compute_dtype)
+        delta = xnp.reshape(delta, (-1,) + (1,) * len(axes))
+        return xnp.minimum(xnp.maximum(images + delta, low), high)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"intensity_range": self.intensity_range, "seed": self.seed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_smalldata")
+class RandomBrightnessMultiplier(_PerImageColorLayer):
+    """Multiplies each picture's brightness by a random factor, in float.
+
+    ImageDataGenerator's ``brightness_range=(low, high)``: one factor per
+    picture drawn from U(low, high); ``1`` keeps the picture, ``0.5`` halves
+    its values, ``1.5`` brightens by half. The legacy version went through a
+    PIL 8-bit picture, which rounded the values to whole numbers and
+    destroyed 0-1 input (values became 0 or 1). This layer stays in float:
+    ``value_range=(lo, hi)`` tells it the input's range; the picture is
+    scaled toward ``lo`` (black), ``lo + (x - lo) * factor``, then clipped to
+    ``[lo, hi]``. With the default ``(0, 255)`` it matches the legacy result
+    on 0-255 pictures up to that rounding.
+
+    During training every picture gets its own factor; at inference
+    (``training=False``) the layer returns its input unchanged (cast to
+    float). Output dtype: the layer's compute dtype (float32 by default).
+    Safe in `tf.data`.
+
+    Input shape:
+        3D (unbatched) or 4D (batched) picture tensor, any data format.
+
+    Output shape:
+        Same as the input.
+
+    Args:
+        brightness_range: Pair ``(low, high)`` of non-negative factors, e.g.
+            ``(0.8, 1.2)``.
+        value_range: Pair ``(lo, hi)``: the input's value range, e.g.
+            ``(0, 255)`` (default) or ``(0, 1)`` or ``(-1, 1)``.
+        seed: Int seed for reproducible draws.
+        **kwargs: Base layer arguments (``name``, ``dtype``...).
+
+    Example:
+
+    >>> layer = RandomBrightnessMultiplier((0.5, 1.5), value_range=(0, 1), seed=0)
+    >>> images = np.random.rand(4, 32, 32, 3).astype("float32")
+    >>> out = layer(images, training=True)
+    >>> float(keras.ops.max(out)) <= 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        brightness_range=(0.8, 1.2),
+        value_range=(0, 255),
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if (
+            not isinstance(brightness_range, (tuple, list))
+            or len(brightness_range) != 2
+            or not all(args.is_number(v) for v in brightness_range)
+        ):
+            raise ValueError(
+                "brightness_range must be a pair of factors (low, high), e.g. "
+                f"brightness_range=(0.8, 1.2); got {brightness_range!r}."
+            )
+        low, high = float(brightness_range[0]), float(brightness_range[1])
+        if low < 0 or high < low:
+            raise ValueError(
+                f"brightness_range={brightness_range!r} must satisfy 0 <= low <= high "
+                "(1 = unchanged), e.g. (0.8, 1.2)."
+            )
+        self.brightness_range = [low, high]
+        self.value_range = list(args.check_value_range("value_range", value_range))
+        self.seed = args.check_seed(seed)
+        self.generator = keras.random.SeedGenerator(self.seed)
+
+    def get_random_transformation(self, data, training=True, seed=None):
+        """Returns ``{"factor": (batch,) tensor}`` or None when not training."""
+        if not training:
+            return None
+        low, high = self.brightness_range
+        return {"factor": self._draw(data, low, high, seed)}
+
+    def transform_images(self, images, transformation, training=True):
+        images = self.backend.cast(images, self.compute_dtype)
+        if not training or transformation is None:
+            return images
+        xnp = self.backend.numpy
+        lo, hi = self.value_range
+        factor = self.backend.cast(transformation["factor"], self.compute_dtype)
+        factor = xnp.reshape(factor, (-1,) + (1,) * (len(images.shape) - 1))
+        return xnp.clip(lo + (images - lo) * factor, lo, hi)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "brightness_range": self.brightness_range,
+                "value_range": self.value_range,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,181 @@
+"""Augmentation pipelines: presets and composition of any Keras layers into one block."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+import keras
+
+from keras_smalldata.augment import _arguments as args
+from keras_smalldata.augment.image_data_generator import ImageDataGeneratorAugmentation
+
+PRESETS = ("flip_rotate_zoom", "image_data_generator")
+
+
+def augmentation_preset(
+    name: str, seed: int | None = None, layer_name: str | None = None
+) -> keras.layers.Layer:
+    """Returns a ready-made augmentation block, as one layer.
+
+    Presets:
+
+    - ``"flip_rotate_zoom"``: the classic Keras 3 block of Deep Learning with
+      Python (2nd edition), built from Keras' own layers:
+      ``RandomFlip("horizontal")``, ``RandomRotation(0.1)`` (a fraction of a
+      full turn: up to +-36 degrees), ``RandomZoom(0.2)`` (same zoom on both
+      axes), with their default ``fill_mode="reflect"``. Three interpolation
+      passes, as in the book.
+    - ``"image_data_generator"``: the 1st edition's ImageDataGenerator
+      settings, ``rotation_range=40, width_shift_range=0.2,
+      height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+      horizontal_flip=True, fill_mode="nearest"``, as an
+      `ImageDataGeneratorAugmentation` (one fused affine pass). Note that
+      ``shear_range=0.2`` is 0.2 DEGREES, as it always was.
+
+    Both take pictures of any value range (uint8 or float), batched or not,
+    augment only during training, and work in a Functional model and in
+    ``dataset.map``.
+
+    Args:
+        name: One of ``PRESETS``.
+        seed: Int seed for reproducible draws.
+        layer_name: Name of the returned layer (default: Keras' automatic name).
+
+    Returns:
+        A `keras.layers.Pipeline` (an `ImageDataGeneratorAugmentation` for
+        ``"image_data_generator"``).
+
+    Example:
+
+    >>> augment = augmentation_preset("flip_rotate_zoom", seed=0)
+    >>> inputs = keras.Input((64, 64, 3))
+    >>> x = augment(inputs)
+    """
+    seed = args.check_seed(seed)
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), PRESETS, n=2, cutoff=0.4)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown augmentation preset name={name!r}.{hint} Available: {list(PRESETS)}."
+        )
+
+    def sub_seed(offset):
+        return None if seed is None else seed + offset
+
+    if name == "flip_rotate_zoom":
+        return keras.layers.Pipeline(
+            [
+                keras.layers.RandomFlip("horizontal", seed=sub_seed(0)),
+                keras.layers.RandomRotation(0.1, seed=sub_seed(1)),
+                keras.layers.RandomZoom(0.2, seed=sub_seed(2)),
+            ],
+            name=layer_name,
+        )
+    return ImageDataGeneratorAugmentation(
+        rotation_range=40,
+        width_shift_range=0.2,
+        height_shift_range=0.2,
+        shear_range=0.2,
+        zoom_range=0.2,
+        horizontal_flip=True,
+        fill_mode="nearest",
+        seed=seed,
+        name=layer_name,
+    )
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipeline:
+    """Composes augmentation layers into one block that is a layer.
+
+    Accepts any Keras layers (Keras' own `RandomContrast`, `RandAugment`...,
+    this package's layers, keras-cv layers from `keras_cv_layer`), preset
+    names (see `augmentation_preset`) and lists of those, and returns a
+    `keras.layers.Pipeline` applying them in order. A `Pipeline`, unlike a
+    `keras.Sequential` model, stays usable inside ``dataset.map`` with every
+    backend, and it passes ``training`` on to each layer (augmentation only
+    during training).
+
+    Args:
+        *layers: Layers, preset names or (nested) lists of them, in order.
+        name: Name of the returned layer (default: Keras' automatic name).
+
+    Returns:
+        A `keras.layers.Pipeline`.
+
+    Example:
+
+    >>> augment = augmentation_pipeline(
+    ...     "image_data_generator",
+    ...     keras.layers.RandomContrast(0.2),
+    ... )
+    >>> dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
+    """
+    built = []
+    for item in _flatten(layers):
+        if isinstance(item, str):
+            built.append(augmentation_preset(item))
+        elif isinstance(item, keras.layers.Layer):
+            built.append(item)
+        else:
+            raise TypeError(
+                f"augmentation_pipeline takes Keras layers or preset names {list(PRESETS)}; got "
+                f"{item!r} of type {type(item).__name__}. Wrap a plain function in a "
+                "keras.layers.Layer subclass (a Lambda layer cannot be reloaded from a .keras file "
+                "in safe mode)."
+            )
+    if not built:
+        raise ValueError(
+            "augmentation_pipeline needs at least one layer or preset name."
+        )
+    return keras.layers.Pipeline(built, name=name)
+
+
+def keras_cv_layer(name: str, **kwargs) -> keras.layers.Layer:
+    """Builds a keras-cv augmentation layer by class name (keras-cv is optional).
+
+    keras-cv is imported only when this function is called; install it with
+    ``pip install "keras-smalldata[cv]"``. Many of its policies now exist in
+    Keras 3 itself (`keras.layers.RandAugment`, `AugMix`, `RandomColorJitter`,
+    `CutMix`, `MixUp`...): prefer those when they fit.
+
+    Args:
+        name: Class name in ``keras_cv.layers``, e.g. ``"RandAugment"``.
+        **kwargs: Arguments of that class.
+
+    Returns:
+        The layer, ready for `augmentation_pipeline`.
+
+    Example:
+
+    >>> rand_augment = keras_cv_layer("RandAugment", value_range=(0, 255))
+    >>> augment = augmentation_pipeline(rand_augment, keras.layers.RandomFlip("horizontal"))
+    """
+    try:
+        keras_cv = importlib.import_module("keras_cv")
+    except ImportError as error:
+        raise ImportError(
+            f"keras_cv_layer({name!r}) needs keras-cv, which is not installed: "
+            'pip install "keras-smalldata[cv]" (or keras-cv). Keras 3 has many such layers '
+            "built in: keras.layers.RandAugment, AugMix, RandomColorJitter, CutMix, MixUp."
+        ) from error
+    available = sorted(n for n in dir(keras_cv.layers) if not n.startswith("_"))
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"keras_cv.layers has no layer name={name!r}.{hint}")
+    layer = getattr(keras_cv.layers, name)(**kwargs)
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(
+            f"keras_cv.layers.{name} did not build a Keras 3 layer ({type(layer).__name__}); "
+            "keras-cv >= 0.9 with Keras 3 is required."
+        )
+    return layer

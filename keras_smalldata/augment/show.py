@@ -1,0 +1,124 @@
+"""`show_augmentations`: a grid of augmented variants of one picture."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+import numpy as np
+
+
+def _load_picture(image) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.exists(image):
+            raise FileNotFoundError(f"image={str(image)!r} does not exist.")
+        image = keras.utils.img_to_array(keras.utils.load_img(image))
+    elif (
+        hasattr(image, "mode")
+        and hasattr(image, "size")
+        and not hasattr(image, "shape")
+    ):
+        image = keras.utils.img_to_array(image)  # a PIL image
+    array = np.asarray(keras.ops.convert_to_numpy(image))
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(
+            f"image must be one picture of shape (height, width, channels) (or a file path); "
+            f"got shape {array.shape}. For a batch, pass images[0]."
+        )
+    return array
+
+
+def _to_display(picture: np.ndarray, value_range) -> np.ndarray:
+    picture = picture.astype("float32")
+    if value_range is None:
+        low = float(picture.min())
+        high = float(picture.max())
+        value_range = (
+            (-1.0, 1.0) if low < 0 else ((0.0, 255.0) if high > 1.0 else (0.0, 1.0))
+        )
+    low, high = value_range
+    picture = np.clip((picture - low) / (high - low), 0.0, 1.0)
+    return picture[..., 0] if picture.shape[-1] == 1 else picture
+
+
+def show_augmentations(
+    layer,
+    image,
+    n: int = 9,
+    ncols: int | None = None,
+    figsize: tuple[float, float] | None = None,
+    include_original: bool = False,
+    value_range: tuple[float, float] | None = None,
+):
+    """Draws a grid of ``n`` random augmentations of one picture.
+
+    Calls ``layer(picture, training=True)`` ``n`` times (so even a layer that
+    draws once per batch shows ``n`` different variants) and shows the results
+    in a grid, as a matplotlib Figure (no window is opened: display it in a
+    notebook or save it with ``fig.savefig``).
+
+    Args:
+        layer: Any augmentation layer or callable taking a batch of pictures
+            and ``training=True`` (e.g. `RandomAffine`, a preset).
+        image: One picture: an array or tensor ``(height, width, channels)``
+            (or ``(1, h, w, c)``), a PIL image or a file path.
+        n: Number of augmented variants (>= 1).
+        ncols: Columns of the grid (default: about the square root of the
+            number of panels).
+        figsize: Figure size in inches (default: 2 inches per panel).
+        include_original: Show the input picture first.
+        value_range: Pixel range used for display, e.g. ``(0, 255)``;
+            default: guessed from the picture ((-1, 1) if it has negative
+            values, (0, 255) if it exceeds 1, else (0, 1)).
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    >>> fig = show_augmentations(augmentation_preset("image_data_generator"), picture, n=6)
+    >>> fig.savefig("augmentations.png")
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int (number of variants), got {n!r}.")
+    if not callable(layer):
+        raise TypeError(
+            f"layer must be a Keras layer or a callable, got {type(layer).__name__}."
+        )
+    picture = _load_picture(image)
+    if value_range is None:
+        low, high = float(picture.min()), float(picture.max())
+        value_range = (
+            (-1.0, 1.0) if low < 0 else ((0.0, 255.0) if high > 1.0 else (0.0, 1.0))
+        )
+    batch = picture[None].astype("float32")
+    panels = [("original", picture)] if include_original else []
+    for i in range(int(n)):
+        out = keras.ops.convert_to_numpy(layer(batch, training=True))
+        panels.append((f"#{i + 1}", np.asarray(out)[0]))
+    count = len(panels)
+    if ncols is None:
+        ncols = math.ceil(math.sqrt(count))
+    elif (
+        isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1
+    ):
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}.")
+    ncols = min(int(ncols), count)
+    nrows = math.ceil(count / ncols)
+    fig = Figure(figsize=figsize or (2.0 * ncols, 2.0 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, panel) in zip(axes.flat, panels):
+        shown = _to_display(panel, value_range)
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
