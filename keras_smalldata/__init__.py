@@ -23,6 +23,7 @@ _EXPORTS = {
     "RandomAffine": "keras_smalldata.augment",
     "RandomBrightnessMultiplier": "keras_smalldata.augment",
     "RandomChannelShift": "keras_smalldata.augment",
+    "affine_matrix": "keras_smalldata.augment",
     "augmentation_pipeline": "keras_smalldata.augment",
     "augmentation_preset": "keras_smalldata.augment",
     "from_image_data_generator": "keras_smalldata.augment",

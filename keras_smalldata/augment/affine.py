@@ -152,9 +152,9 @@ class _CompiledCall:
     """A layer's training-time call, for `tf.function` (TensorFlow, eager mode).
 
     Run op by op in eager mode, the random draws and the few dozen tiny ops
-    that build the matrices cost about as much Python dispatch as the warp
-    itself takes to compute; compiled together with the warp they cost
-    almost nothing. An object rather than a closure, so that TensorFlow keeps
+    that build the matrices cost a third or more of the time of the warp
+    itself (Python dispatch); compiled together with the warp they cost
+    almost nothing (see benchmarks/augmentation.py). An object rather than a closure, so that TensorFlow keeps
     its retracing statistics per layer.
     """
 
@@ -215,10 +215,12 @@ def affine_matrix(
 
     Example:
 
-    >>> images = np.random.rand(2, 32, 32, 3).astype("float32")
-    >>> m = affine_matrix(32, 32, rotation=[10, -10], zoom_x=1.2, zoom_y=0.9)
-    >>> keras.ops.image.affine_transform(images, m, fill_mode="nearest").shape
-    TensorShape([2, 32, 32, 3])
+    ```python
+    images = np.random.rand(2, 32, 32, 3).astype("float32")
+    m = affine_matrix(32, 32, rotation=[10, -10], zoom_x=1.2, zoom_y=0.9)
+    keras.ops.image.affine_transform(images, m, fill_mode="nearest").shape
+    # TensorShape([2, 32, 32, 3])
+    ```
     """
     ops = keras.ops
     for name, value in (("height", height), ("width", width)):
@@ -336,12 +338,14 @@ class RandomAffine(BaseImagePreprocessingLayer):
 
     Example:
 
-    >>> augment = RandomAffine(
-    ...     rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-    ...     shear_range=0.2, zoom_range=0.2, horizontal_flip=True, seed=1)
-    >>> images = np.random.randint(0, 256, (8, 64, 64, 3), dtype="uint8")
-    >>> augment(images, training=True).shape
-    TensorShape([8, 64, 64, 3])
+    ```python
+    augment = RandomAffine(
+        rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+        shear_range=0.2, zoom_range=0.2, horizontal_flip=True, seed=1)
+    images = np.random.randint(0, 256, (8, 64, 64, 3), dtype="uint8")
+    augment(images, training=True).shape
+    # TensorShape([8, 64, 64, 3])
+    ```
     """
 
     _USE_BASE_FACTOR = False

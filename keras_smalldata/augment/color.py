@@ -69,10 +69,12 @@ class RandomChannelShift(_PerImageColorLayer):
 
     Example:
 
-    >>> layer = RandomChannelShift(20.0, seed=0)
-    >>> images = np.random.randint(0, 256, (4, 32, 32, 3)).astype("float32")
-    >>> layer(images, training=True).shape
-    TensorShape([4, 32, 32, 3])
+    ```python
+    layer = RandomChannelShift(20.0, seed=0)
+    images = np.random.randint(0, 256, (4, 32, 32, 3)).astype("float32")
+    layer(images, training=True).shape
+    # TensorShape([4, 32, 32, 3])
+    ```
     """
 
     def __init__(self, intensity_range: float, seed: int | None = None, **kwargs):
@@ -143,11 +145,13 @@ class RandomBrightnessMultiplier(_PerImageColorLayer):
 
     Example:
 
-    >>> layer = RandomBrightnessMultiplier((0.5, 1.5), value_range=(0, 1), seed=0)
-    >>> images = np.random.rand(4, 32, 32, 3).astype("float32")
-    >>> out = layer(images, training=True)
-    >>> float(keras.ops.max(out)) <= 1.0
-    True
+    ```python
+    layer = RandomBrightnessMultiplier((0.5, 1.5), value_range=(0, 1), seed=0)
+    images = np.random.rand(4, 32, 32, 3).astype("float32")
+    out = layer(images, training=True)
+    float(keras.ops.max(out)) <= 1.0
+    # True
+    ```
     """
 
     def __init__(

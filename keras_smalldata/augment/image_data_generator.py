@@ -183,13 +183,15 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
 
     Example:
 
-    >>> augment = ImageDataGeneratorAugmentation(
-    ...     rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-    ...     shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
-    ...     fill_mode="nearest", seed=0)
-    >>> inputs = keras.Input((64, 64, 3))
-    >>> x = augment(inputs)
-    >>> x = keras.layers.Rescaling(1 / 255)(x)
+    ```python
+    augment = ImageDataGeneratorAugmentation(
+        rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+        shear_range=0.2, zoom_range=0.2, horizontal_flip=True,
+        fill_mode="nearest", seed=0)
+    inputs = keras.Input((64, 64, 3))
+    x = augment(inputs)
+    x = keras.layers.Rescaling(1 / 255)(x)
+    ```
     """
 
     def __init__(
@@ -342,12 +344,14 @@ def from_image_data_generator(
 
     Example:
 
-    >>> augment = from_image_data_generator(
-    ...     rescale=1 / 255, rotation_range=40, width_shift_range=0.2,
-    ...     height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
-    ...     horizontal_flip=True, fill_mode="nearest")
-    >>> [layer.__class__.__name__ for layer in augment.layers]
-    ['RandomAffine', 'Rescaling']
+    ```python
+    augment = from_image_data_generator(
+        rescale=1 / 255, rotation_range=40, width_shift_range=0.2,
+        height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
+        horizontal_flip=True, fill_mode="nearest")
+    [layer.__class__.__name__ for layer in augment.layers]
+    # ['RandomAffine', 'Rescaling']
+    ```
     """
     if generator is None:
         return ImageDataGeneratorAugmentation(**kwargs)

@@ -48,9 +48,11 @@ def augmentation_preset(
 
     Example:
 
-    >>> augment = augmentation_preset("flip_rotate_zoom", seed=0)
-    >>> inputs = keras.Input((64, 64, 3))
-    >>> x = augment(inputs)
+    ```python
+    augment = augmentation_preset("flip_rotate_zoom", seed=0)
+    inputs = keras.Input((64, 64, 3))
+    x = augment(inputs)
+    ```
     """
     seed = args.check_seed(seed)
     if name not in PRESETS:
@@ -113,11 +115,13 @@ def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipe
 
     Example:
 
-    >>> augment = augmentation_pipeline(
-    ...     "image_data_generator",
-    ...     keras.layers.RandomContrast(0.2),
-    ... )
-    >>> dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
+    ```python
+    augment = augmentation_pipeline(
+        "image_data_generator",
+        keras.layers.RandomContrast(0.2),
+    )
+    dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
+    ```
     """
     built = []
     for item in _flatten(layers):
@@ -156,8 +160,10 @@ def keras_cv_layer(name: str, **kwargs) -> keras.layers.Layer:
 
     Example:
 
-    >>> rand_augment = keras_cv_layer("RandAugment", value_range=(0, 255))
-    >>> augment = augmentation_pipeline(rand_augment, keras.layers.RandomFlip("horizontal"))
+    ```python
+    rand_augment = keras_cv_layer("RandAugment", value_range=(0, 255))
+    augment = augmentation_pipeline(rand_augment, keras.layers.RandomFlip("horizontal"))
+    ```
     """
     try:
         keras_cv = importlib.import_module("keras_cv")

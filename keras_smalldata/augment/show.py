@@ -81,8 +81,10 @@ def show_augmentations(
 
     Example:
 
-    >>> fig = show_augmentations(augmentation_preset("image_data_generator"), picture, n=6)
-    >>> fig.savefig("augmentations.png")
+    ```python
+    fig = show_augmentations(augmentation_preset("image_data_generator"), picture, n=6)
+    fig.savefig("augmentations.png")
+    ```
     """
     from matplotlib.figure import Figure
 

@@ -56,11 +56,13 @@ def demo_dataset(
 
     Example:
 
-    >>> root = demo_dataset()
-    >>> train = keras.utils.image_dataset_from_directory(
-    ...     root / "train", image_size=(64, 64), label_mode="binary")
-    >>> train.class_names
-    ['faces', 'not_faces']
+    ```python
+    root = demo_dataset()
+    train = keras.utils.image_dataset_from_directory(
+        root / "train", image_size=(64, 64), label_mode="binary")
+    train.class_names
+    # ['faces', 'not_faces']
+    ```
     """
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
         raise TypeError(f"image_size must be an int, got {image_size!r}.")

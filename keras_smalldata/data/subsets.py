@@ -129,11 +129,13 @@ def make_subsets(
 
     Example:
 
-    >>> summary = make_subsets(
-    ...     "~/Downloads/dogs-vs-cats/train", "cats_and_dogs_small",
-    ...     {"train": 1000, "validation": 500, "test": 500})
-    >>> train = keras.utils.image_dataset_from_directory(
-    ...     "cats_and_dogs_small/train", image_size=(180, 180))
+    ```python
+    summary = make_subsets(
+        "~/Downloads/dogs-vs-cats/train", "cats_and_dogs_small",
+        {"train": 1000, "validation": 500, "test": 500})
+    train = keras.utils.image_dataset_from_directory(
+        "cats_and_dogs_small/train", image_size=(180, 180))
+    ```
     """
     source = Path(source).expanduser()
     destination = Path(destination).expanduser()

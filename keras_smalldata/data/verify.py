@@ -172,10 +172,12 @@ def verify_images(
 
     Example:
 
-    >>> report = verify_images("PetImages", quarantine=True)
-    >>> print(report)
-    >>> report.ok
-    True
+    ```python
+    report = verify_images("PetImages", quarantine=True)
+    print(report)
+    report.ok
+    # True
+    ```
     """
     directory = Path(directory).expanduser()
     if not directory.is_dir():

@@ -84,10 +84,12 @@ def smooth_curve(
 
     Example:
 
-    >>> smooth_curve([1.0, 0.0, 0.0], factor=0.5)
-    array([1.  , 0.5 , 0.25])
-    >>> smooth_curve([1.0, 0.0, 0.0], factor=0.5, debias=True)
-    array([1.        , 0.33333333, 0.14285714])
+    ```python
+    smooth_curve([1.0, 0.0, 0.0], factor=0.5)
+    # array([1.  , 0.5 , 0.25])
+    smooth_curve([1.0, 0.0, 0.0], factor=0.5, debias=True)
+    # array([1.        , 0.33333333, 0.14285714])
+    ```
     """
     factor = validate_factor(factor)
     values = _as_float_vector(points)

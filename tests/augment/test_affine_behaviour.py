@@ -285,3 +285,10 @@ def test_bad_arguments_name_the_argument(kwargs, error, argument):
 def test_unknown_fill_mode_suggests_the_closest():
     with pytest.raises(ValueError, match="Did you mean 'nearest'"):
         RandomAffine(fill_mode="nearst")
+
+
+def test_eager_calls_are_compiled_once_not_per_batch_size():
+    layer = RandomAffine(rotation_range=20, width_shift_range=0.1, seed=0)
+    for batch_size in (2, 3, 4, 5, 6, 7):
+        layer(np.zeros((batch_size, 12, 12, 3), "float32"), training=True)
+    assert layer._compiled_call.experimental_get_tracing_count() <= 2
