@@ -28,6 +28,16 @@ _EXPORTS = {
     "augmentation_preset": "keras_smalldata.augment",
     "from_image_data_generator": "keras_smalldata.augment",
     "show_augmentations": "keras_smalldata.augment",
+    # pretrained
+    "ImageNetPreprocessing": "keras_smalldata.pretrained",
+    "PretrainedBase": "keras_smalldata.pretrained",
+    "add_classifier_head": "keras_smalldata.pretrained",
+    "available_architectures": "keras_smalldata.pretrained",
+    "classifier_model": "keras_smalldata.pretrained",
+    "get_architecture": "keras_smalldata.pretrained",
+    "keras_cache_dir": "keras_smalldata.pretrained",
+    "recompile": "keras_smalldata.pretrained",
+    "trainable_summary": "keras_smalldata.pretrained",
     # training
     "CurveSmoothing": "keras_smalldata.training",
     "check_callbacks": "keras_smalldata.training",

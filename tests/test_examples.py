@@ -14,6 +14,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Script name -> (arguments for a quick run, figures it must write).
 QUICK_RUNS = {
     "quickstart.py": (["--epochs", "2", "--image-size", "32"], ["curves.png"]),
+    "fine_tuning.py": (
+        ["--epochs", "1", "--image-size", "32", "--weights", "none"],
+        ["frozen_base.png", "frozen_base_augmented.png", "fine_tuning.png"],
+    ),
 }
 
 

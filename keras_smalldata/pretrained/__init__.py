@@ -1,0 +1,32 @@
+"""Pretrained conv bases: architecture registry, PretrainedBase, classifier heads."""
+
+from keras_smalldata.pretrained.base import PretrainedBase
+from keras_smalldata.pretrained.freezing import (
+    TrainableSummary,
+    is_auto_named,
+    recompile,
+    trainable_summary,
+)
+from keras_smalldata.pretrained.heads import add_classifier_head, classifier_model
+from keras_smalldata.pretrained.preprocessing import ImageNetPreprocessing
+from keras_smalldata.pretrained.registry import (
+    Architecture,
+    available_architectures,
+    get_architecture,
+)
+from keras_smalldata.pretrained.weights import keras_cache_dir
+
+__all__ = [
+    "Architecture",
+    "ImageNetPreprocessing",
+    "PretrainedBase",
+    "TrainableSummary",
+    "add_classifier_head",
+    "available_architectures",
+    "classifier_model",
+    "get_architecture",
+    "is_auto_named",
+    "keras_cache_dir",
+    "recompile",
+    "trainable_summary",
+]

@@ -1,0 +1,90 @@
+"""The ImageNet input preprocessing of `keras.applications`, as a layer."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+PREPROCESSING_LAYER_MODES = ("caffe", "tf", "torch", "none")
+
+# The constants of keras.applications.imagenet_utils.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package="keras_smalldata")
+class ImageNetPreprocessing(keras.layers.Layer):
+    """Applies a `keras.applications` family's ``preprocess_input`` inside a model.
+
+    The layer takes pictures with pixel values in **[0, 255]** (any real or
+    integer dtype, e.g. straight from `keras.utils.image_dataset_from_directory`)
+    and returns what the pretrained network was trained on, computed exactly as
+    ``keras.applications.imagenet_utils.preprocess_input(x, mode=mode)``:
+
+    - ``"caffe"`` (VGG16/19, ResNet v1): RGB -> BGR, then the ImageNet mean
+      ``[103.939, 116.779, 123.68]`` (BGR) is subtracted; no scaling.
+    - ``"tf"`` (Inception, Xception, MobileNet v1/v2, ResNet v2, NASNet):
+      ``x / 127.5 - 1``, i.e. [-1, 1].
+    - ``"torch"`` (DenseNet): ``x / 255``, then ImageNet mean
+      ``[0.485, 0.456, 0.406]`` and std ``[0.229, 0.224, 0.225]`` per channel.
+    - ``"none"``: identity (the model rescales itself: EfficientNet,
+      EfficientNetV2, ConvNeXt, MobileNetV3).
+
+    Feeding pictures already scaled to [0, 1] is the classic silent error: the
+    network then sees nearly black images. This layer is the same in training
+    and inference, has no weights, and is safe in `tf.data` pipelines with the
+    TensorFlow backend.
+
+    Input shape:
+        ``(..., height, width, 3)`` (channels last).
+
+    Output shape:
+        Same as the input, in the layer's compute dtype (float32 by default).
+
+    Args:
+        mode: One of ``"caffe"``, ``"tf"``, ``"torch"``, ``"none"``.
+        **kwargs: Base layer arguments (``name``, ``dtype``).
+
+    Example:
+
+    ```python
+    import numpy as np
+    layer = ImageNetPreprocessing("tf")
+    layer(np.full((1, 2, 2, 3), 255.0))[0, 0, 0]  # -> [1., 1., 1.]
+    ```
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_LAYER_MODES:
+            raise ValueError(
+                f"mode={mode!r} is not a preprocessing mode; use one of "
+                f"{PREPROCESSING_LAYER_MODES}."
+            )
+        self.mode = mode
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "none":
+            return x
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=self.compute_dtype)
+            std = ops.convert_to_tensor(_TORCH_STD, dtype=self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        # caffe: RGB -> BGR, then zero-centre each channel.
+        x = ops.flip(x, axis=-1)
+        mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
+        return x - mean
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config

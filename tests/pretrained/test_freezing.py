@@ -1,0 +1,244 @@
+"""Freezing VGG16 by name, block, index; exact counts; refusals; recompiling."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_smalldata.pretrained import (
+    PretrainedBase,
+    add_classifier_head,
+    recompile,
+    trainable_summary,
+)
+from tests.pretrained._helpers import changed, weights_by_layer
+
+BLOCK5_PARAMS = 3 * (3 * 3 * 512 * 512 + 512)  # 7,079,424
+SEEDS_HEAD_PARAMS = (4 * 4 * 512 * 256 + 256) + (256 + 1)  # 2,097,665
+
+
+@pytest.fixture(scope="module")
+def seeds_model():
+    """The seeds' model: VGG16 at 150x150 (4x4x512 features) + their head. Built, never run."""
+    base = PretrainedBase("vgg16", input_shape=(150, 150, 3), weights=None)
+    inputs = keras.Input((150, 150, 3))
+    outputs = add_classifier_head(base(inputs))
+    return base, keras.Model(inputs, outputs)
+
+
+@pytest.fixture(autouse=True)
+def _reset(vgg16):
+    vgg16.unfreeze()
+    yield
+    vgg16.unfreeze()
+
+
+def test_seeds_counts(seeds_model):
+    base, model = seeds_model
+    assert base.output.shape == (None, 4, 4, 512)
+    assert base.count_params() == 14_714_688
+    base.unfreeze()
+    assert len(model.trainable_weights) == 30  # the seeds' "before freezing" printout
+    base.freeze()
+    assert len(model.trainable_weights) == 4  # ... and "after"
+    assert trainable_summary(model).trainable_params == SEEDS_HEAD_PARAMS == 2_097_665
+    base.freeze_until("block5_conv1")
+    summary = trainable_summary(model)
+    assert summary.trainable_params == BLOCK5_PARAMS + SEEDS_HEAD_PARAMS == 9_177_089
+    assert summary.trainable_weights == 6 + 4
+    assert summary.non_trainable_params == 14_714_688 - BLOCK5_PARAMS
+    base.unfreeze()
+
+
+@pytest.mark.parametrize(
+    "method, target",
+    [
+        ("freeze_until", "block5_conv1"),
+        ("freeze_until", "block5"),
+        ("freeze_until", 16),
+        ("freeze_until", -4),
+        ("freeze_through", "block4_pool"),
+        ("freeze_through", "block4"),
+        ("freeze_through", 15),
+        ("unfreeze_last_block", None),
+    ],
+)
+def test_every_way_to_train_block5_only(vgg16, method, target):
+    args = () if target is None else (target,)
+    assert getattr(vgg16, method)(*args) is vgg16
+    trainable = [layer.name for layer in vgg16.layers if layer.trainable_weights]
+    assert trainable == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    summary = vgg16.trainable_summary()
+    assert (summary.trainable_params, summary.trainable_layers, summary.frozen_layers) == (
+        BLOCK5_PARAMS, 3, 10,
+    )
+    assert summary.first_trainable_layer == "block5_conv1"
+
+
+def test_freeze_and_unfreeze_whole_base(vgg16):
+    vgg16.freeze()
+    assert vgg16.trainable is False and vgg16.trainable_weights == []
+    assert vgg16.trainable_summary().non_trainable_params == 14_714_688
+    vgg16.unfreeze()
+    assert len(vgg16.trainable_weights) == 26
+    assert all(layer.trainable for layer in vgg16.layers)
+
+
+def test_freeze_until_a_layer_object_and_by_other_blocks(vgg16):
+    vgg16.freeze_until(vgg16.get_layer("block3_conv1"))
+    assert vgg16.trainable_summary().first_trainable_layer == "block3_conv1"
+    vgg16.freeze_until("block2")
+    assert vgg16.trainable_summary().trainable_layers == 11
+    vgg16.freeze_until(0)
+    assert vgg16.trainable_summary().frozen_layers == 0
+
+
+def test_summary_text(vgg16):
+    text = str(vgg16.freeze_until("block5_conv1").trainable_summary())
+    assert "3 trainable, 10 frozen" in text
+    assert "7,079,424 trainable, 7,635,264 non-trainable" in text
+    assert "first trainable layer: block5_conv1" in text
+
+
+def test_unknown_name_gets_closest_names(vgg16):
+    with pytest.raises(ValueError, match=r"no layer or block named 'block5_conv'.*'block5_conv1'"):
+        vgg16.freeze_until("block5_conv")
+    with pytest.raises(ValueError, match=r"Blocks: \['block1', .*'block5'\]"):
+        vgg16.freeze_until("blok5")
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (20, ValueError, r"index out of range; 'vgg16' has 20 layers \(indices -20 to 19\)"),
+        (-21, ValueError, "index out of range"),
+        (True, TypeError, "pass a layer name, block name or index"),
+        (1.5, TypeError, "not float"),
+        (keras.layers.Dense(2, name="alien"), ValueError, "'alien' is not a layer of 'vgg16'"),
+    ],
+)
+def test_bad_references(vgg16, bad, error, message):
+    with pytest.raises(error, match=message):
+        vgg16.freeze_until(bad)
+
+
+@pytest.fixture(scope="module")
+def small_mobilenet_v3():
+    # MobileNetV3 has auto-numbered layers (re_lu_N, activation_N, multiply_N...).
+    return PretrainedBase(
+        "MobileNetV3Small", input_shape=(32, 32, 3), weights=None,
+        application_kwargs={"alpha": 0.75, "minimalistic": True},
+    )
+
+
+def test_auto_numbered_names_are_refused_with_alternatives(small_mobilenet_v3):
+    base = small_mobilenet_v3
+    index, layer = next(
+        (i, layer) for i, layer in enumerate(base.layers)
+        if layer.name.startswith("re_lu_") and i > 60
+    )
+    with pytest.raises(ValueError) as info:
+        base.freeze_until(layer.name)
+    message = str(info.value)
+    assert f"'{layer.name}' is an automatic layer name" in message
+    assert f"freeze_until({index})" in message
+    before = next(
+        base.layers[i].name for i in range(index - 1, 0, -1)
+        if not base.layers[i].name.startswith(("re_lu", "activation", "multiply", "add"))
+    )
+    assert f"nearest stable layer before it: '{before}'" in message
+    # The index it suggests works and means the same layer.
+    base.freeze_until(index)
+    first_weighted = next(lyr.name for lyr in base.layers[index:] if lyr.weights)
+    assert base.trainable_summary().first_trainable_layer == first_weighted
+    assert not any(lyr.trainable_weights for lyr in base.layers[:index])
+    base.unfreeze()
+
+
+def test_auto_name_check_is_per_class():
+    from keras_smalldata.pretrained import is_auto_named
+
+    assert is_auto_named(keras.layers.Conv2D(1, 1, name="conv2d_94"))
+    assert is_auto_named(keras.layers.BatchNormalization(name="batch_normalization"))
+    assert not is_auto_named(keras.layers.Conv2D(1, 1, name="block5_conv1"))
+    assert not is_auto_named(keras.layers.Activation("relu", name="relu"))
+
+
+# ----------------------------------------------------------------- recompiling
+
+
+def _compiled_model(base):
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), reduce="flatten", hidden_units=8))
+    model.compile(
+        keras.optimizers.RMSprop(1e-3), "binary_crossentropy", metrics=["accuracy"],
+        run_eagerly=True,  # two small steps: faster than tracing a graph
+    )
+    return model
+
+
+def test_recompile_keeps_loss_and_metrics_and_uses_the_new_optimizer(vgg16):
+    model = _compiled_model(vgg16)
+    vgg16.freeze()
+    finetune = keras.optimizers.RMSprop(1e-5)
+    vgg16.freeze_until("block5_conv1", recompile=model, optimizer=finetune)
+    assert model.optimizer is finetune
+    assert model.loss == "binary_crossentropy"
+    assert model.get_compile_config()["metrics"] == ["accuracy"]
+    # Without optimizer=: a fresh optimizer with the same settings.
+    vgg16.freeze(recompile=model)
+    assert model.optimizer is not finetune
+    assert isinstance(model.optimizer, keras.optimizers.RMSprop)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-5)
+
+
+def test_recompile_checks_its_arguments(vgg16):
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="does not contain this base 'vgg16'"):
+        vgg16.freeze(recompile=other)
+    with pytest.raises(TypeError, match="must be the keras.Model that contains this base"):
+        vgg16.freeze(recompile="model")
+    with pytest.raises(ValueError, match="optimizer= is only used with recompile=model"):
+        vgg16.freeze(optimizer="sgd")
+    inputs = keras.Input((32, 32, 3))
+    uncompiled = keras.Model(inputs, vgg16(inputs))
+    with pytest.raises(ValueError, match="not compiled yet"):
+        recompile(uncompiled)
+    vgg16.freeze_until("block5")
+    with pytest.raises(ValueError, match="'functional.*' is not compiled yet"):
+        vgg16.freeze(recompile=uncompiled)
+    # A refused call changes nothing.
+    assert vgg16.trainable_summary().trainable_params == BLOCK5_PARAMS
+
+
+def test_compiled_base_warns_without_recompile():
+    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
+    base.compile("sgd", "mse")
+    with pytest.warns(UserWarning, match="no effect on fit\\(\\) until you compile it again"):
+        base.freeze()
+
+
+# ------------------------------------------------- fine-tuning really trains...
+
+
+def _fit_once(model, pictures):
+    labels = np.array([0, 1] * (len(pictures) // 2), dtype="float32")
+    model.fit(pictures, labels, batch_size=4, epochs=1, verbose=0)
+
+
+def test_fine_tuning_updates_only_the_unfrozen_layers(vgg16, pictures):
+    model = _compiled_model(vgg16)
+    # Phase 1: frozen base, only the head trains.
+    vgg16.freeze(recompile=model)
+    before = weights_by_layer(model)
+    _fit_once(model, pictures)
+    after = weights_by_layer(model)
+    assert not any(changed(before, after, layer.name) for layer in vgg16.layers)
+    assert changed(before, after, "head_dense") and changed(before, after, "head_output")
+    # Phase 2: block5 + head train, blocks 1-4 stay exactly as they were.
+    vgg16.freeze_until("block5_conv1", recompile=model, optimizer=keras.optimizers.RMSprop(1e-5))
+    before = after
+    _fit_once(model, pictures)
+    after = weights_by_layer(model)
+    moved = {name for name in before if changed(before, after, name)}
+    assert moved == {"block5_conv1", "block5_conv2", "block5_conv3", "head_dense", "head_output"}

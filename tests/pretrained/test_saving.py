@@ -1,0 +1,95 @@
+"""Saving: .keras round trips keep weights, freezing state and preprocessing; no download."""
+
+import keras
+import numpy as np
+import pytest
+from keras.src.utils import file_utils
+
+from keras_smalldata.pretrained import PretrainedBase, add_classifier_head
+
+
+@pytest.fixture(autouse=True)
+def _no_download(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(file_utils, "get_file", refuse)
+
+
+def _flags(base):
+    return [layer.trainable for layer in base.layers]
+
+
+def _model_around(base, shape=(32, 32, 3)):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=8))
+
+
+# The optimizer was never built (no fit): Keras says it skips its 2 variables.
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_round_trip_keeps_everything(tmp_path, vgg16, pictures):
+    model = _model_around(vgg16)
+    vgg16.freeze_until("block5_conv1")
+    model.compile(keras.optimizers.RMSprop(1e-5), "binary_crossentropy", metrics=["accuracy"])
+    path = tmp_path / "finetune.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    base = loaded.get_layer("vgg16")
+    assert isinstance(base, PretrainedBase)
+    assert base.layers[1].mode == "caffe"
+    assert _flags(base) == _flags(vgg16)
+    assert base.trainable_summary().trainable_params == vgg16.trainable_summary().trainable_params
+    assert len(loaded.trainable_weights) == len(model.trainable_weights) == 10
+    assert base.last_conv_layer_name == "block5_conv3"
+    np.testing.assert_allclose(
+        loaded.predict(pictures, verbose=0), model.predict(pictures, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    assert loaded.optimizer.__class__ is keras.optimizers.RMSprop
+    vgg16.unfreeze()
+
+
+def test_round_trip_of_a_frozen_base(tmp_path, vgg16):
+    model = _model_around(vgg16)
+    vgg16.freeze()
+    model.save(tmp_path / "frozen.keras")
+    loaded = keras.models.load_model(tmp_path / "frozen.keras").get_layer("vgg16")
+    assert loaded.trainable is False and loaded.trainable_weights == []
+    vgg16.unfreeze()
+
+
+def test_round_trip_of_a_cut_pooled_base(tmp_path, vgg16, pictures):
+    cut = vgg16.cut_at("block3", pooling="avg")
+    assert cut.output.shape == (None, 256)
+    model = _model_around(cut)
+    model.save(tmp_path / "cut.keras")
+    loaded = keras.models.load_model(tmp_path / "cut.keras")
+    base = loaded.get_layer(cut.name)
+    assert base.output_layer == "block3_pool" and base.pooling == "avg"
+    assert [layer.name for layer in base.layers] == [layer.name for layer in cut.layers]
+    np.testing.assert_allclose(
+        loaded.predict(pictures, verbose=0), model.predict(pictures, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_config_never_asks_for_imagenet(vgg16):
+    config = vgg16.get_config()
+    assert config["weights"] is None
+    assert config["architecture"] == "VGG16"
+    clone = PretrainedBase.from_config({**config, "weights": "imagenet"})  # still no download
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in vgg16.layers]
+
+
+def test_auto_numbered_layers_keep_their_frozen_state(tmp_path):
+    """Freezing by index survives a reload even though auto names change."""
+    base = PretrainedBase(
+        "MobileNetV3Small", input_shape=(32, 32, 3), weights=None,
+        application_kwargs={"alpha": 0.75, "minimalistic": True}, train_batchnorm=False,
+    )
+    base.freeze_until(100)
+    model = _model_around(base)
+    model.save(tmp_path / "v3.keras")
+    loaded = keras.models.load_model(tmp_path / "v3.keras").get_layer(base.name)
+    assert [layer.name for layer in loaded.layers] != [layer.name for layer in base.layers]
+    assert _flags(loaded) == _flags(base)
+    assert loaded.train_batchnorm is False
+    assert loaded.get_config()["frozen_ranges"] == base.get_config()["frozen_ranges"]
