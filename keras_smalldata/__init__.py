@@ -45,6 +45,24 @@ _EXPORTS = {
     "plot_history": "keras_smalldata.training",
     "save_history": "keras_smalldata.training",
     "smooth_curve": "keras_smalldata.training",
+    # viz
+    "ClassActivationMaps": "keras_smalldata.viz",
+    "cam_faithfulness": "keras_smalldata.viz",
+    "class_activation_maps": "keras_smalldata.viz",
+    "colorize_heatmap": "keras_smalldata.viz",
+    "deprocess_image": "keras_smalldata.viz",
+    "filter_pattern": "keras_smalldata.viz",
+    "filter_patterns": "keras_smalldata.viz",
+    "find_last_conv_layer": "keras_smalldata.viz",
+    "get_activations": "keras_smalldata.viz",
+    "grad_cam": "keras_smalldata.viz",
+    "layer_paths": "keras_smalldata.viz",
+    "normalize_heatmaps": "keras_smalldata.viz",
+    "overlay_heatmap": "keras_smalldata.viz",
+    "plot_activations": "keras_smalldata.viz",
+    "plot_filter_patterns": "keras_smalldata.viz",
+    "plot_grad_cam": "keras_smalldata.viz",
+    "plot_misclassified": "keras_smalldata.viz",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,45 @@
+"""Visualisation: intermediate activations, filter patterns, class activation maps, overlays.
+
+Everything works on Keras 3 models of any kind (Functional, Sequential,
+subclassed), including layers inside a nested model such as a
+`keras.applications` base, named by their path (``"vgg16/block3_conv1"``).
+"""
+
+from keras_smalldata.viz._layers import layer_paths
+from keras_smalldata.viz.activations import get_activations, plot_activations
+from keras_smalldata.viz.cam import (
+    ClassActivationMaps,
+    class_activation_maps,
+    find_last_conv_layer,
+    grad_cam,
+    normalize_heatmaps,
+)
+from keras_smalldata.viz.faithfulness import cam_faithfulness
+from keras_smalldata.viz.filter_patterns import (
+    deprocess_image,
+    filter_pattern,
+    filter_patterns,
+    plot_filter_patterns,
+)
+from keras_smalldata.viz.overlay import colorize_heatmap, overlay_heatmap
+from keras_smalldata.viz.plots import plot_grad_cam, plot_misclassified
+
+__all__ = [
+    "ClassActivationMaps",
+    "cam_faithfulness",
+    "class_activation_maps",
+    "colorize_heatmap",
+    "deprocess_image",
+    "filter_pattern",
+    "filter_patterns",
+    "find_last_conv_layer",
+    "get_activations",
+    "grad_cam",
+    "layer_paths",
+    "normalize_heatmaps",
+    "overlay_heatmap",
+    "plot_activations",
+    "plot_filter_patterns",
+    "plot_grad_cam",
+    "plot_misclassified",
+]

@@ -1,0 +1,256 @@
+"""Intermediate activations: what each layer outputs for a picture, and their grids."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from keras_smalldata.viz._layers import _check_model, resolve_layer, walk_layers
+from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
+
+
+def _resolve_many(model, layers):
+    if layers is None:
+        return [(path, path, layer) for path, layer in walk_layers(model)]
+    if isinstance(layers, (str, keras.layers.Layer)):
+        layers = [layers]
+    resolved = []
+    for requested in layers:
+        path, layer = resolve_layer(model, requested)
+        key = requested if isinstance(requested, str) else path
+        resolved.append((key, path, layer))
+    return resolved
+
+
+def get_activations(
+    model: keras.Model,
+    images,
+    layers: str | keras.layers.Layer | Sequence[str | keras.layers.Layer] | None = None,
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
+    """Returns what chosen layers output when the model sees some pictures.
+
+    The model runs once per batch, exactly as ``model(images,
+    training=False)`` (dropout off, batch normalisation in inference mode),
+    while the chosen layers' outputs are recorded. Layers inside a nested
+    model (a `keras.applications` base, a `PretrainedBase`, a Sequential
+    block) are named by their path, ``"vgg16/block3_conv1"``; no sub-model is
+    built, so there is no "Graph disconnected" error, and the model itself is
+    not changed. Functional, Sequential (built) and subclassed models work.
+
+    Args:
+        model: A Keras model.
+        images: Pictures as the model expects them (same value range and
+            size): an array or tensor of shape (batch, height, width,
+            channels), or one picture (height, width, channels), which is
+            treated as a batch of one.
+        layers: Which layers: a path (``"vgg16/block3_conv1"``), a bare name
+            (``"block3_conv1"``, when it is unique), a Layer object, or a
+            list of these. None (default) means every layer, nested models
+            and their layers included (except layers that do not run or run
+            several times in one pass, e.g. shared layers).
+        batch_size: Pictures per forward pass.
+
+    Returns:
+        A dict from layer name (as given; full paths when ``layers`` is None
+        or a Layer object) to a NumPy array with a batch axis first, in the
+        order asked for (the order of ``layer_paths(model)`` for None).
+
+    Raises:
+        ValueError: For an unknown layer (with the closest real paths), a
+            layer that does not run, or one that runs several times.
+
+    Example:
+
+    ```python
+    activations = get_activations(model, images[:1],
+                                  ["conv2d", "vgg16/block3_conv1"])
+    activations["vgg16/block3_conv1"].shape
+    # (1, 8, 8, 256)
+    ```
+    """
+    _check_model(model)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch, _ = as_batch(images)
+    wanted = _resolve_many(model, layers)
+    chunks: dict[str, list[np.ndarray]] = {key: [] for key, _, _ in wanted}
+    total = int(batch.shape[0])
+    pairs = [(path, layer) for _, path, layer in wanted]
+    with CallRecorder(pairs) as recorder:
+        for start in range(0, total, batch_size):
+            recorder.run(model, batch[start : start + batch_size])
+            for key, path, _ in wanted:
+                if layers is None and len(recorder.calls_of(path)) != 1:
+                    continue  # unused, or shared (its activation is ambiguous)
+                call = recorder.single_call(path, model)
+                chunks[key].append(to_numpy(call.output))
+    result = {}
+    for key, parts in chunks.items():
+        if not parts:
+            continue
+        if isinstance(parts[0], np.ndarray):
+            result[key] = np.concatenate(parts, axis=0)
+        else:  # a layer with several outputs: concatenate each one
+            result[key] = keras.tree.map_structure(
+                lambda *xs: np.concatenate(xs, axis=0), *parts
+            )
+    return result
+
+
+def _channel_grid(feature_map: np.ndarray, images_per_row: int, gap: int) -> np.ndarray:
+    """Tiles the channels of one (height, width, channels) map, each standardised."""
+    height, width, channels = feature_map.shape
+    columns = min(images_per_row, channels)
+    rows = math.ceil(channels / columns)
+    grid = np.full(
+        (rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap),
+        np.nan,
+        dtype="float32",
+    )
+    maps = feature_map.astype("float64")
+    mean = maps.mean(axis=(0, 1), keepdims=True)
+    std = maps.std(axis=(0, 1), keepdims=True)
+    # The seeds' display transform; a constant channel (std 0) shows as flat grey.
+    scaled = (maps - mean) / np.where(std > 0, std, 1.0) * 64.0 + 128.0
+    scaled = np.clip(scaled, 0, 255)
+    for c in range(channels):
+        r, k = divmod(c, columns)
+        top, left = r * (height + gap), k * (width + gap)
+        grid[top : top + height, left : left + width] = scaled[..., c]
+    return grid
+
+
+def _as_feature_map(name: str, value, image_index: int) -> np.ndarray | None:
+    array = np.asarray(value)
+    if array.ndim < 2 or image_index >= array.shape[0]:
+        return None
+    array = array[image_index]
+    if array.ndim == 1:  # a vector: one row of 1x1 "channels"
+        return array[None, None, :]
+    if array.ndim == 2:  # (steps, channels): a 1-D feature map
+        return array[None, :, :]
+    if array.ndim == 3:
+        return array
+    return None
+
+
+def plot_activations(
+    activations: dict[str, np.ndarray],
+    image_index: int = 0,
+    images_per_row: int = 16,
+    one_figure: bool = False,
+    cmap: str = "viridis",
+    tile_inches: float = 0.8,
+    figsize: tuple[float, float] | None = None,
+):
+    """Draws each layer's channels as a grid of small pictures, like the seeds.
+
+    Every channel is standardised on its own (minus its mean, divided by its
+    standard deviation, times 64, plus 128, clipped to 0-255) so weak and
+    strong channels are equally visible; a constant channel (e.g. a dead
+    ReLU) shows as flat grey instead of the seeds' NaN. Channels are laid
+    out ``images_per_row`` to a row, separated by a thin blank gap, and the
+    figure grows with the number of rows so that 512 channels stay readable.
+    Layers whose output is not a feature map (more than 3 axes per picture)
+    are skipped.
+
+    Args:
+        activations: The dict returned by `get_activations`.
+        image_index: Which picture of the batch to show.
+        images_per_row: Channels per row of the grid.
+        one_figure: False (default) gives one Figure per layer; True puts all
+            layers, one under the other, in one Figure.
+        cmap: A matplotlib colormap name.
+        tile_inches: Size of one channel tile in inches (sets the default
+            figure size).
+        figsize: Overrides the figure size (per figure).
+
+    Returns:
+        A list of `matplotlib.figure.Figure`, one per layer, or a single
+        Figure when ``one_figure=True``.
+
+    Example:
+
+    ```python
+    figures = plot_activations(get_activations(model, image, ["conv2d"]))
+    figures[0].savefig("conv2d.png")
+    ```
+    """
+    from matplotlib.figure import Figure
+
+    if not isinstance(activations, dict):
+        raise TypeError(
+            "activations must be the dict returned by get_activations(model, images, "
+            f"layers), got {type(activations).__name__}."
+        )
+    if (
+        isinstance(images_per_row, bool)
+        or not isinstance(images_per_row, int)
+        or images_per_row < 1
+    ):
+        raise ValueError(
+            f"images_per_row must be a positive int, got {images_per_row!r}."
+        )
+    grids = []
+    for name, value in activations.items():
+        feature_map = _as_feature_map(name, value, image_index)
+        if feature_map is None:
+            continue
+        grids.append(
+            (
+                name,
+                feature_map.shape,
+                _channel_grid(
+                    feature_map, images_per_row, gap=max(1, feature_map.shape[0] // 8)
+                ),
+            )
+        )
+    if not grids:
+        raise ValueError(
+            f"None of the layers {list(activations)} has a feature map for image_index="
+            f"{image_index}."
+        )
+
+    def size_of(shape):
+        height, width, channels = shape
+        columns = min(images_per_row, channels)
+        rows = math.ceil(channels / columns)
+        aspect = height / width
+        return columns * tile_inches, rows * tile_inches * aspect + 0.5
+
+    def draw(ax, name, shape, grid):
+        masked = np.ma.masked_invalid(grid)
+        ax.imshow(
+            masked, cmap=cmap, vmin=0, vmax=255, interpolation="nearest", aspect="equal"
+        )
+        ax.set_title(f"{name}  {shape[0]}x{shape[1]}, {shape[2]} channels", fontsize=10)
+        ax.set_axis_off()
+
+    if one_figure:
+        sizes = [size_of(shape) for _, shape, _ in grids]
+        width = max(w for w, _ in sizes)
+        height = sum(h for _, h in sizes)
+        figure = Figure(figsize=figsize or (width, height), layout="constrained")
+        axes = figure.subplots(
+            len(grids),
+            1,
+            squeeze=False,
+            gridspec_kw={"height_ratios": [h for _, h in sizes]},
+        )[:, 0]
+        for ax, (name, shape, grid) in zip(axes, grids):
+            draw(ax, name, shape, grid)
+        return figure
+    figures = []
+    for name, shape, grid in grids:
+        figure = Figure(figsize=figsize or size_of(shape), layout="constrained")
+        draw(figure.add_subplot(), name, shape, grid)
+        figures.append(figure)
+    return figures

@@ -1,0 +1,449 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keras_smalldata.viz import (
+    class_activation_maps,
+    find_last_conv_layer,
+    grad_cam,
+    normalize_heatmaps,
+)
+from tests.viz.conftest import (
+    SIZE,
+    quadrant_mass,
+    region_model,
+    region_pictures,
+    small_convnet,
+)
+
+
+def minmax(maps):
+    maps = np.asarray(maps, dtype="float64")
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    return (maps - low) / np.where(high > low, high - low, 1.0)
+
+
+def tape_grad_cam(feature_fn, score_fn, images, classes):
+    """An independent Grad-CAM: A = feature_fn(x); score = score_fn(A)[i, c_i]."""
+    with tf.GradientTape() as tape:
+        features = feature_fn(tf.convert_to_tensor(images))
+        tape.watch(features)
+        scores = score_fn(features)
+        chosen = tf.gather(scores, classes, axis=1, batch_dims=1)
+    grads = tape.gradient(chosen, features).numpy()
+    weights = grads.mean(axis=(1, 2))
+    cams = np.einsum("nhwk,nk->nhw", features.numpy(), weights)
+    return np.maximum(cams, 0.0)
+
+
+# --- the evidence is where it should be -------------------------------------------
+
+
+def test_each_picture_gets_its_own_class_and_region():
+    model = region_model("softmax")
+    pictures = region_pictures()
+    result = class_activation_maps(model, pictures)
+    assert result.layer == "features"  # found automatically
+    np.testing.assert_array_equal(result.predicted, [0, 1])  # red, green
+    np.testing.assert_array_equal(result.class_index, [0, 1])
+    maps = result.heatmaps
+    assert maps.shape == (2, SIZE, SIZE) and maps.dtype == np.float32
+    assert quadrant_mass(maps[0], top_left=True) > 0.99
+    assert quadrant_mass(maps[1], top_left=False) > 0.99
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0)
+    assert np.unravel_index(maps[0].argmax(), maps[0].shape) < (16, 16)
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam"])
+def test_other_methods_light_the_same_regions(method):
+    maps = grad_cam(
+        region_model("softmax"), region_pictures(), method=method, verbose=0
+    )
+    assert quadrant_mass(maps[0], top_left=True) > 0.99
+    assert quadrant_mass(maps[1], top_left=False) > 0.99
+
+
+def test_absent_class_gives_zeros_not_nan():
+    # picture 0 has no green at all, picture 1 no red: the maps for those
+    # classes are all zero after the ReLU and must stay zeros when normalised
+    model = region_model("softmax")
+    for method in ("gradcam", "gradcam++", "scorecam"):
+        maps = grad_cam(
+            model, region_pictures(), class_index=[1, 0], method=method, verbose=0
+        )
+        assert np.isfinite(maps).all()
+        if (
+            method != "scorecam"
+        ):  # Score-CAM weights are positive: it still shows the other square
+            np.testing.assert_array_equal(maps, 0.0)
+
+
+def test_zero_map_normalisation():
+    maps = np.zeros((2, 3, 3))
+    maps[1, 0, 0] = 2.0
+    maps[1, 1, 1] = -5.0
+    out = normalize_heatmaps(maps)
+    np.testing.assert_array_equal(out[0], 0.0)
+    assert out[1, 0, 0] == 1.0 and out[1, 1, 1] == 0.0
+    assert np.isfinite(normalize_heatmaps(np.full((1, 2, 2), np.nan))).all()
+
+
+def test_saturated_softmax_still_has_gradients():
+    model = region_model("softmax", scale=2000.0)
+    pictures = region_pictures()
+    probabilities = model.predict(pictures, verbose=0)
+    np.testing.assert_array_equal(probabilities, [[1.0, 0.0], [0.0, 1.0]])  # saturated
+    # the gradient of the probability itself vanishes: a probability-based map is empty
+    with tf.GradientTape() as tape:
+        x = tf.convert_to_tensor(pictures)
+        tape.watch(x)
+        p = model(x)[:, 0]
+    assert not np.any(tape.gradient(p, x).numpy())
+    maps = grad_cam(model, pictures)
+    assert quadrant_mass(maps[0], top_left=True) > 0.99
+    assert quadrant_mass(maps[1], top_left=False) > 0.99
+    assert (
+        model.get_layer("classifier").activation is keras.activations.softmax
+    )  # unchanged
+
+
+def test_single_sigmoid_output_explains_both_classes():
+    model = region_model("sigmoid")
+    pictures = region_pictures()
+    result = class_activation_maps(model, pictures)
+    np.testing.assert_array_equal(result.predicted, [1, 0])  # red is class 1
+    p = model.predict(pictures, verbose=0)[:, 0]
+    np.testing.assert_allclose(result.probability, [p[0], 1 - p[1]], rtol=1e-6)
+    assert quadrant_mass(result.heatmaps[0], top_left=True) > 0.99
+    assert quadrant_mass(result.heatmaps[1], top_left=False) > 0.99
+    # a picture with both squares: class 1 points at the red one, class 0 at the green one
+    both = pictures.sum(axis=0, keepdims=True)
+    for cls, top_left in ((1, True), (0, False)):
+        heatmap = grad_cam(model, both, class_index=cls)[0]
+        assert quadrant_mass(heatmap, top_left) > 0.99
+    with pytest.raises(ValueError, match="one sigmoid unit: 0 or 1"):
+        grad_cam(model, both, class_index=2)
+
+
+def test_sigmoid_matches_independent_negated_logit():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    conv = keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="conv")
+    x = keras.layers.Flatten()(conv(inputs))
+    dense = keras.layers.Dense(1, activation="sigmoid", name="out")
+    model = keras.Model(inputs, dense(x))
+    images = np.random.default_rng(2).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
+    classes = np.array([0, 1, 0])
+    kernel, bias = (v.numpy() for v in (dense.kernel, dense.bias))
+
+    def score(features):
+        logit = tf.matmul(tf.reshape(features, (features.shape[0], -1)), kernel) + bias
+        return tf.concat([-logit, logit], axis=1)
+
+    expected = tape_grad_cam(conv, score, images, classes)
+    ours = grad_cam(model, images, class_index=classes, resize=False)
+    np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
+
+
+# --- agreement with independent implementations -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear_convnet():
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(12, 3, strides=2, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(4, name="logits")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_matches_tf_keras_vis(linear_convnet, method):
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    images = np.random.default_rng(1).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
+    classes = [2, 0, 3]
+    reference_class = Gradcam if method == "gradcam" else GradcamPlusPlus
+    reference = reference_class(linear_convnet)(
+        CategoricalScore(classes),
+        images,
+        penultimate_layer="conv2",
+        expand_cam=False,
+        normalize_cam=False,
+    )
+    reference = np.asarray(reference)
+    assert reference.max() > 0
+    ours = grad_cam(
+        linear_convnet, images, class_index=classes, method=method, resize=False
+    )
+    assert ours.shape == reference.shape == (3, 14, 14)
+    np.testing.assert_allclose(minmax(ours), minmax(reference), atol=1e-4)
+
+
+def test_softmax_model_matches_linear_reference():
+    # the same network with softmax and without: same maps (scores before softmax)
+    soft = small_convnet("soft", seed=4)
+    last = soft.get_layer("out")
+    feature_model = keras.Model(soft.input, soft.get_layer("conv2").output)
+    head = soft.layers[soft.layers.index(soft.get_layer("conv2")) + 1 : -1]
+
+    def score(features):
+        h = features
+        for layer in head:
+            h = layer(h)
+        return tf.matmul(h, last.kernel) + last.bias
+
+    images = (
+        np.random.default_rng(3)
+        .uniform(0, 255, size=(4, SIZE, SIZE, 3))
+        .astype("float32")
+    )
+    classes = np.array([0, 1, 2, 3])
+    expected = tape_grad_cam(feature_model, score, images, classes)
+    assert expected.max() > 0
+    ours = grad_cam(soft, images, class_index=classes, resize=False)
+    np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
+
+
+def test_nested_vgg16_base(nested_vgg, pictures):
+    model, base = nested_vgg
+    assert find_last_conv_layer(model, pictures) == "vgg16/block5_conv3"
+    head = model.get_layer("predictions")
+    for layer_name in ("block5_conv3", "block4_conv3"):
+        feature_model = keras.Model(
+            base.input, [base.get_layer(layer_name).output, base.output]
+        )
+        with tf.GradientTape() as tape:
+            features, base_out = feature_model(pictures)
+            tape.watch(features)
+            # recompute the base's remaining layers from `features` for the gradient
+            h = features
+            started = False
+            for layer in base.layers[1:]:
+                if started:
+                    h = layer(h)
+                started = started or layer.name == layer_name
+            logits = tf.matmul(tf.reduce_mean(h, axis=(1, 2)), head.kernel) + head.bias
+            classes = np.argmax(logits.numpy(), axis=1)
+            chosen = tf.gather(logits, classes, axis=1, batch_dims=1)
+        grads = tape.gradient(chosen, features).numpy()
+        expected = np.maximum(
+            np.einsum("nhwk,nk->nhw", features.numpy(), grads.mean(axis=(1, 2))), 0.0
+        )
+        assert expected.max() > 0
+        result = class_activation_maps(
+            model,
+            pictures,
+            layer=None if layer_name == "block5_conv3" else layer_name,
+            resize=False,
+        )
+        assert result.layer == f"vgg16/{layer_name}"
+        np.testing.assert_array_equal(result.predicted, classes)
+        np.testing.assert_allclose(minmax(result.heatmaps), minmax(expected), atol=1e-4)
+    full = grad_cam(model, pictures)
+    assert full.shape == (3, SIZE, SIZE) and np.isfinite(full).all()
+
+
+def test_sequential_and_subclassed_models():
+    keras.utils.set_random_seed(5)
+    seq = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+            keras.layers.Conv2D(6, 3, activation="relu", name="c2"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ]
+    )
+    seq.build(
+        (None, SIZE, SIZE, 3)
+    )  # built, never called: Keras' example code fails here
+    images = np.random.default_rng(4).uniform(size=(2, SIZE, SIZE, 3)).astype("float32")
+    conv_part = keras.Sequential(seq.layers[:3])
+    tail = seq.layers[3]
+    last = seq.layers[4]
+    expected = tape_grad_cam(
+        lambda x: conv_part(x, training=False),
+        lambda a: tf.matmul(tail(a), last.kernel) + last.bias,
+        images,
+        np.array([1, 2]),
+    )
+    result = class_activation_maps(seq, images, class_index=[1, 2], resize=False)
+    assert result.layer == "bn"  # the conv block extends over its batch normalisation
+    np.testing.assert_allclose(minmax(result.heatmaps), minmax(expected), atol=1e-4)
+
+    class Wrapper(keras.Model):
+        def __init__(self, inner, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = inner
+            self.head = keras.layers.Dense(3, activation="softmax", name="head")
+
+        def call(self, inputs, training=False):
+            return self.head(
+                keras.ops.mean(self.inner(inputs, training=training), axis=(1, 2))
+            )
+
+    inner_in = keras.Input((SIZE, SIZE, 3))
+    inner_out = keras.layers.Conv2D(5, 3, strides=2, activation="relu", name="conv")(
+        inner_in
+    )
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    wrapper = Wrapper(inner)
+    wrapper(images)
+    head = wrapper.head
+    expected = tape_grad_cam(
+        inner,
+        lambda a: tf.matmul(tf.reduce_mean(a, axis=(1, 2)), head.kernel) + head.bias,
+        images,
+        np.array([0, 2]),
+    )
+    result = class_activation_maps(wrapper, images, class_index=[0, 2], resize=False)
+    assert result.layer == "inner/conv"
+    np.testing.assert_allclose(minmax(result.heatmaps), minmax(expected), atol=1e-4)
+
+
+def test_resize_is_bilinear_of_the_feature_map_map():
+    model = small_convnet("resize", seed=2)
+    images = (
+        np.random.default_rng(6)
+        .uniform(0, 255, size=(2, SIZE, SIZE, 3))
+        .astype("float32")
+    )
+    small = grad_cam(model, images, resize=False)
+    large = grad_cam(model, images)
+    assert small.shape == (2, 13, 13) and large.shape == (2, SIZE, SIZE)
+    expected = tf.image.resize(
+        small[..., None], (SIZE, SIZE), method="bilinear"
+    ).numpy()[..., 0]
+    np.testing.assert_allclose(large, normalize_heatmaps(expected), atol=1e-6)
+    single = grad_cam(model, images[0])
+    np.testing.assert_allclose(single, large[0], atol=1e-6)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-3, 1.0, 255.0]))
+def test_maps_always_in_unit_range(seed, scale):
+    model = _property_model()
+    images = (
+        np.random.default_rng(seed).uniform(size=(3, SIZE, SIZE, 3)) * scale
+    ).astype("float32")
+    maps = grad_cam(model, images, method="gradcam++" if seed % 2 else "gradcam")
+    assert maps.shape == (3, SIZE, SIZE)
+    assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+    peaks = maps.max(axis=(1, 2))
+    assert np.all((peaks == 0.0) | np.isclose(peaks, 1.0))
+
+
+_PROPERTY_MODEL = []
+
+
+def _property_model():
+    if not _PROPERTY_MODEL:
+        _PROPERTY_MODEL.append(small_convnet("prop", seed=9))
+    return _PROPERTY_MODEL[0]
+
+
+def test_bad_arguments():
+    model = region_model("softmax")
+    pictures = region_pictures()
+    with pytest.raises(ValueError, match="out of range"):
+        grad_cam(model, pictures, class_index=5)
+    with pytest.raises(ValueError, match="2 pictures"):
+        grad_cam(model, pictures, class_index=[0, 1, 1])
+    with pytest.raises(TypeError, match="class_index"):
+        grad_cam(model, pictures, class_index=[0.5, 1.0])
+    with pytest.raises(ValueError, match="method='cam'"):
+        grad_cam(model, pictures, method="cam")
+    with pytest.raises(ValueError, match="4-D"):
+        grad_cam(model, pictures, layer="pool")
+    with pytest.raises(ValueError, match="featurse"):
+        grad_cam(model, pictures, layer="featurse")
+    dense_only = keras.Sequential(
+        [keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    with pytest.raises(ValueError, match="no convolution layer"):
+        grad_cam(dense_only, pictures)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features = keras.layers.Conv2D(2, 3, name="c")(inputs)
+    flat = keras.layers.GlobalAveragePooling2D()(features)
+    two_outputs = keras.Model(
+        inputs, [keras.layers.Dense(2)(flat), keras.layers.Dense(3)(flat)]
+    )
+    with pytest.raises(ValueError, match="several outputs"):
+        grad_cam(two_outputs, pictures)
+
+
+class PretrainedStandIn(keras.Model):
+    """Like a PretrainedBase: a subclassed model, preprocessing inside, wrapping a Functional base."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        inputs = keras.Input((SIZE, SIZE, 3))
+        x = keras.layers.Conv2D(6, 3, activation="relu", name="block1_conv1")(inputs)
+        x = keras.layers.MaxPooling2D(name="block1_pool")(x)
+        x = keras.layers.Conv2D(8, 3, activation="relu", name="block2_conv1")(x)
+        x = keras.layers.MaxPooling2D(name="block2_pool")(x)
+        self.base = keras.Model(inputs, x, name="tiny_vgg")
+        self.last_conv_layer_name = "block2_conv1"
+
+    def call(self, inputs, training=False):
+        return self.base(inputs / 127.5 - 1.0, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.base.compute_output_shape(input_shape)
+
+
+def test_subclassed_base_nested_in_a_functional_model():
+    keras.utils.set_random_seed(8)
+    pretrained = PretrainedStandIn(name="pretrained")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(pretrained(inputs))
+    head = keras.layers.Dense(3, activation="softmax", name="head")
+    model = keras.Model(inputs, head(x))
+    images = (
+        np.random.default_rng(8)
+        .uniform(0, 255, size=(3, SIZE, SIZE, 3))
+        .astype("float32")
+    )
+    base = pretrained.base
+    features_model = keras.Model(base.input, base.get_layer("block2_conv1").output)
+    pool = base.get_layer("block2_pool")
+    expected = tape_grad_cam(
+        lambda x: features_model(x / 127.5 - 1.0),
+        lambda a: (
+            tf.matmul(tf.reduce_mean(pool(a), axis=(1, 2)), head.kernel) + head.bias
+        ),
+        images,
+        np.array([0, 1, 2]),
+    )
+    assert expected.max() > 0
+    result = class_activation_maps(model, images, class_index=[0, 1, 2], resize=False)
+    assert result.layer == "pretrained/tiny_vgg/block2_conv1"
+    np.testing.assert_allclose(minmax(result.heatmaps), minmax(expected), atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+def test_compiled_eager_and_chunked_runs_agree(method):
+    model = small_convnet("agree", seed=12)
+    images = (
+        np.random.default_rng(9)
+        .uniform(0, 255, size=(5, SIZE, SIZE, 3))
+        .astype("float32")
+    )
+    compiled = grad_cam(model, images, method=method, verbose=0)
+    eager = grad_cam(model, images, method=method, run_eagerly=True, verbose=0)
+    chunked = grad_cam(model, images, method=method, batch_size=2, verbose=0)
+    np.testing.assert_allclose(eager, compiled, atol=1e-5)
+    np.testing.assert_allclose(chunked, compiled, atol=1e-5)
+    other_layer = grad_cam(model, images, layer="conv1", method=method, verbose=0)
+    assert not np.allclose(
+        other_layer, compiled
+    )  # a new layer is not served from the cache
