@@ -28,6 +28,10 @@ _EXPORTS = {
     "augmentation_preset": "keras_smalldata.augment",
     "from_image_data_generator": "keras_smalldata.augment",
     "show_augmentations": "keras_smalldata.augment",
+    # features
+    "CorruptedCacheWarning": "keras_smalldata.features",
+    "FeatureSet": "keras_smalldata.features",
+    "extract_features": "keras_smalldata.features",
     # pretrained
     "ImageNetPreprocessing": "keras_smalldata.pretrained",
     "PretrainedBase": "keras_smalldata.pretrained",

@@ -1,0 +1,239 @@
+"""Sources: the inputs of `extract_features` as one stream of (images, labels) batches.
+
+A source is made from NumPy arrays (``x`` or ``(x, y)``) or a `tf.data.Dataset`
+(of images or of ``(images, labels)``, batched or not). It knows the
+per-sample image shape, whether there are labels, the class names when the
+data carries them, the number of samples when it can be known without a
+pass, and how to fingerprint the data for the feature cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from keras_smalldata.features import _tf_data
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    if labels.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Labels must be numbers or booleans, got dtype {labels.dtype}. Map string "
+            "labels to integers first (their order gives `class_names`)."
+        )
+    return labels
+
+
+class ArraySource:
+    """NumPy arrays (or anything `np.asarray` accepts) as batches, in order."""
+
+    kind = "arrays"
+
+    def __init__(self, x, y, batch_size: int):
+        self.x = np.asarray(x)
+        if self.x.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Images must be numbers, got an array of dtype {self.x.dtype}."
+            )
+        if self.x.ndim < 2:
+            raise ValueError(
+                f"Images must be an array of shape (samples, height, width, channels), "
+                f"got shape {self.x.shape}."
+            )
+        self.y = None
+        if y is not None:
+            self.y = _check_labels(np.asarray(y))
+            if len(self.y) != len(self.x):
+                raise ValueError(
+                    f"x has {len(self.x)} samples but y has {len(self.y)} labels; "
+                    "they must have one label per sample."
+                )
+        self.batch_size = batch_size
+        self.image_shape = tuple(self.x.shape[1:])
+        self.num_samples = len(self.x)
+        self.class_names = None
+        self.batched_input = True
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y is not None
+
+    def batches(self):
+        for start in range(0, self.num_samples, self.batch_size):
+            stop = start + self.batch_size
+            yield self.x[start:stop], None if self.y is None else self.y[start:stop]
+
+    def fingerprint(self) -> dict:
+        """Content digests of the arrays (in order: rows come back in this order)."""
+        parts = {"kind": self.kind}
+        for name, array in (("x", self.x), ("y", self.y)):
+            if array is None:
+                parts[name] = None
+                continue
+            digest = hashlib.sha256()
+            step = max(1, (1 << 24) // max(1, array[:1].nbytes))
+            for start in range(0, len(array), step):
+                block = np.ascontiguousarray(array[start : start + step])
+                digest.update(memoryview(block).cast("B"))
+            parts[name] = {
+                "shape": list(array.shape),
+                "dtype": array.dtype.str,
+                "sha256": digest.hexdigest(),
+            }
+        return parts
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "samples": self.num_samples, "image_shape": list(self.image_shape)}
+
+
+class DatasetSource:
+    """A `tf.data.Dataset` of images or (images, labels), iterated batch by batch.
+
+    Each pass iterates the dataset once and keeps every image with its label,
+    so a dataset that reshuffles on each iteration still gives matching pairs.
+    """
+
+    kind = "tf.data"
+
+    def __init__(self, dataset, batch_size: int | None, model_rank: int | None):
+        image_spec, label_spec = _tf_data.element_parts(dataset)
+        rank = image_spec.shape.rank
+        if rank is None:
+            raise ValueError(
+                "The dataset's images have an unknown rank; give them a static shape, "
+                "e.g. with `dataset.map(lambda x, y: (tf.ensure_shape(x, (None, 150, 150, 3)), y))`."
+            )
+        sample_rank = (model_rank - 1) if model_rank else 3
+        if rank == sample_rank:
+            batched = False
+        elif rank == sample_rank + 1:
+            batched = True
+        else:
+            raise ValueError(
+                f"The dataset yields images of shape {tuple(image_spec.shape)}; the model "
+                f"takes samples of rank {sample_rank} (batches of rank {sample_rank + 1})."
+            )
+        self.original = dataset
+        root = _tf_data.directory_root(dataset)
+        self.file_paths = None if root is None else root.file_paths
+        self.class_names = getattr(dataset, "class_names", None) or getattr(
+            root, "class_names", None
+        )
+        if self.class_names is not None:
+            self.class_names = [str(name) for name in self.class_names]
+        self.has_labels = label_spec is not None
+        self.image_shape = tuple(image_spec.shape[1:] if batched else image_spec.shape)
+        self.image_dtype = image_spec.dtype.name
+        self.label_spec = label_spec
+        if batched and batch_size is not None:
+            dataset = dataset.unbatch().batch(batch_size)
+        elif not batched:
+            dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
+        self.dataset = dataset
+        self.num_samples = len(self.file_paths) if self.file_paths is not None else None
+        if self.num_samples is None and not batched:
+            cardinality = int(self.original.cardinality())
+            if cardinality >= 0:
+                self.num_samples = cardinality
+        self.known_empty = int(self.original.cardinality()) == 0
+
+    def batches(self):
+        for element in self.dataset:
+            if isinstance(element, (tuple, list)):
+                images = element[0]
+                labels = element[1] if len(element) > 1 else None
+            else:
+                images, labels = element, None
+            if labels is not None:
+                labels = _check_labels(np.asarray(labels))
+            yield images, labels
+
+    def fingerprint(self) -> dict:
+        """File list and pipeline digest, or a content digest of one pass."""
+        parts = {
+            "kind": self.kind,
+            "image_shape": [d for d in self.image_shape],
+            "image_dtype": self.image_dtype,
+            "label_spec": None
+            if self.label_spec is None
+            else [list(self.label_spec.shape[1:]), self.label_spec.dtype.name],
+            "class_names": self.class_names,
+        }
+        if self.file_paths is not None:
+            pipeline = _tf_data.pipeline_digest(self.original, list(self.file_paths))
+            if pipeline is not None:
+                parts["files"] = _files_digest(self.file_paths)
+                parts["pipeline"] = pipeline
+                return parts
+        parts["content"], count = self._content_digest()
+        if self.num_samples is None:
+            self.num_samples = count
+        return parts
+
+    def _content_digest(self) -> tuple[str, int]:
+        """Order-free digest of every (image, label) pair of one pass, and the count.
+
+        Each pair is hashed alone and the sorted digests are hashed
+        together, so a dataset that shuffles gives the same digest every
+        time, while any changed pixel or label changes it.
+        """
+        digests = []
+        for images, labels in self.batches():
+            images = np.ascontiguousarray(np.asarray(images))
+            for i in range(len(images)):
+                digest = hashlib.sha256(memoryview(images[i]).cast("B"))
+                if labels is not None:
+                    digest.update(np.ascontiguousarray(labels[i]).tobytes())
+                digests.append(digest.digest())
+        digests.sort()
+        total = hashlib.sha256(b"".join(digests))
+        return total.hexdigest(), len(digests)
+
+    def describe(self) -> dict:
+        return {
+            "kind": self.kind,
+            "files": None if self.file_paths is None else len(self.file_paths),
+            "image_shape": list(self.image_shape),
+            "class_names": self.class_names,
+        }
+
+
+def _files_digest(file_paths) -> str:
+    """Digest of the sorted (absolute path, size, modification time) of each file."""
+    lines = []
+    for path in file_paths:
+        path = os.fspath(path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"The dataset lists {path!r}, which no longer exists; build the dataset "
+                "again from the folder."
+            ) from None
+        lines.append(f"{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+    lines.sort()
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def make_source(data, batch_size: int | None, model_rank: int | None):
+    """Builds the source for ``data`` or raises a TypeError naming what is accepted."""
+    if _tf_data.is_dataset(data):
+        return DatasetSource(data, batch_size, model_rank)
+    if isinstance(data, tuple):
+        if len(data) == 1:
+            return ArraySource(data[0], None, batch_size or DEFAULT_BATCH_SIZE)
+        if len(data) == 2:
+            return ArraySource(data[0], data[1], batch_size or DEFAULT_BATCH_SIZE)
+        raise ValueError(
+            f"data is a tuple of {len(data)} items; pass x or (x, y), not sample weights."
+        )
+    if isinstance(data, (dict, str, bytes, os.PathLike)) or not hasattr(data, "__len__"):
+        raise TypeError(
+            f"data must be a tf.data.Dataset (e.g. from keras.utils.image_dataset_from_directory), "
+            f"a NumPy array of images or a tuple (images, labels); got {type(data).__name__}."
+        )
+    return ArraySource(data, None, batch_size or DEFAULT_BATCH_SIZE)
