@@ -39,18 +39,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_smalldata.augment import RandomAffine, affine_matrix  # noqa: E402
+from keras_smalldata.augment.pipelines import SEEDS_IMAGE_DATA_GENERATOR  # noqa: E402
 
 SIZE = 150
 BATCH = 32
-SETTINGS = dict(
-    rotation_range=40,
-    width_shift_range=0.2,
-    height_shift_range=0.2,
-    shear_range=0.2,
-    zoom_range=0.2,
-    horizontal_flip=True,
-    fill_mode="nearest",
-)
+SETTINGS = SEEDS_IMAGE_DATA_GENERATOR
 
 
 def keras_chain(seed=0):

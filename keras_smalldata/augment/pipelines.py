@@ -12,6 +12,17 @@ from keras_smalldata.augment.image_data_generator import ImageDataGeneratorAugme
 
 PRESETS = ("flip_rotate_zoom", "image_data_generator")
 
+# The seeds' ImageDataGenerator arguments (the "image_data_generator" preset).
+SEEDS_IMAGE_DATA_GENERATOR = {
+    "rotation_range": 40,
+    "width_shift_range": 0.2,
+    "height_shift_range": 0.2,
+    "shear_range": 0.2,
+    "zoom_range": 0.2,
+    "horizontal_flip": True,
+    "fill_mode": "nearest",
+}
+
 
 def augmentation_preset(
     name: str, seed: int | None = None, layer_name: str | None = None
@@ -75,15 +86,7 @@ def augmentation_preset(
             name=layer_name,
         )
     return ImageDataGeneratorAugmentation(
-        rotation_range=40,
-        width_shift_range=0.2,
-        height_shift_range=0.2,
-        shear_range=0.2,
-        zoom_range=0.2,
-        horizontal_flip=True,
-        fill_mode="nearest",
-        seed=seed,
-        name=layer_name,
+        **SEEDS_IMAGE_DATA_GENERATOR, seed=seed, name=layer_name
     )
 
 

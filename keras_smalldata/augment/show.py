@@ -8,6 +8,8 @@ import os
 import keras
 import numpy as np
 
+from keras_smalldata._validation import check_positive_int
+
 
 def _load_picture(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
@@ -88,8 +90,7 @@ def show_augmentations(
     """
     from matplotlib.figure import Figure
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int (number of variants), got {n!r}.")
+    check_positive_int("n", n, "number of variants")
     if not callable(layer):
         raise TypeError(
             f"layer must be a Keras layer or a callable, got {type(layer).__name__}."
@@ -108,10 +109,8 @@ def show_augmentations(
     count = len(panels)
     if ncols is None:
         ncols = math.ceil(math.sqrt(count))
-    elif (
-        isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1
-    ):
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}.")
+    else:
+        check_positive_int("ncols", ncols)
     ncols = min(int(ncols), count)
     nrows = math.ceil(count / ncols)
     fig = Figure(figsize=figsize or (2.0 * ncols, 2.0 * nrows))

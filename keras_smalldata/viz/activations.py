@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from keras_smalldata._validation import check_positive_int
 from keras_smalldata.viz._layers import _check_model, resolve_layer, walk_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
 
@@ -73,12 +74,7 @@ def get_activations(
     ```
     """
     _check_model(model)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    check_positive_int("batch_size", batch_size)
     batch, _ = as_batch(images)
     wanted = _resolve_many(model, layers)
     chunks: dict[str, list[np.ndarray]] = {key: [] for key, _, _ in wanted}
@@ -191,14 +187,7 @@ def plot_activations(
             "activations must be the dict returned by get_activations(model, images, "
             f"layers), got {type(activations).__name__}."
         )
-    if (
-        isinstance(images_per_row, bool)
-        or not isinstance(images_per_row, int)
-        or images_per_row < 1
-    ):
-        raise ValueError(
-            f"images_per_row must be a positive int, got {images_per_row!r}."
-        )
+    check_positive_int("images_per_row", images_per_row)
     grids = []
     for name, value in activations.items():
         feature_map = _as_feature_map(name, value, image_index)

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from keras_smalldata._validation import check_positive_int
 from keras_smalldata.viz._gradients import (
     FunctionCache,
     compile_function,
@@ -432,12 +433,7 @@ def class_activation_maps(
     _check_model(model)
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or batch_size < 1
-    ):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    check_positive_int("batch_size", batch_size)
     if not isinstance(resize, bool):
         raise TypeError(f"resize must be True or False, got {resize!r}.")
     batch, _ = as_batch(images)

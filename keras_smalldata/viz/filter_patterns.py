@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from keras_smalldata._validation import check_positive_int
 from keras_smalldata.viz._gradients import (
     FunctionCache,
     accelerator_available,
@@ -462,14 +463,7 @@ def plot_filter_patterns(
             "patterns must be an array (filters, height, width, channels) as returned "
             f"by filter_patterns, got shape {patterns.shape}."
         )
-    if (
-        isinstance(images_per_row, bool)
-        or not isinstance(images_per_row, int)
-        or images_per_row < 1
-    ):
-        raise ValueError(
-            f"images_per_row must be a positive int, got {images_per_row!r}."
-        )
+    check_positive_int("images_per_row", images_per_row)
     if patterns.dtype != np.uint8:
         patterns = (
             (np.clip(patterns.astype("float64"), 0, 1) * 255).round().astype("uint8")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_smalldata import _backend
+from keras_smalldata._validation import check_positive_int
 from keras_smalldata.viz._layers import _check_model
 from keras_smalldata.viz._recording import as_batch
 from keras_smalldata.viz.cam import ClassPredictor, class_activation_maps
@@ -228,12 +229,7 @@ def plot_misclassified(
         ("images_per_row", images_per_row),
         ("batch_size", batch_size),
     ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < 1
-        ):
-            raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_int(name, value)
     predictor = ClassPredictor(model)
     seen = 0
     wrong = 0
