@@ -33,10 +33,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import keras  # noqa: E402
 
+from keras_smalldata.augment import augmentation_preset  # noqa: E402
 from keras_smalldata.data import demo_dataset  # noqa: E402
 from keras_smalldata.pretrained import PretrainedBase, add_classifier_head  # noqa: E402
+from keras_smalldata.training import plot_history  # noqa: E402
 
 
+# --8<-- [start:base]
 def make_base(weights, image_size: int) -> tuple[PretrainedBase, str | None]:
     """VGG16's conv base, with a loud fallback to random weights when offline.
 
@@ -56,42 +59,18 @@ def make_base(weights, image_size: int) -> tuple[PretrainedBase, str | None]:
             file=sys.stderr,
         )
         return PretrainedBase("vgg16", input_shape=(image_size, image_size, 3), weights=None), None
+# --8<-- [end:base]
 
 
-def augmentation() -> keras.Sequential:
-    """A plain Keras augmentation block (identity at inference)."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal"),
-            keras.layers.RandomRotation(0.1),
-            keras.layers.RandomZoom(0.2),
-        ],
-        name="augmentation",
-    )
-
-
+# --8<-- [start:model]
 def build_model(base: PretrainedBase, image_size: int, augment: bool) -> keras.Model:
+    """Pictures (0-255) -> [augmentation] -> frozen base -> the seeds' dense head."""
     inputs = keras.Input((image_size, image_size, 3))
-    x = augmentation()(inputs) if augment else inputs
+    # The seeds' second-edition block: horizontal flip, rotation 0.1, zoom 0.2.
+    x = augmentation_preset("flip_rotate_zoom")(inputs) if augment else inputs
     outputs = add_classifier_head(base(x))  # Flatten -> Dense(256) -> Dropout -> Dense(1)
     return keras.Model(inputs, outputs)
-
-
-def save_curves(history, path: Path) -> None:
-    try:
-        from keras_smalldata.training import plot_history
-
-        figure = plot_history(history, smoothing=0.8)
-    except ImportError:  # the training package is optional here
-        import matplotlib.figure
-
-        figure = matplotlib.figure.Figure(figsize=(10, 4))
-        for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss")):
-            ax.plot(history.history[metric], "o-", label="training")
-            ax.plot(history.history[f"val_{metric}"], "o-", label="validation")
-            ax.set_title(metric)
-            ax.legend()
-    figure.savefig(path, dpi=100)
+# --8<-- [end:model]
 
 
 def main(argv=None) -> dict:
@@ -126,10 +105,11 @@ def main(argv=None) -> dict:
             model.compile(optimizer, "binary_crossentropy", metrics=["accuracy"])
         history = model.fit(train, validation_data=validation, epochs=args.epochs, verbose=2)
         _, accuracy = model.evaluate(test, verbose=0)
-        save_curves(history, args.output_dir / f"{name}.png")
+        plot_history(history, smoothing=0.8).savefig(args.output_dir / f"{name}.png", dpi=100)
         results[name] = accuracy
         print(f"{name}: test accuracy {accuracy:.3f}")
 
+    # --8<-- [start:phases]
     # 1. Frozen base + head.
     base, weights = make_base(weights, args.image_size)
     base.freeze()
@@ -147,6 +127,7 @@ def main(argv=None) -> dict:
     base.freeze_until("block5_conv1", recompile=model, optimizer=keras.optimizers.RMSprop(1e-5))
     print(base.trainable_summary())
     run("fine_tuning", model, optimizer=None)
+    # --8<-- [end:phases]
 
     print("weights:", weights, "| test accuracies:",
           {k: round(v, 3) for k, v in results.items()}, f"| curves in {args.output_dir}")

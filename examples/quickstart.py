@@ -25,6 +25,7 @@ import keras  # noqa: E402
 import keras_smalldata as ks  # noqa: E402
 
 
+# --8<-- [start:model]
 def build_small_convnet(image_size: int) -> keras.Model:
     """Rescaling -> four Conv/MaxPool blocks -> Dense: the seeds' first model."""
     inputs = keras.Input(shape=(image_size, image_size, 3))
@@ -37,6 +38,7 @@ def build_small_convnet(image_size: int) -> keras.Model:
     x = keras.layers.Dense(256, activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid")(x)
     return keras.Model(inputs, outputs, name="small_convnet")
+# --8<-- [end:model]
 
 
 def main(argv=None) -> dict:
@@ -50,26 +52,45 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
+    # --8<-- [start:data]
     data_dir = args.data_dir or ks.demo_dataset(image_size=args.image_size)
     size = (args.image_size, args.image_size)
     train = keras.utils.image_dataset_from_directory(
         data_dir / "train", image_size=size, batch_size=16, label_mode="binary", seed=args.seed)
     validation = keras.utils.image_dataset_from_directory(
         data_dir / "validation", image_size=size, batch_size=16, label_mode="binary")
+    # --8<-- [end:data]
 
+    # --8<-- [start:train]
     model = build_small_convnet(args.image_size)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy",
                   metrics=["accuracy"])
-    history = model.fit(train, validation_data=validation, epochs=args.epochs, verbose=2)
-
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        # Adds loss_smoothed, val_loss_smoothed... to the logs; it comes first so
+        # that the checkpoint after it can read them.
+        ks.CurveSmoothing(factor=0.8),
+        # The best raw epoch is kept on disk: the smoothed curve lags behind.
+        keras.callbacks.ModelCheckpoint(
+            args.output_dir / "best.keras", monitor="val_loss", save_best_only=True),
+    ]
+    history = model.fit(train, validation_data=validation, epochs=args.epochs,
+                        callbacks=callbacks, verbose=2)
+    # --8<-- [end:train]
+
+    # --8<-- [start:curves]
     figure = ks.plot_history(history, smoothing=0.8)
     curves = args.output_dir / "curves.png"
     figure.savefig(curves, dpi=100)
     ks.save_history(history, args.output_dir / "history.json")
-    best = max(history.history["val_accuracy"])
-    print(f"best validation accuracy {best:.3f}; curves saved to {curves}")
-    return {"best_val_accuracy": best, "curves": curves}
+    # --8<-- [end:curves]
+    best_epoch = min(range(len(history.history["val_loss"])),
+                     key=history.history["val_loss"].__getitem__)
+    best = history.history["val_accuracy"][best_epoch]
+    print(f"lowest validation loss at epoch {best_epoch + 1}: validation accuracy "
+          f"{best:.3f}; best validation accuracy {max(history.history['val_accuracy']):.3f}")
+    print(f"curves saved to {curves}; best model saved to {args.output_dir / 'best.keras'}")
+    return {"best_val_accuracy": max(history.history["val_accuracy"]), "curves": curves}
 
 
 if __name__ == "__main__":
