@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,31 +34,12 @@ import keras  # noqa: E402
 
 from keras_smalldata.augment import augmentation_preset  # noqa: E402
 from keras_smalldata.data import demo_dataset  # noqa: E402
-from keras_smalldata.pretrained import PretrainedBase, add_classifier_head  # noqa: E402
+from keras_smalldata.pretrained import (  # noqa: E402
+    PretrainedBase,
+    add_classifier_head,
+    pretrained_base_or_random,
+)
 from keras_smalldata.training import plot_history  # noqa: E402
-
-
-# --8<-- [start:base]
-def make_base(weights, image_size: int) -> tuple[PretrainedBase, str | None]:
-    """VGG16's conv base, with a loud fallback to random weights when offline.
-
-    Returns the base and the weights it really got (for the next bases).
-    """
-    try:
-        base = PretrainedBase("vgg16", input_shape=(image_size, image_size, 3), weights=weights)
-        return base, weights
-    except FileNotFoundError as error:
-        if weights != "imagenet":
-            raise
-        banner = "!" * 78
-        print(
-            f"\n{banner}\nWARNING: no ImageNet weights, falling back to --weights none.\n"
-            f"{error}\nThe accuracies below come from a RANDOM VGG16, not from transfer "
-            f"learning.\n{banner}\n",
-            file=sys.stderr,
-        )
-        return PretrainedBase("vgg16", input_shape=(image_size, image_size, 3), weights=None), None
-# --8<-- [end:base]
 
 
 # --8<-- [start:model]
@@ -110,15 +90,17 @@ def main(argv=None) -> dict:
         print(f"{name}: test accuracy {accuracy:.3f}")
 
     # --8<-- [start:phases]
-    # 1. Frozen base + head.
-    base, weights = make_base(weights, args.image_size)
+    # 1. Frozen base + head. Without ImageNet weights (offline), a loud fallback
+    # to random weights keeps the script running; `weights` then is None.
+    shape = (args.image_size, args.image_size, 3)
+    base, weights = pretrained_base_or_random("vgg16", weights, input_shape=shape)
     base.freeze()
     print(base.trainable_summary())
     run("frozen_base", build_model(base, args.image_size, augment=False),
         keras.optimizers.RMSprop(2e-5))
 
     # 2. Frozen base, augmentation in front of it.
-    base, weights = make_base(weights, args.image_size)
+    base = PretrainedBase("vgg16", input_shape=shape, weights=weights)
     base.freeze()
     model = build_model(base, args.image_size, augment=True)
     run("frozen_base_augmented", model, keras.optimizers.RMSprop(2e-5))

@@ -25,22 +25,6 @@ import keras  # noqa: E402
 import keras_smalldata as ks  # noqa: E402
 
 
-# --8<-- [start:model]
-def build_small_convnet(image_size: int) -> keras.Model:
-    """Rescaling -> four Conv/MaxPool blocks -> Dense: the seeds' first model."""
-    inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = keras.layers.Rescaling(1.0 / 255)(inputs)
-    for filters in (32, 64, 128, 128):
-        x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
-        x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dropout(0.5)(x)
-    x = keras.layers.Dense(256, activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(inputs, outputs, name="small_convnet")
-# --8<-- [end:model]
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -62,7 +46,9 @@ def main(argv=None) -> dict:
     # --8<-- [end:data]
 
     # --8<-- [start:train]
-    model = build_small_convnet(args.image_size)
+    # Rescaling -> four Conv/MaxPool blocks (32, 64, 128, 128 filters) -> Flatten
+    # -> Dropout(0.5) -> Dense(256) -> Dense(1, sigmoid): the seeds' first model.
+    model = ks.small_convnet((args.image_size, args.image_size, 3))
     model.compile(optimizer=keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy",
                   metrics=["accuracy"])
     args.output_dir.mkdir(parents=True, exist_ok=True)

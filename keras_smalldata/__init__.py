@@ -35,6 +35,8 @@ _EXPORTS = {
     # pretrained
     "ImageNetPreprocessing": "keras_smalldata.pretrained",
     "PretrainedBase": "keras_smalldata.pretrained",
+    "RandomWeightsFallbackWarning": "keras_smalldata.pretrained",
+    "pretrained_base_or_random": "keras_smalldata.pretrained",
     "add_classifier_head": "keras_smalldata.pretrained",
     "available_architectures": "keras_smalldata.pretrained",
     "classifier_model": "keras_smalldata.pretrained",
@@ -44,6 +46,7 @@ _EXPORTS = {
     "trainable_summary": "keras_smalldata.pretrained",
     # training
     "CurveSmoothing": "keras_smalldata.training",
+    "small_convnet": "keras_smalldata.training",
     "check_callbacks": "keras_smalldata.training",
     "load_history": "keras_smalldata.training",
     "plot_history": "keras_smalldata.training",

@@ -18,6 +18,24 @@ QUICK_RUNS = {
         ["--epochs", "1", "--image-size", "32", "--weights", "none"],
         ["frozen_base.png", "frozen_base_augmented.png", "fine_tuning.png"],
     ),
+    "augmentation.py": (
+        ["--epochs", "1", "--image-size", "32"],
+        ["augmentations.png", "curves_plain.png", "curves_augmented.png"],
+    ),
+    "feature_extraction.py": (
+        ["--epochs", "2", "--image-size", "32", "--weights", "none", "--augment-rounds", "1"],
+        ["curves_features.png", "curves_features_augmented.png"],
+    ),
+    "visualization.py": (
+        ["--epochs", "1", "--image-size", "32", "--filters", "4", "--steps", "3"],
+        [
+            "activations_conv1.png",
+            "filters_conv2.png",
+            "grad_cam.png",
+            "grad_cam_not_faces.png",
+            "misclassified.png",
+        ],
+    ),
 }
 
 
@@ -42,3 +60,15 @@ def test_example_runs(name, tmp_path, monkeypatch):
     for figure in figures:
         written = output_dir / figure
         assert written.is_file() and written.stat().st_size > 1000, figure
+
+
+def test_feature_extraction_example_reuses_its_cache(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    arguments, _ = QUICK_RUNS["feature_extraction.py"]
+    script = _load(EXAMPLES / "feature_extraction.py")
+    output = ["--output-dir", str(tmp_path / "out"), "--epochs", "1"]
+    first = script.main(arguments + output)
+    second = script.main(arguments + output)
+    assert first["from_cache"] is False and second["from_cache"] is True
+    assert second["features"] == pytest.approx(first["features"])

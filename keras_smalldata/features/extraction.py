@@ -106,9 +106,9 @@ def extract_features(
             (useful with arrays).
         jit_compile: Whether to compile the model with XLA (TensorFlow
             backend). "auto" (default) uses XLA when every layer allows it
-            and falls back to a plain `tf.function` if compilation fails;
-            on a CPU, XLA ran VGG16 faster than a plain `tf.function` (see
-            the benchmark). True requires XLA, False never uses it.
+            and falls back to a plain `tf.function` if compilation fails
+            (on a CPU both ran VGG16 at the same speed in the benchmark).
+            True requires XLA, False never uses it.
         verbose: 0 for silence, 1 for a progress bar with samples/s, 2 for
             one line at the end.
 

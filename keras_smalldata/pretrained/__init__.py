@@ -1,6 +1,10 @@
 """Pretrained conv bases: architecture registry, PretrainedBase, classifier heads."""
 
 from keras_smalldata.pretrained.base import PretrainedBase
+from keras_smalldata.pretrained.fallback import (
+    RandomWeightsFallbackWarning,
+    pretrained_base_or_random,
+)
 from keras_smalldata.pretrained.freezing import (
     TrainableSummary,
     is_auto_named,
@@ -20,6 +24,7 @@ __all__ = [
     "Architecture",
     "ImageNetPreprocessing",
     "PretrainedBase",
+    "RandomWeightsFallbackWarning",
     "TrainableSummary",
     "add_classifier_head",
     "available_architectures",
@@ -27,6 +32,7 @@ __all__ = [
     "get_architecture",
     "is_auto_named",
     "keras_cache_dir",
+    "pretrained_base_or_random",
     "recompile",
     "trainable_summary",
 ]

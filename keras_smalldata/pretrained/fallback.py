@@ -1,0 +1,58 @@
+"""A pretrained base that falls back, loudly, to random weights when offline."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from keras_smalldata.pretrained.base import PretrainedBase
+
+
+class RandomWeightsFallbackWarning(UserWarning):
+    """ImageNet weights could not be loaded; the base has random weights."""
+
+
+def pretrained_base_or_random(
+    architecture: str, weights: str | None = "imagenet", **kwargs
+) -> tuple[PretrainedBase, str | None]:
+    """Builds a `PretrainedBase`, with random weights if ImageNet's cannot be loaded.
+
+    For scripts and notebooks that must run end to end on a machine without
+    network access. When ``weights="imagenet"`` fails (no network and no
+    file in Keras' cache), this prints the full error (which file, where
+    Keras looks for it, how to pass a local copy) in a banner on stderr,
+    emits a `RandomWeightsFallbackWarning`, and returns a base with random
+    weights. Any other failure, and a failure with a local weights file,
+    is raised as usual: a wrong path is never silently replaced.
+
+    Args:
+        architecture: As for `PretrainedBase`, e.g. "vgg16".
+        weights: "imagenet", None or the path of a weights file.
+        **kwargs: Passed to `PretrainedBase` (``input_shape``, ``pooling``...).
+
+    Returns:
+        ``(base, weights)``: the base and the weights it really got
+        ("imagenet", the path, or None after a fallback), so that results
+        can be labelled honestly.
+
+    Example:
+
+    ```python
+    base, weights = pretrained_base_or_random("vgg16", input_shape=(64, 64, 3))
+    if weights is None:
+        print("random VGG16: this is not transfer learning")
+    ```
+    """
+    try:
+        return PretrainedBase(architecture, weights=weights, **kwargs), weights
+    except FileNotFoundError as error:
+        if weights != "imagenet":
+            raise
+        message = (
+            f"No ImageNet weights for {architecture!r}: using RANDOM weights instead. "
+            "Results below are not transfer learning.\n" + str(error)
+        )
+        banner = "!" * 78
+        print(f"\n{banner}\nWARNING: {message}\n{banner}\n", file=sys.stderr)
+        warnings.warn(message, RandomWeightsFallbackWarning, stacklevel=2)
+        return PretrainedBase(architecture, weights=None, **kwargs), None

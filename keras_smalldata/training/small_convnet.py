@@ -1,0 +1,77 @@
+"""The seeds' small convnet, trained from scratch: the baseline of the recipe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from keras_smalldata._validation import check_positive_int
+
+
+def small_convnet(
+    input_shape: Sequence[int] = (150, 150, 3),
+    filters: Sequence[int] = (32, 64, 128, 128),
+    dense_units: int | None = 256,
+    dropout: float = 0.5,
+    num_classes: int = 2,
+    augmentation: keras.layers.Layer | None = None,
+    name: str = "small_convnet",
+) -> keras.Model:
+    """Builds the classic small convnet for a small image dataset.
+
+    ``[augmentation] -> Rescaling(1/255) -> (Conv2D 3x3 relu -> MaxPooling2D 2)
+    per entry of filters -> Flatten -> Dropout -> [Dense relu] -> classifier``.
+    The model takes pictures in [0, 255], as
+    `keras.utils.image_dataset_from_directory` yields them, and rescales them
+    itself. Its layers have stable names (``conv1``, ``pool1``, ``conv2``...,
+    ``dense``, ``output``), so that visualisation and freezing code can name
+    them.
+
+    Args:
+        input_shape: Shape of one picture, channels last.
+        filters: Filters of each convolution block (one block per entry).
+        dense_units: Units of the hidden dense layer, or None for none.
+        dropout: Dropout rate before the dense layers (0 for none).
+        num_classes: 2 gives one sigmoid unit (``binary_crossentropy``),
+            more gives a softmax (``sparse_categorical_crossentropy``).
+        augmentation: An optional augmentation layer, placed first (it sees
+            the 0-255 pictures and is only active in training).
+        name: The model's name.
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Example:
+
+    ```python
+    model = small_convnet((64, 64, 3))
+    model.compile("rmsprop", "binary_crossentropy", metrics=["accuracy"])
+    ```
+    """
+    if not filters:
+        raise ValueError(f"filters={filters!r} must list at least one block, e.g. (32, 64).")
+    for value in filters:
+        check_positive_int("filters", value)
+    if dense_units is not None:
+        check_positive_int("dense_units", dense_units)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout={dropout!r} must be in [0, 1).")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r} must be an int >= 2.")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = augmentation(inputs) if augmentation is not None else inputs
+    x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    for i, count in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(count, 3, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    if dense_units is not None:
+        x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if num_classes == 2:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+    else:
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name=name)

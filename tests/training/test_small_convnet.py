@@ -1,0 +1,77 @@
+"""small_convnet: the seeds' baseline, its parameter count, names, heads and errors."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_smalldata.augment import RandomAffine
+from keras_smalldata.training import small_convnet
+
+
+def _expected_params(size, filters, dense_units, outputs):
+    """Counts the weights by hand: 3x3 kernels + biases, then the dense layers."""
+    total, channels = 0, 3
+    for count in filters:
+        total += 3 * 3 * channels * count + count
+        channels = count
+        size //= 2
+    flat = size * size * channels
+    if dense_units:
+        total += flat * dense_units + dense_units
+        flat = dense_units
+    return total + flat * outputs + outputs
+
+
+@pytest.mark.parametrize(
+    "size, filters, dense_units, classes",
+    [(150, (32, 64, 128, 128), 256, 2), (64, (32, 64, 128), None, 2), (32, (8,), 16, 5)],
+)
+def test_parameter_count(size, filters, dense_units, classes):
+    model = small_convnet((size, size, 3), filters, dense_units, num_classes=classes)
+    outputs = 1 if classes == 2 else classes
+    assert model.count_params() == _expected_params(size, filters, dense_units, outputs)
+    assert model.output.shape == (None, outputs)
+
+
+def test_the_seeds_model_at_150_px():
+    # Four blocks: 150 -> 75 -> 37 -> 18 -> 9 ("same" convolutions, 2x2 pooling).
+    model = small_convnet()
+    assert model.get_layer("pool4").output.shape == (None, 9, 9, 128)
+    assert model.get_layer("output").activation is keras.activations.sigmoid
+
+
+def test_softmax_for_more_classes_and_stable_names():
+    model = small_convnet((32, 32, 3), num_classes=3)
+    assert model.get_layer("output").activation is keras.activations.softmax
+    names = [layer.name for layer in model.layers]
+    assert names[:4] == ["image", "rescaling", "conv1", "pool1"] and names[-1] == "output"
+    other = small_convnet((32, 32, 3), num_classes=3)
+    assert [layer.name for layer in other.layers] == names
+
+
+def test_augmentation_first_and_inactive_at_inference(tmp_path):
+    augmentation = RandomAffine(rotation_range=30, seed=0)
+    model = small_convnet((32, 32, 3), filters=(4,), dense_units=None, augmentation=augmentation)
+    assert model.layers[1] is augmentation and model.layers[2].name == "rescaling"
+    pictures = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    bare = keras.Model(model.get_layer("rescaling").input, model.output)
+    np.testing.assert_allclose(model.predict(pictures, verbose=0), bare.predict(pictures, verbose=0))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_allclose(again.predict(pictures, verbose=0), model.predict(pictures, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"filters": ()}, "at least one block"),
+        ({"filters": (32, 0)}, "filters must be a positive int"),
+        ({"dense_units": 0}, "dense_units must be a positive int"),
+        ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
+        ({"num_classes": 1}, "num_classes=1 must be an int >= 2"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small_convnet((32, 32, 3), **kwargs)
