@@ -101,8 +101,9 @@ def main(argv=None) -> dict:
     print(f"test accuracy {accuracy:.3f} ({class_names[0]} = 0, {class_names[1]} = 1)")
     # --8<-- [end:model]
 
-    pictures, labels = next(iter(test))
-    pictures, labels = pictures.numpy(), labels.numpy()[:, 0].astype(int)
+    batches = list(test)  # the whole test split (a few dozen pictures here)
+    pictures = np.concatenate([x.numpy() for x, _ in batches])
+    labels = np.concatenate([y.numpy()[:, 0] for _, y in batches]).astype(int)
     figures = {}
 
     # --8<-- [start:activations]
@@ -144,7 +145,8 @@ def main(argv=None) -> dict:
     # --8<-- [end:grad_cam]
 
     # --8<-- [start:mistakes]
-    figure = plot_misclassified(model, test, class_names=class_names, max_images=8,
+    held_out = validation.concatenate(test)  # every picture the model did not train on
+    figure = plot_misclassified(model, held_out, class_names=class_names, max_images=8,
                                 show_heatmap=True)
     figure.savefig(output_dir / "misclassified.png", dpi=80)
     figures["misclassified.png"] = figure
