@@ -87,9 +87,11 @@ def test_base_equals_keras_model_fed_with_preprocess_input(vgg16, pictures):
     plain.set_weights(vgg16.get_weights())
     expected = plain.predict(keras.applications.vgg16.preprocess_input(pictures.copy()), verbose=0)
     np.testing.assert_allclose(vgg16.predict(pictures, verbose=0), expected, rtol=1e-4, atol=1e-3)
-    # The classic mistake, 0-1 pictures, gives something else entirely.
+    # The classic mistake, 0-1 pictures, gives something else entirely. The
+    # outputs of a random VGG16 are small, so the test compares the size of the
+    # difference with the size of the outputs (a fixed atol flaked).
     wrong = vgg16.predict(pictures / 255.0, verbose=0)
-    assert not np.allclose(wrong, expected, rtol=0.1, atol=0.1)
+    assert np.mean(np.abs(wrong - expected)) > 0.1 * np.mean(np.abs(expected))
 
 
 def test_tf_family_base_matches_too():
