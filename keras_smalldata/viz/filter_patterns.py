@@ -208,8 +208,9 @@ def filter_patterns(
             as tensor ops (`keras.ops.roll`).
         batch_size: Filters optimised together per batch. None (default):
             all of them, up to 64, when a GPU is visible; 8 on a CPU, where
-            per-picture cost does not fall with larger batches and big
-            feature maps run slower (see the benchmark page).
+            per-picture cost hardly falls with larger batches and big
+            batches ran slower on a loaded machine (on a quiet one, 64 was
+            5-10% faster; see the benchmark page).
         deprocess: True (default) returns viewable uint8 pictures; False
             returns the raw optimised inputs (float32, in the model's input
             space, uncropped).
