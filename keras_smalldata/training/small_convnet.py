@@ -16,6 +16,7 @@ def small_convnet(
     dropout: float = 0.5,
     num_classes: int = 2,
     augmentation: keras.layers.Layer | None = None,
+    seed: int | None = None,
     name: str = "small_convnet",
 ) -> keras.Model:
     """Builds the classic small convnet for a small image dataset.
@@ -37,6 +38,10 @@ def small_convnet(
             more gives a softmax (``sparse_categorical_crossentropy``).
         augmentation: An optional augmentation layer, placed first (it sees
             the 0-255 pictures and is only active in training).
+        seed: Seed of the Dropout layer. With a seed, adding Dropout leaves
+            Keras' global random state alone, so that the layers after it get
+            the same initial weights as in the model without Dropout (under
+            `keras.utils.set_random_seed`): a fair comparison.
         name: The model's name.
 
     Returns:
@@ -67,7 +72,7 @@ def small_convnet(
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     if dense_units is not None:
         x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
     if num_classes == 2:

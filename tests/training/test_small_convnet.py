@@ -75,3 +75,13 @@ def test_augmentation_first_and_inactive_at_inference(tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         small_convnet((32, 32, 3), **kwargs)
+
+
+def test_seeded_dropout_keeps_the_initial_weights_of_the_model_without_it():
+    keras.utils.set_random_seed(3)
+    plain = small_convnet((32, 32, 3), filters=(4,), dense_units=8, dropout=0.0, seed=1)
+    keras.utils.set_random_seed(3)
+    with_dropout = small_convnet((32, 32, 3), filters=(4,), dense_units=8, dropout=0.5, seed=1)
+    for a, b in zip(plain.get_weights(), with_dropout.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert with_dropout.get_layer("dropout").seed == 1
