@@ -7,8 +7,8 @@ import weakref
 
 import keras
 
+from keras_smalldata import _arguments as args
 from keras_smalldata import _backend
-from keras_smalldata.augment import _arguments as args
 from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
 
 # Columns of the uniform draw made once per image (one random op per batch).
@@ -146,6 +146,25 @@ def _parameters_from_draws(
         "vertical_flip": flip_v,
         "matrix": matrix,
     }
+
+
+def _shift_spec(value):
+    """Turns a validated shift range into ``(kind, values, is_fraction)``.
+
+    ``kind`` is "none", "uniform" (``values`` is the half-width) or "choice"
+    (``values`` is the tuple of candidates), exactly as ImageDataGenerator reads
+    the argument.
+    """
+    if isinstance(value, list):
+        values = tuple(float(v) for v in value)
+        return "choice", values, max(values) < 1
+    if value == 0:
+        return "none", 0.0, False
+    if isinstance(value, int):
+        # ImageDataGenerator tests np.max(n) < 1 on the int itself: never a fraction.
+        return "choice", tuple(float(v) for v in range(value)), False
+    return "uniform", float(value), value < 1
+
 
 
 class _CompiledCall:
@@ -396,8 +415,8 @@ class RandomAffine(BaseImagePreprocessingLayer):
         )
         self.seed = args.check_seed(seed)
         self.generator = keras.random.SeedGenerator(self.seed)
-        width_shift = args.shift_spec(self.width_shift_range)
-        height_shift = args.shift_spec(self.height_shift_range)
+        width_shift = _shift_spec(self.width_shift_range)
+        height_shift = _shift_spec(self.height_shift_range)
         self._compiled_call = None
         self._candidates_x = self._candidates(width_shift)
         self._candidates_y = self._candidates(height_shift)

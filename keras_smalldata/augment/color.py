@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_smalldata.augment import _arguments as args
+from keras_smalldata import _arguments as args
 from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
 
 

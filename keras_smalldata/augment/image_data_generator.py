@@ -6,7 +6,7 @@ import difflib
 
 import keras
 
-from keras_smalldata.augment import _arguments as args
+from keras_smalldata import _arguments as args
 from keras_smalldata.augment.affine import RandomAffine
 from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChannelShift
 

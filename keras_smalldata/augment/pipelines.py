@@ -7,7 +7,7 @@ import importlib
 
 import keras
 
-from keras_smalldata.augment import _arguments as args
+from keras_smalldata import _arguments as args
 from keras_smalldata.augment.image_data_generator import ImageDataGeneratorAugmentation
 
 PRESETS = ("flip_rotate_zoom", "image_data_generator")

@@ -8,7 +8,7 @@ import os
 import keras
 import numpy as np
 
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata._arguments import check_positive_int
 
 
 def _load_picture(image) -> np.ndarray:

@@ -1,11 +1,11 @@
-"""File-system primitives shared by the data helpers."""
+"""Picture files as the Keras loader sees them: extensions, natural order, tables.
+
+Writing files goes through `keras_smalldata._files` (atomic writes).
+"""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 # The extensions `keras.utils.image_dataset_from_directory` accepts
@@ -41,32 +41,6 @@ def same_bytes(a: Path, b: Path, chunk_size: int = 1 << 20) -> bool:
             if not block_a:
                 return True
 
-
-def atomic_copy(source: Path, target: Path) -> None:
-    """Copies ``source`` to ``target`` so that ``target`` is never half written."""
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copy2(source, tmp_name)
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
-        raise
-
-
-def atomic_write_text(target: Path, text: str) -> None:
-    """Writes ``text`` to ``target`` through a temporary file and a rename."""
-    target = Path(target)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
-        raise
 
 
 def format_table(header: list[str], rows: list[list[object]]) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_smalldata.data._files import atomic_write_text
+from keras_smalldata import _arguments as args
+from keras_smalldata._files import atomic_write_text
 
 DEMO_CLASSES = ("faces", "not_faces")
 DEMO_SPLITS = ("train", "validation", "test")
@@ -64,13 +65,12 @@ def demo_dataset(
     # ['faces', 'not_faces']
     ```
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise TypeError(f"image_size must be an int, got {image_size!r}.")
-    if not 16 <= image_size <= 1024:
-        raise ValueError(f"image_size={image_size} must be between 16 and 1024 pixels.")
+    args.check_int("image_size", image_size, minimum=16, maximum=1024, what="pixels")
+    args.check_seed(seed)
     if (
-        len(split) != 3
-        or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in split)
+        not isinstance(split, (tuple, list))
+        or len(split) != 3
+        or not all(args.is_integer(n) and n >= 1 for n in split)
         or sum(split) > 100
     ):
         raise ValueError(

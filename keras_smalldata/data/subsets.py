@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_smalldata._files import atomic_copy
 from keras_smalldata.data._files import (
-    atomic_copy,
     format_table,
     is_image_name,
     natural_key,

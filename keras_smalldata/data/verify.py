@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_smalldata import _backend
+from keras_smalldata._files import atomic_write_text
 from keras_smalldata.data._files import (
     IMAGE_EXTENSIONS,
-    atomic_write_text,
     format_table,
     is_image_name,
     natural_key,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_smalldata.data._files import atomic_write_text
+from keras_smalldata._files import atomic_write_text
 from keras_smalldata.features._npy_writer import (
     NpyAppender,
     data_sha256,

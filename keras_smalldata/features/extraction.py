@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from keras_smalldata import _arguments as args
 from keras_smalldata._backend import backend_name
 from keras_smalldata.features._forward import make_forward
 from keras_smalldata.features._sources import make_source
@@ -142,8 +143,7 @@ def extract_features(
         model, batch_size, augmentation, augment_rounds, include_original, seed,
         require_labels, class_names, verbose,
     )
-    if jit_compile not in (True, False, "auto"):
-        raise ValueError(f"jit_compile={jit_compile!r} must be True, False or 'auto'.")
+    args.check_choice("jit_compile", jit_compile, (True, False, "auto"))
     augment_rounds = int(augment_rounds)
     batch_size = None if batch_size is None else int(batch_size)
     seed = None if seed is None else int(seed)
@@ -240,12 +240,8 @@ def _check_arguments(
             f"model must be a Keras model (e.g. keras.applications.VGG16(include_top=False)) "
             f"or layer, got {type(model).__name__}."
         )
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size={batch_size!r} must be a positive int or None.")
-    if isinstance(augment_rounds, bool) or not isinstance(augment_rounds, (int, np.integer)) or augment_rounds < 0:
-        raise ValueError(f"augment_rounds={augment_rounds!r} must be an int >= 0.")
+    args.check_int("batch_size", batch_size, minimum=1, allow_none=True)
+    args.check_int("augment_rounds", augment_rounds, minimum=0)
     if augmentation is not None and not callable(augmentation):
         raise TypeError(
             f"augmentation={augmentation!r} must be a Keras layer or a function of a batch "
@@ -262,22 +258,18 @@ def _check_arguments(
             "augmentation= is given but augment_rounds=0, so it would not be used; pass "
             "augment_rounds=1 or more (the number of augmented passes)."
         )
-    if not isinstance(include_original, bool):
-        raise TypeError(f"include_original={include_original!r} must be True or False.")
+    args.check_bool("include_original", include_original)
     if not include_original and not augment_rounds:
         raise ValueError(
             "include_original=False with augment_rounds=0 leaves nothing to extract."
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed={seed!r} must be an int or None.")
-    if not isinstance(require_labels, bool):
-        raise TypeError(f"require_labels={require_labels!r} must be True or False.")
+    args.check_seed(seed)
+    args.check_bool("require_labels", require_labels)
     if class_names is not None and (
         isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names)
     ):
         raise TypeError(f"class_names={class_names!r} must be a list of strings.")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose={verbose!r} must be 0, 1 or 2.")
+    args.check_choice("verbose", verbose, (0, 1, 2))
 
 
 def _model_input(model) -> tuple[tuple | None, str]:

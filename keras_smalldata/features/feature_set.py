@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_smalldata import _arguments as args
+
 
 class FeatureSet:
     """Features of a set of pictures, with their labels and class names.
@@ -134,10 +136,9 @@ class FeatureSet:
         """
         from keras_smalldata._backend import tensorflow
 
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive int.")
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"shuffle={shuffle!r} must be True or False.")
+        args.check_positive_int("batch_size", batch_size)
+        args.check_bool("shuffle", shuffle)
+        args.check_seed(seed)
         tf = tensorflow()
         features, labels = self.features, self.labels
         dataset = tf.data.Dataset.range(len(self))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_smalldata import _arguments as args
+
 _FLATTEN_MODES = ("flatten", "avg", "max", "none")
 
 
@@ -46,16 +48,11 @@ def add_classifier_head(
     model = keras.Model(inputs, outputs)
     ```
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r} must be an int >= 2.")
-    if hidden_units is not None and (
-        isinstance(hidden_units, bool) or not isinstance(hidden_units, int) or hidden_units < 1
-    ):
-        raise ValueError(f"hidden_units={hidden_units!r} must be a positive int or None.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout={dropout!r} must be in [0, 1).")
-    if reduce not in _FLATTEN_MODES:
-        raise ValueError(f"reduce={reduce!r} is not supported; use one of {_FLATTEN_MODES}.")
+    args.check_int("num_classes", num_classes, minimum=2)
+    args.check_int("hidden_units", hidden_units, minimum=1, allow_none=True)
+    args.check_number("dropout", dropout, 0.0, 1.0, include_maximum=False)
+    args.check_choice("reduce", reduce, _FLATTEN_MODES)
+    args.check_bool("logits", logits)
     rank = len(x.shape)
     if reduce == "none" and rank != 2:
         raise ValueError(

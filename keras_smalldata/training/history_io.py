@@ -8,12 +8,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from keras_smalldata._files import atomic_write_text
 
 if TYPE_CHECKING:
     import keras
@@ -89,7 +90,7 @@ def save_history(
             ) from None
         lines.append(f"  {json.dumps(key)}: {encoded}")
     text = "{\n" + ",\n".join(lines) + ("\n}\n" if lines else "}\n")
-    _atomic_write_text(target, text)
+    atomic_write_text(target, text)
     return target
 
 
@@ -293,22 +294,3 @@ def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[s
                 history[name].append(_parse_cell(cell))
     return history
 
-
-def _atomic_write_text(target: Path, text: str) -> None:
-    """Writes `text` to `target` through a temporary file and a rename."""
-    fd, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes it private (0600).
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
-        raise

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import keras
 
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata import _arguments as args
+from keras_smalldata._arguments import check_positive_int
 
 
 def small_convnet(
@@ -60,10 +61,9 @@ def small_convnet(
         check_positive_int("filters", value)
     if dense_units is not None:
         check_positive_int("dense_units", dense_units)
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout={dropout!r} must be in [0, 1).")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r} must be an int >= 2.")
+    args.check_number("dropout", dropout, 0.0, 1.0, include_maximum=False)
+    args.check_int("num_classes", num_classes, minimum=2)
+    args.check_seed(seed)
     inputs = keras.Input(tuple(input_shape), name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(x)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata._arguments import check_positive_int
 from keras_smalldata.viz._layers import _check_model, resolve_layer, walk_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata._arguments import check_positive_int
 from keras_smalldata.viz._gradients import (
     FunctionCache,
     compile_function,

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata._arguments import check_positive_int
 from keras_smalldata.viz._gradients import (
     FunctionCache,
     accelerator_available,

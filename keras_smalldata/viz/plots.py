@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from keras_smalldata import _backend
-from keras_smalldata._validation import check_positive_int
+from keras_smalldata._arguments import check_positive_int
 from keras_smalldata.viz._layers import _check_model
 from keras_smalldata.viz._recording import as_batch
 from keras_smalldata.viz.cam import ClassPredictor, class_activation_maps

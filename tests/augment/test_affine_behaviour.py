@@ -273,7 +273,7 @@ def test_segmentation_masks_follow_the_pictures_with_nearest_interpolation():
         (dict(fill_mode="mirror"), ValueError, "fill_mode"),
         (dict(interpolation="bicubic"), ValueError, "interpolation"),
         (dict(fill_value=None), TypeError, "fill_value"),
-        (dict(seed=-1), TypeError, "seed"),
+        (dict(seed=-1), ValueError, "seed"),
         (dict(seed=1.5), TypeError, "seed"),
     ],
 )

@@ -142,7 +142,7 @@ def test_identity_at_inference_seed_and_unbatched(layer_class, kwargs):
         ),
         (
             lambda: RandomBrightnessMultiplier(value_range=255),
-            ValueError,
+            TypeError,
             "value_range",
         ),
     ],

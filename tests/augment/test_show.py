@@ -47,7 +47,7 @@ def test_bad_inputs():
     layer = RandomAffine(rotation_range=10)
     with pytest.raises(ValueError, match="images\\[0\\]"):
         show_augmentations(layer, np.zeros((2, 8, 8, 3)), n=2)
-    with pytest.raises(ValueError, match="n must be"):
+    with pytest.raises(ValueError, match="`n` must be"):
         show_augmentations(layer, np.zeros((8, 8, 3)), n=0)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         show_augmentations(layer, "missing.png")

@@ -89,7 +89,8 @@ def test_unsupported_models(model):
     "kwargs, error, match",
     [
         ({"batch_size": 0}, ValueError, "batch_size=0"),
-        ({"batch_size": 2.5}, ValueError, "batch_size=2.5"),
+        ({"batch_size": 2.5}, TypeError, "batch_size=2.5"),
+        ({"seed": -1}, ValueError, "seed=-1"),
         ({"augment_rounds": -1}, ValueError, "augment_rounds=-1"),
         ({"augment_rounds": 2}, ValueError, "needs augmentation="),
         ({"augmentation": keras.layers.RandomFlip()}, ValueError, "augment_rounds=0"),

@@ -49,16 +49,17 @@ def test_custom_prefix():
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        ({"num_classes": 1}, "num_classes=1 must be an int >= 2"),
-        ({"num_classes": True}, "num_classes=True"),
-        ({"hidden_units": 0}, "hidden_units=0 must be a positive int or None"),
-        ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
-        ({"reduce": "mean"}, "reduce='mean' is not supported"),
-        ({"reduce": "none"}, "reduce='none' needs a vector input"),
+        ({"num_classes": 1}, ValueError, "`num_classes` must be an int >= 2. Received: num_classes=1"),
+        ({"num_classes": True}, TypeError, "num_classes=True"),
+        ({"hidden_units": 0}, ValueError, "`hidden_units` must be a positive int or None"),
+        ({"dropout": 1.0}, ValueError, r"`dropout` must be a number in \[0, 1\)"),
+        ({"reduce": "mean"}, ValueError, r"`reduce` must be one of \['flatten', 'avg', 'max', 'none'\]"),
+        ({"reduce": "none"}, ValueError, "reduce='none' needs a vector input"),
+        ({"logits": "yes"}, TypeError, "`logits` must be True or False"),
     ],
 )
-def test_head_argument_checks(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_head_argument_checks(kwargs, error, message):
+    with pytest.raises(error, match=message):
         add_classifier_head(keras.Input((4, 4, 512)), **kwargs)

@@ -66,10 +66,11 @@ def test_augmentation_first_and_inactive_at_inference(tmp_path):
     "kwargs, match",
     [
         ({"filters": ()}, "at least one block"),
-        ({"filters": (32, 0)}, "filters must be a positive int"),
-        ({"dense_units": 0}, "dense_units must be a positive int"),
-        ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
-        ({"num_classes": 1}, "num_classes=1 must be an int >= 2"),
+        ({"filters": (32, 0)}, r"`filters` must be a positive int\. Received: filters=0"),
+        ({"dense_units": 0}, "`dense_units` must be a positive int"),
+        ({"dropout": 1.0}, r"`dropout` must be a number in \[0, 1\)\. Received: dropout=1.0"),
+        ({"num_classes": 1}, "`num_classes` must be an int >= 2. Received: num_classes=1"),
+        ({"seed": -1}, "Received: seed=-1"),
     ],
 )
 def test_bad_arguments(kwargs, match):
