@@ -40,3 +40,28 @@ def is_tf_dataset(obj) -> bool:
     if not module.startswith("tensorflow"):
         return False
     return isinstance(obj, tensorflow().data.Dataset)
+
+
+def runs_in_tf_data(x) -> bool:
+    """True for a TensorFlow tensor given to a layer while Keras runs another backend.
+
+    That is what a layer sees inside ``tf.data`` (``dataset.map(layer)``) under
+    the JAX or PyTorch backend: `keras.ops` cannot take such tensors, so the layer
+    must compute with TensorFlow there (see `numpy_ops_for`).
+    """
+    if is_tensorflow():
+        return False
+    return (type(x).__module__ or "").startswith("tensorflow")
+
+
+def numpy_ops_for(x):
+    """A NumPy-like op namespace that accepts ``x``.
+
+    `keras.ops` for tensors of the running backend; `tf.experimental.numpy`
+    for TensorFlow tensors inside ``tf.data`` under JAX or PyTorch.
+    """
+    if runs_in_tf_data(x):
+        return tensorflow().experimental.numpy
+    import keras
+
+    return keras.ops
