@@ -70,6 +70,8 @@ _EXPORTS = {
     "plot_filter_patterns": "keras_smalldata.viz",
     "plot_grad_cam": "keras_smalldata.viz",
     "plot_misclassified": "keras_smalldata.viz",
+    # start-up
+    "import_keras_quietly": "keras_smalldata._startup",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
