@@ -1,8 +1,9 @@
 """The one place that knows which Keras backend is running.
 
-Everything TensorFlow-only in the library (``tf.data``, ``tf.GradientTape``)
-goes through the small helpers here, so that the rest of the code stays written
-against ``keras.ops`` and other backends can be supported later.
+What differs from one backend to another goes through the small helpers here:
+``tf.data`` under every backend, gradients (``tf.GradientTape``, ``jax.grad``,
+``torch.autograd.grad``) and compiled functions (``tf.function``, ``jax.jit``),
+so that the rest of the code stays written against ``keras.ops``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,176 @@ def tensorflow():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return importlib.import_module("tensorflow")
+
+
+# ---------------------------------------------------------------------------
+# Gradients and compiled functions (for viz). Keras 3 has no backend-neutral way
+# to differentiate, so each backend has one small function per job below; the
+# rest of the library calls `gradient_function`, `compile_function` and
+# `accelerator_available`, and stays written to `keras.ops`.
+
+
+def gradient_function(fn):
+    """Turns ``fn(source, *args) -> (target, aux)`` into ``g(source, *args) -> (gradient, aux)``.
+
+    ``gradient`` is the gradient of ``sum(target)`` with respect to ``source``:
+    a tensor of the running backend, zeros (never None) where ``target`` does
+    not depend on ``source``. ``aux`` comes back as ``fn`` computed it (detached
+    from autograd on PyTorch). To differentiate with respect to a tensor computed
+    in the middle of ``fn``, such as an intermediate activation, add ``source``
+    (zeros of its shape, a "probe") to that tensor inside ``fn``: the gradient
+    with respect to the probe is the gradient with respect to the tensor.
+    """
+    return _for_backend(
+        {
+            "tensorflow": _tensorflow_gradient,
+            "jax": _jax_gradient,
+            "torch": _torch_gradient,
+        }
+    )(fn)
+
+
+def compile_function(fn, variables=(), reduce_retracing: bool = False):
+    """Compiles ``fn(*tensors)`` where the backend has a compiler.
+
+    ``variables`` are the Keras variables ``fn`` reads (e.g. ``model.variables``);
+    every call sees their current values, also after more training. The Python
+    body of ``fn`` runs only while tracing on TensorFlow and JAX.
+    ``reduce_retracing=True`` lets one TensorFlow trace serve several batch sizes.
+    """
+    return _for_backend(
+        {
+            "tensorflow": _tensorflow_compile,
+            "jax": _jax_compile,
+            "torch": _torch_compile,
+        }
+    )(fn, list(variables), reduce_retracing)
+
+
+def accelerator_available() -> bool:
+    """True when the backend computes on a GPU or TPU rather than the CPU."""
+    return _for_backend(
+        {
+            "tensorflow": _tensorflow_accelerator,
+            "jax": _jax_accelerator,
+            "torch": _torch_accelerator,
+        }
+    )()
+
+
+def _for_backend(implementations: dict):
+    name = backend_name()
+    if name not in implementations:
+        raise NotImplementedError(
+            "keras_smalldata needs gradients and compiled functions here, which are "
+            f"implemented for the {', '.join(sorted(implementations))} backends; the "
+            f"running Keras backend is {name!r}. Set KERAS_BACKEND to one of them."
+        )
+    return implementations[name]
+
+
+def _tensorflow_gradient(fn):
+    tf = tensorflow()
+
+    def gradient(source, *args):
+        # Only `source` is watched: the model's variables are not differentiated.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(source)
+            target, aux = fn(source, *args)
+            total = tf.reduce_sum(target)
+        zeros = tf.UnconnectedGradients.ZERO
+        return tape.gradient(total, source, unconnected_gradients=zeros), aux
+
+    return gradient
+
+
+def _jax_gradient(fn):
+    import jax
+    import jax.numpy as jnp
+
+    def summed(source, *args):
+        target, aux = fn(source, *args)
+        return jnp.sum(target), aux
+
+    return jax.grad(summed, has_aux=True)
+
+
+def _torch_gradient(fn):
+    import keras
+    import torch
+
+    def gradient(source, *args):
+        with torch.enable_grad():
+            source = source.detach().requires_grad_(True)
+            target, aux = fn(source, *args)
+            total = target.sum()
+            grad = None
+            if total.requires_grad:
+                (grad,) = torch.autograd.grad(total, source, allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(source)
+        aux = keras.tree.map_structure(
+            lambda t: t.detach() if isinstance(t, torch.Tensor) else t, aux
+        )
+        return grad, aux
+
+    return gradient
+
+
+def _tensorflow_compile(fn, variables, reduce_retracing):
+    # A tf.function reads the variables it closes over when it runs.
+    return tensorflow().function(
+        fn, autograph=False, reduce_retracing=reduce_retracing
+    )
+
+
+def _jax_compile(fn, variables, reduce_retracing):
+    # A jitted function that closes over a variable keeps the value the variable
+    # had when it was traced; passing the values in keeps it current.
+    import jax
+    import keras
+
+    def stateless(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(*args)
+
+    jitted = jax.jit(stateless)
+
+    def compiled(*args):
+        return jitted([variable.value for variable in variables], *args)
+
+    return compiled
+
+
+def _torch_compile(fn, variables, reduce_retracing):
+    # Eager PyTorch is fast enough on its own; autograd stays off except where
+    # `gradient_function` turns it on.
+    import torch
+
+    def compiled(*args):
+        with torch.no_grad():
+            return fn(*args)
+
+    return compiled
+
+
+def _tensorflow_accelerator() -> bool:
+    config = tensorflow().config
+    return bool(
+        config.list_logical_devices("GPU") or config.list_logical_devices("TPU")
+    )
+
+
+def _jax_accelerator() -> bool:
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def _torch_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def is_tf_dataset(obj) -> bool:
