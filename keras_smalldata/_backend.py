@@ -236,3 +236,19 @@ def numpy_ops_for(x):
     import keras
 
     return keras.ops
+
+
+def model_scope(model):
+    """The context in which ``model``'s own variables are created.
+
+    On TensorFlow that is the scope of the `tf.distribute` strategy the model
+    was built under (``model.distribute_strategy``): compiling a model built
+    under ``MirroredStrategy`` outside its scope fails with "Mixing different
+    tf.distribute.Strategy objects". JAX (``keras.distribution``) and PyTorch
+    need no scope.
+    """
+    if is_tensorflow():
+        return model.distribute_strategy.scope()
+    import contextlib
+
+    return contextlib.nullcontext()
