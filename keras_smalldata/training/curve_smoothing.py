@@ -1,26 +1,32 @@
-"""`CurveSmoothing`: a callback that adds smoothed metrics to the epoch logs."""
+"""`CurveSmoothing`: a callback that adds smoothed metrics to the epoch logs.
+
+`check_callbacks` checks a callbacks list before `fit` and registers the
+monitors of smoothed keys with the `CurveSmoothing` that writes them, so that
+the keys that only exist once training runs are checked at the first epoch end.
+"""
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 
+from keras_smalldata import _arguments as args
 from keras_smalldata.training._directions import metric_direction
+from keras_smalldata.training._metric_names import (
+    is_smoothed_key,
+    metric_names,
+    raw_key,
+    smoothed_key,
+)
 from keras_smalldata.training.smoothing import ExponentialAverage, validate_factor
 
-SMOOTHED_SUFFIX = "_smoothed"
+__all__ = ["CurveSmoothing", "check_callbacks", "smoothed_key"]
+
 # Logged by learning-rate callbacks; smoothing them means nothing.
 _LEARNING_RATE_KEYS = ("learning_rate", "lr")
-
-
-def smoothed_key(key: str) -> str:
-    """The log key `CurveSmoothing` writes for `key` (`val_loss` -> `val_loss_smoothed`)."""
-    return f"{key}{SMOOTHED_SUFFIX}"
 
 
 class CurveSmoothing(keras.callbacks.Callback):
@@ -37,6 +43,18 @@ class CurveSmoothing(keras.callbacks.Callback):
     `TensorBoard`. The `val_` prefix stays first (`val_loss_smoothed`,
     `loss_smoothed`), which is how Keras' TensorBoard callback and CSV tools
     tell validation metrics apart.
+
+    Pass the list through `check_callbacks`:
+    `model.fit(..., callbacks=check_callbacks([CurveSmoothing(), ...]))`.
+    A Keras callback is not told which other callbacks run beside it, so
+    `CurveSmoothing` alone cannot see a monitor that comes before it in the
+    list, that watches a key it does not smooth, or whose key is misspelt.
+    `check_callbacks` checks the list before training starts and hands the
+    monitors of smoothed keys to the first `CurveSmoothing` of the list,
+    which checks at the end of the first epoch (the first epoch with
+    validation, for `val_` keys) that every monitored key exists, and raises
+    a `ValueError` naming the closest real key otherwise
+    (`monitor="val_acc_smoothed"` when the metric is `accuracy`).
 
     Things to know:
 
@@ -56,13 +74,6 @@ class CurveSmoothing(keras.callbacks.Callback):
     - A NaN or infinite value is skipped, and its smoothed value is NaN.
     - Only epoch-end hooks are used, so Keras keeps its asynchronous batch
       dispatch.
-    - When `fit` starts, the callback looks at the other callbacks in the
-      list (through the `keras.callbacks.CallbackList` calling it) and raises
-      a `ValueError` if a callback monitors a smoothed key that comes before
-      it, or that it does not smooth, or with `mode="auto"`; it warns when a
-      `CSVLogger`, `TensorBoard` or `History` comes before it. A monitor on a
-      smoothed key when no `CurveSmoothing` is in the list at all cannot be
-      seen from here: call `check_callbacks(callbacks)` for that.
 
     The state is reset at the start of every `fit`.
 
@@ -75,9 +86,20 @@ class CurveSmoothing(keras.callbacks.Callback):
             prefix covers both the training and the validation metric
             (`["loss"]` smooths `loss` and `val_loss`), a name with the prefix
             only the validation one (`["val_loss"]`). A single string is
-            accepted too.
-        debias: Whether to use TensorBoard's bias-corrected average instead
-            of the average seeded with the first value. See `smooth_curve`.
+            accepted too. A name that is not in the logs raises a
+            `ValueError` at the first epoch end that could hold it.
+        debias: Whether to use TensorBoard's bias-corrected average (the
+            default) or the classic one seeded with the first value
+            (`debias=False`, the recipe's `smooth_curve`). The default is
+            the bias-corrected one, as in `plot_history`, for two reasons:
+            the value a monitor acts on is then the line `plot_history`
+            draws, and it is a weighted mean of the recent epochs only. The
+            classic average gives the first epoch, usually the worst, a
+            weight of `factor ** (t - 1)` at epoch `t`: with `factor=0.8`
+            the first loss still weighs 41% at the fifth epoch (12% in the
+            bias-corrected average), so the smoothed loss
+            keeps "improving" for a few epochs after the real curve has
+            turned, and `EarlyStopping` stops later than the trend says.
 
     Example:
 
@@ -99,17 +121,20 @@ class CurveSmoothing(keras.callbacks.Callback):
         self,
         factor: float = 0.8,
         metrics: str | Sequence[str] | None = None,
-        debias: bool = False,
+        debias: bool = True,
     ):
         super().__init__()
         self.factor = validate_factor(factor)
-        self.metrics = _normalise_metric_names(metrics)
-        self.debias = bool(debias)
+        self.metrics = _smoothed_metric_names(metrics)
+        self.debias = args.check_bool("debias", debias)
+        # Callbacks after this one that monitor a smoothed key, handed over by
+        # `check_callbacks`: their keys are checked at the first epoch end.
+        self._monitors: tuple[keras.callbacks.Callback, ...] = ()
         self._reset()
 
     def _reset(self) -> None:
         self._averages: dict[str, ExponentialAverage] = {}
-        self._names_checked = False
+        self._checked = {"training": False, "validation": False}
 
     def covers(self, key: str) -> bool:
         """Whether this callback writes `<key>_smoothed` when `key` is in the logs.
@@ -120,7 +145,7 @@ class CurveSmoothing(keras.callbacks.Callback):
         Returns:
             True if `key` is one of the metrics this callback smooths.
         """
-        if key.endswith(SMOOTHED_SUFFIX) or key in _LEARNING_RATE_KEYS:
+        if is_smoothed_key(key) or key in _LEARNING_RATE_KEYS:
             return False
         if self.metrics is None:
             return True
@@ -130,16 +155,10 @@ class CurveSmoothing(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._reset()
-        callback_list = _calling_callback_list(self)
-        if callback_list is not None:
-            check_callbacks(callback_list.callbacks)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        if not self._names_checked:
-            self._check_metric_names(logs)
-            self._names_checked = True
         smoothed = {}
         for key, value in logs.items():
             if not self.covers(key):
@@ -154,49 +173,104 @@ class CurveSmoothing(keras.callbacks.Callback):
                 )
             smoothed[smoothed_key(key)] = average.update(number)
         logs.update(smoothed)
+        self._check_keys(logs)
 
     def on_train_end(self, logs=None):
-        if self.metrics is None:
+        if self._checked["validation"]:
             return
-        never_seen = [
-            name
-            for name in self.metrics
-            if name.startswith("val_") and name not in self._averages
+        wanted = [name for name in self.metrics or () if name.startswith("val_")]
+        monitors = [
+            _describe(c) for c in self._monitors_in_this_fit() if c.monitor.startswith("val_")
         ]
-        if never_seen:
-            warnings.warn(
-                f"CurveSmoothing(metrics={list(self.metrics)!r}): {never_seen} never "
-                "appeared in the epoch logs, so nothing was smoothed for "
-                f"{'it' if len(never_seen) == 1 else 'them'}. Validation metrics "
-                "only exist when `fit` gets `validation_data` or `validation_split`.",
-                stacklevel=2,
+        if not wanted and not monitors:
+            return
+        parts = []
+        if wanted:
+            parts.append(
+                f"CurveSmoothing(metrics={list(self.metrics)!r}) never smoothed {wanted}"
             )
+        if monitors:
+            parts.append(f"{', '.join(monitors)} never had a value")
+        warnings.warn(
+            f"No validation metric appeared in the epoch logs: {'; '.join(parts)}. "
+            "Validation metrics only exist when `fit` gets `validation_data` or "
+            "`validation_split`.",
+            stacklevel=2,
+        )
 
-    def _check_metric_names(self, logs) -> None:
-        """Raises if a requested training metric is not in the first epoch's logs."""
-        if self.metrics is None:
-            return
-        available = [key for key in logs if not key.endswith(SMOOTHED_SUFFIX)]
-        missing = [
-            name
-            for name in self.metrics
-            if not name.startswith("val_") and name not in logs
-        ]
-        if missing:
-            hints = []
-            for name in missing:
-                close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-                close += [k for k in available if k.startswith(name) and k not in close]
-                if close:
-                    hints.append(f"for {name!r} did you mean {close}?")
-            raise ValueError(
-                f"CurveSmoothing(metrics={list(self.metrics)!r}): {missing} "
-                f"{'is' if len(missing) == 1 else 'are'} not in the epoch logs. "
-                f"Available keys: {sorted(available)}. "
-                + (" ".join(hints) + " " if hints else "")
-                + "Metric names are the ones in history.history (for example "
-                "'accuracy', not 'acc')."
+    def _check_keys(self, logs) -> None:
+        """Raises at the first epoch end where a wanted key should be in the logs.
+
+        Training keys are checked at the first epoch end, validation keys at
+        the first epoch end that has any validation key (with
+        `validation_freq > 1` the first epochs have none).
+        """
+        for part in ("training", "validation"):
+            if self._checked[part]:
+                continue
+            is_validation = part == "validation"
+            if is_validation and not any(k.startswith("val_") for k in logs):
+                continue
+            self._checked[part] = True
+            problems = self._missing_metrics(logs, is_validation)
+            problems += self._missing_monitors(logs, is_validation)
+            if problems:
+                raise ValueError(
+                    "Keys that the callbacks need are not in the epoch logs:\n- "
+                    + "\n- ".join(problems)
+                    + f"\nKeys in the logs: {sorted(logs)}. Metric names are "
+                    "those of history.history (for example 'accuracy', not 'acc')."
+                )
+
+    def _missing_metrics(self, logs, is_validation: bool) -> list[str]:
+        problems = []
+        for name in self.metrics or ():
+            if name.startswith("val_") != is_validation or name in logs:
+                continue
+            raw = [key for key in logs if not is_smoothed_key(key)]
+            if not is_validation:
+                raw = [key for key in raw if not key.startswith("val_")]
+            hint = args.did_you_mean(name, raw, n=1, cutoff=0.5)
+            problems.append(
+                f"CurveSmoothing(metrics={list(self.metrics)!r}): {name!r} is not "
+                f"in the epoch logs.{hint}"
             )
+        return problems
+
+    def _missing_monitors(self, logs, is_validation: bool) -> list[str]:
+        problems = []
+        for callback in self._monitors_in_this_fit():
+            monitor = callback.monitor
+            if monitor.startswith("val_") != is_validation or monitor in logs:
+                continue
+            source = raw_key(monitor)
+            if source in logs:
+                reason = (
+                    f"{source!r} is in the logs but is not a single number, so it "
+                    "is not smoothed."
+                )
+            else:
+                reason = f"its raw key {source!r} is not in the logs."
+            candidates = [
+                key
+                for key in logs
+                if is_smoothed_key(key) and key.startswith("val_") == is_validation
+            ]
+            hint = args.did_you_mean(monitor, candidates, n=1, cutoff=0.5)
+            problems.append(f"{_describe(callback)} can never see its key: {reason}{hint}")
+        return problems
+
+    def _monitors_in_this_fit(self) -> list[keras.callbacks.Callback]:
+        """The registered monitors that take part in the running `fit`.
+
+        Keras gives every callback of a `fit` the same model; a monitor from
+        a list checked earlier but not passed to this `fit` has another one
+        (or none) and is left alone.
+        """
+        model = self.model
+        if model is None:
+            return list(self._monitors)
+        return [c for c in self._monitors if c.model is model]
 
     def __repr__(self) -> str:
         metrics = None if self.metrics is None else list(self.metrics)
@@ -208,39 +282,49 @@ class CurveSmoothing(keras.callbacks.Callback):
 
 def check_callbacks(
     callbacks: Sequence[keras.callbacks.Callback] | keras.callbacks.CallbackList | None,
-) -> Sequence[keras.callbacks.Callback] | keras.callbacks.CallbackList | None:
-    """Checks that monitors on smoothed keys will get their values.
+) -> list[keras.callbacks.Callback] | keras.callbacks.CallbackList:
+    """Checks that monitors on smoothed keys will get their values; wrap `fit`'s list in it.
 
     Keras' callbacks share one `logs` dict in list order, so a callback that
     monitors `"val_loss_smoothed"` only sees a value if a `CurveSmoothing`
-    that smooths `val_loss` comes before it. When the smoother is missing or
-    placed after, Keras does not fail: `EarlyStopping` just warns at every
-    epoch and never stops, `ModelCheckpoint` never saves. This function finds
-    these mistakes before training starts.
+    that smooths `val_loss` comes before it. When something is wrong, Keras
+    does not fail: `EarlyStopping` warns at every epoch and never stops,
+    `ModelCheckpoint` never saves. Use it as
+    `model.fit(..., callbacks=check_callbacks([...]))`.
 
-    `CurveSmoothing` runs the same check on its siblings when `fit` starts,
-    but it cannot see a list it is not part of: call this function yourself
-    to also catch a forgotten smoother. It returns its argument, so it can
-    wrap the list passed to `fit`.
-
-    Checked, for every callback with a `monitor` attribute ending in
+    Checked now, for every callback with a `monitor` attribute ending in
     `_smoothed` (`EarlyStopping`, `ModelCheckpoint` with
     `save_best_only=True`, `ReduceLROnPlateau`, your own):
 
     - a `CurveSmoothing` smoothing the raw key comes before it;
     - its `mode` is not `"auto"` (Keras cannot infer the direction of a
-      smoothed key and raises at the end of the first epoch).
+      smoothed key and raises at the end of the first epoch), and does not
+      contradict the metric (`mode="min"` on an accuracy).
 
-    These problems raise a `ValueError` listing all of them. A `CSVLogger`,
-    `TensorBoard` or `History` placed before the first `CurveSmoothing` only
-    gets a warning: it works, but does not record the smoothed keys.
+    Checked during `fit`: the metric names only exist once training runs, so
+    these monitors are registered with the first `CurveSmoothing` of the
+    list, which checks at the end of the first epoch (the first epoch with
+    validation, for `val_` keys) that each monitored key was written, and
+    raises a `ValueError` with the closest real key otherwise
+    (`"val_acc_smoothed"` when the metric is `accuracy`: did you mean
+    `"val_accuracy_smoothed"`?). It warns at the end of training when no
+    validation ran at all. The registration lasts until the list is checked
+    again; a registered monitor that is not part of a later `fit` is not
+    checked there.
+
+    The problems found now raise one `ValueError` listing all of them. A
+    `CSVLogger`, `TensorBoard` or `History` placed before the first
+    `CurveSmoothing` only gets a warning: it works, but does not record the
+    smoothed keys.
 
     Args:
         callbacks: A list or tuple of callbacks (nested lists are flattened),
             or a `keras.callbacks.CallbackList`.
 
     Returns:
-        `callbacks`, unchanged.
+        The callbacks as one flat list, in order, ready for `fit` (Keras
+        takes nested lists on the TensorFlow backend only); a
+        `CallbackList` is returned as it is.
 
     Raises:
         TypeError: If `callbacks` is not a list of Keras callbacks.
@@ -254,54 +338,25 @@ def check_callbacks(
         keras.callbacks.EarlyStopping(
             monitor="val_loss_smoothed", mode="min", patience=5),
     ])
+    model.fit(x, y, validation_split=0.2, epochs=50, callbacks=callbacks)
     ```
     """
     items = _flatten_callbacks(callbacks)
+    smoothers = [c for c in items if isinstance(c, CurveSmoothing)]
+    monitors = [c for c in items if _monitors_smoothed_key(c)]
     problems = []
     for position, callback in enumerate(items):
-        monitor = getattr(callback, "monitor", None)
-        if not isinstance(monitor, str) or not monitor.endswith(SMOOTHED_SUFFIX):
-            continue
-        if getattr(callback, "save_best_only", True) is False:
-            continue  # A ModelCheckpoint saving every epoch does not read it.
-        name = f"{type(callback).__name__}(monitor={monitor!r})"
-        raw_key = monitor[: -len(SMOOTHED_SUFFIX)]
-        before = [c for c in items[:position] if isinstance(c, CurveSmoothing)]
-        after = [c for c in items[position + 1 :] if isinstance(c, CurveSmoothing)]
-        if not any(c.covers(raw_key) for c in before):
-            if any(c.covers(raw_key) for c in after):
-                problems.append(
-                    f"{name} comes before the CurveSmoothing that writes "
-                    f"{monitor!r}: callbacks share the logs in list order, so it "
-                    "would never see the value. Move CurveSmoothing before it."
-                )
-            elif before or after:
-                smoothers = ", ".join(repr(c) for c in before + after)
-                problems.append(
-                    f"{name}: no CurveSmoothing in the list smooths {raw_key!r} "
-                    f"({smoothers}). Add {raw_key!r} to its `metrics`, or "
-                    "use metrics=None to smooth every metric."
-                )
-            else:
-                problems.append(
-                    f"{name}: there is no CurveSmoothing in the callbacks, so "
-                    f"{monitor!r} never exists. Add CurveSmoothing() before it."
-                )
-        if getattr(callback, "mode", None) == "auto":
-            problems.append(
-                f"{name} has mode='auto': Keras cannot tell whether a smoothed "
-                f"key should go down or up and raises at the end of the first "
-                f"epoch. Pass {_mode_hint(raw_key)}."
-            )
+        if _monitors_smoothed_key(callback):
+            problems += _placement_problems(callback, items[:position], items[position + 1 :])
+            problems += _mode_problems(callback)
     if problems:
         raise ValueError(
             "The callbacks cannot monitor the smoothed metrics:\n- "
             + "\n- ".join(problems)
         )
-    smoother_positions = [
-        i for i, c in enumerate(items) if isinstance(c, CurveSmoothing)
-    ]
-    if smoother_positions:
+    for index, smoother in enumerate(smoothers):
+        smoother._monitors = tuple(monitors) if index == 0 else ()
+    if smoothers:
         loggers = (
             keras.callbacks.CSVLogger,
             keras.callbacks.TensorBoard,
@@ -309,7 +364,7 @@ def check_callbacks(
         )
         early = [
             type(c).__name__
-            for c in items[: smoother_positions[0]]
+            for c in items[: items.index(smoothers[0])]
             if isinstance(c, loggers)
         ]
         if early:
@@ -319,44 +374,89 @@ def check_callbacks(
                 "will not be recorded there. Put CurveSmoothing first.",
                 stacklevel=2,
             )
-    return callbacks
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks
+    return items
 
 
-def _mode_hint(raw_key: str) -> str:
-    direction = metric_direction(raw_key)
+def _monitors_smoothed_key(callback) -> bool:
+    """Whether `callback` reads a smoothed key from the logs at every epoch."""
+    monitor = getattr(callback, "monitor", None)
+    if not isinstance(monitor, str) or not is_smoothed_key(monitor):
+        return False
+    # A ModelCheckpoint that saves every epoch does not read its monitor.
+    return getattr(callback, "save_best_only", True) is not False
+
+
+def _describe(callback) -> str:
+    return f"{type(callback).__name__}(monitor={callback.monitor!r})"
+
+
+def _placement_problems(callback, before, after) -> list[str]:
+    monitor = callback.monitor
+    source = raw_key(monitor)
+    name = _describe(callback)
+    smoothers_before = [c for c in before if isinstance(c, CurveSmoothing)]
+    smoothers_after = [c for c in after if isinstance(c, CurveSmoothing)]
+    if any(c.covers(source) for c in smoothers_before):
+        return []
+    if any(c.covers(source) for c in smoothers_after):
+        return [
+            f"{name} comes before the CurveSmoothing that writes {monitor!r}: "
+            "callbacks share the logs in list order, so it would never see the "
+            "value. Move CurveSmoothing before it."
+        ]
+    if smoothers_before or smoothers_after:
+        listed = ", ".join(repr(c) for c in smoothers_before + smoothers_after)
+        return [
+            f"{name}: no CurveSmoothing in the list smooths {source!r} ({listed}). "
+            f"Add {source!r} to its `metrics`, or use metrics=None to smooth every "
+            "metric."
+        ]
+    return [
+        f"{name}: there is no CurveSmoothing in the callbacks, so {monitor!r} never "
+        "exists. Add CurveSmoothing() before it."
+    ]
+
+
+def _mode_problems(callback) -> list[str]:
+    mode = getattr(callback, "mode", None)
+    source = raw_key(callback.monitor)
+    direction = metric_direction(source)
+    name = _describe(callback)
+    if mode == "auto":
+        return [
+            f"{name} has mode='auto': Keras cannot tell whether a smoothed key "
+            "should go down or up and raises at the end of the first epoch. "
+            f"Pass {_mode_hint(direction)}."
+        ]
+    if direction is not None and mode in ("min", "max") and mode != direction:
+        better = "lower" if direction == "min" else "higher"
+        return [
+            f"{name} has mode={mode!r}, but {source!r} is better when {better}: it "
+            f"would keep the worst epochs. Pass mode={direction!r}."
+        ]
+    return []
+
+
+def _mode_hint(direction: str | None) -> str:
     if direction is None:
         return "mode='min' (lower is better) or mode='max' (higher is better)"
     return f"mode={direction!r}"
 
 
-def _normalise_metric_names(metrics) -> tuple[str, ...] | None:
-    if metrics is None:
+def _smoothed_metric_names(metrics) -> tuple[str, ...] | None:
+    names = metric_names(metrics)
+    if names is None:
         return None
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, Iterable):
-        raise TypeError(
-            "`metrics` must be None, a metric name or a list of metric names, "
-            f"for example ['val_loss']. Received: metrics={metrics!r}."
-        )
-    names = list(metrics)
     for name in names:
-        if not isinstance(name, str) or not name:
-            raise TypeError(
-                "`metrics` must hold metric names (non-empty strings) such as "
-                f"'loss' or 'val_accuracy'. Received: metrics={metrics!r}."
-            )
-        if name.endswith(SMOOTHED_SUFFIX):
+        if is_smoothed_key(name):
             raise ValueError(
                 f"`metrics` names the raw metrics to smooth; {name!r} is already "
-                f"a smoothed key. Use {name[: -len(SMOOTHED_SUFFIX)]!r}."
+                f"a smoothed key. Use {raw_key(name)!r}. "
+                f"{args.received('metrics', metrics)}"
             )
-    if not names:
-        raise ValueError(
-            "`metrics` is empty: nothing would be smoothed. Use None to smooth "
-            "every metric."
-        )
-    return tuple(dict.fromkeys(names))
+    return names
 
 
 def _flatten_callbacks(callbacks) -> list:
@@ -369,7 +469,7 @@ def _flatten_callbacks(callbacks) -> list:
     if not isinstance(callbacks, (list, tuple)):
         raise TypeError(
             "`callbacks` must be a list of Keras callbacks (what you pass to "
-            f"`fit`). Received: {callbacks!r} of type {type(callbacks).__name__}."
+            f"`fit`). {args.received('callbacks', callbacks)}"
         )
     items = []
     for item in callbacks:
@@ -383,32 +483,6 @@ def _flatten_callbacks(callbacks) -> list:
                 f"Received an item {item!r} of type {type(item).__name__}."
             )
     return items
-
-
-def _calling_callback_list(callback, depth: int = 4):
-    """The `CallbackList` whose hook is calling `callback`, if there is one.
-
-    A callback is not told about its siblings. When Keras' `fit` runs it, the
-    caller one frame up is `CallbackList.on_train_begin`, whose `self` holds
-    them all. Only a `CallbackList` that really contains `callback` is
-    returned; anything unexpected gives None (and no check).
-    """
-    frame = inspect.currentframe()
-    try:
-        for _ in range(depth + 1):
-            if frame is None:
-                return None
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, keras.callbacks.CallbackList) and any(
-                item is callback for item in getattr(candidate, "callbacks", ())
-            ):
-                return candidate
-            frame = frame.f_back
-    except Exception:  # Introspection is best effort only.
-        return None
-    finally:
-        del frame
-    return None
 
 
 def _as_scalar(value) -> float | None:

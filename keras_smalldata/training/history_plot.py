@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_smalldata import _arguments as args
 from keras_smalldata.training._directions import metric_direction
-from keras_smalldata.training.curve_smoothing import SMOOTHED_SUFFIX
+from keras_smalldata.training._metric_names import is_smoothed_key, metric_names
 from keras_smalldata.training.history_io import history_as_dict
 from keras_smalldata.training.smoothing import smooth_curve, validate_factor
 
@@ -24,29 +25,51 @@ _SKIPPED_KEYS = ("epoch", "learning_rate", "lr")
 _TRAINING_COLOR = "C0"
 _VALIDATION_COLOR = "C1"
 _BEST_COLOR = "C3"
+# The gid of the artists that mark the best epoch (one dashed line and, where
+# the panel has a validation value at that epoch, one star).
+BEST_EPOCH_GID = "best_epoch"
+_MODES = ("auto", "min", "max")
+_DEFAULT_MONITOR = "val_loss"
+_NOT_GIVEN = object()
 
 
 def plot_history(
     history: keras.callbacks.History | Mapping[str, Sequence[float]] | str | os.PathLike,
-    smoothing: float | None = 0.8,
+    factor: float | None = 0.8,
     metrics: str | Sequence[str] | None = None,
     figsize: tuple[float, float] | None = None,
     validation_freq: int | Sequence[int] | None = None,
+    *,
+    debias: bool = True,
+    monitor: str | None = _DEFAULT_MONITOR,
+    mode: str = "auto",
+    smoothing=_NOT_GIVEN,
 ) -> Figure:
     """Plots training and validation curves, raw and smoothed, one panel per metric.
 
     Each metric found in the history gets a panel with its training and
     validation curves (`accuracy` with `val_accuracy`, `loss` with
     `val_loss`, and any other pair): the raw values as points and their
-    `smooth_curve(values, smoothing)` as a line of the same colour, training
-    in blue and validation in orange. Epochs are numbered from 1 (a history
-    of a resumed `fit(initial_epoch=...)` keeps its epoch numbers). The best
-    raw validation epoch is marked with a star and a dashed vertical line:
-    the lowest value for loss-like metrics, the highest for accuracy-like
-    ones (the direction comes from the model's Keras metrics when `history`
-    is a `History`, otherwise from the name: "loss", "error", "mse"... go
-    down, "accuracy", "auc", "precision"... go up; a metric whose direction
-    is unknown gets no marker). Ties go to the earliest epoch.
+    `smooth_curve(values, factor, debias)` as a line of the same colour,
+    training in blue and validation in orange. Epochs are numbered from 1 (a
+    history of a resumed `fit(initial_epoch=...)` keeps its epoch numbers).
+
+    The lines use the bias-corrected average by default (`debias=True`, as
+    TensorBoard draws): with a few epochs, the classic average
+    (`debias=False`) stays pulled toward the first value and can lie far
+    from every raw point.
+
+    One epoch is marked as the best, in every panel, by one criterion: the
+    lowest `val_loss` by default, the epoch that
+    `ModelCheckpoint(monitor="val_loss", save_best_only=True)` keeps. A
+    dashed vertical line marks it in every panel, and a star marks each
+    panel's validation value at that epoch. `monitor` and `mode` choose
+    another criterion, as for Keras' callbacks (`monitor="val_accuracy"`,
+    or `"val_loss_smoothed"` for the epoch `EarlyStopping(monitor=
+    "val_loss_smoothed", restore_best_weights=True)` restores). Ties go to
+    the earliest epoch, as with `ModelCheckpoint`. The legend, below the
+    panels where it cannot cover any data, names the epoch and the
+    criterion.
 
     Keys ending in `_smoothed` (written by `CurveSmoothing`) and learning
     rates are not plotted as metrics. NaN values (a diverged epoch, a `null`
@@ -62,38 +85,68 @@ def plot_history(
         history: The `History` returned by `fit`, its `history.history`
             dict, or a path to a history saved by `save_history` (JSON) or
             written by `keras.callbacks.CSVLogger` (CSV).
-        smoothing: The `factor` of `smooth_curve`, in [0, 1), for the lines;
-            `None` draws the points only. Defaults to 0.8.
+        factor: The `factor` of `smooth_curve`, in [0, 1), for the lines;
+            `None` draws the points only. Defaults to 0.8, as in
+            `CurveSmoothing(factor=0.8)`.
         metrics: Which panels to draw: a metric name or a list of names
             (without the `val_` prefix, e.g. `["accuracy", "loss"]`), in
             that order. `None` (the default) draws every metric found, in
             the order of the history.
         figsize: The figure size in inches, `(width, height)`. Defaults to
-            5 x 3.8 inches per panel.
+            5 x 3.8 inches per panel, plus room for the legend.
         validation_freq: The `validation_freq` given to `fit` (an int or a
             list of 1-based epochs), to place validation values when the
             validation lists are shorter than the training ones.
+        debias: Whether the lines use the bias-corrected average (the
+            default) or the classic one seeded with the first value
+            (`debias=False`). See `smooth_curve`.
+        monitor: The history key that chooses the best epoch (default
+            `"val_loss"`; a history without it, from a `fit` without
+            validation, gets no mark), or `None` for no mark. Another key
+            that is not in the history raises a `ValueError`.
+        mode: `"min"` (lowest is best), `"max"` or `"auto"` (the default:
+            the direction comes from the model's Keras metrics when
+            `history` is a `History`, otherwise from the name: "loss",
+            "error", "mse"... go down, "accuracy", "auc", "precision"...
+            go up).
+        smoothing: Deprecated spelling of `factor`.
 
     Returns:
         A `matplotlib.figure.Figure` with one `Axes` per metric.
 
     Raises:
         TypeError: If `history` is not a History, a dict or a path.
-        ValueError: If `metrics` names a metric that is not in the history,
-            if there is nothing to plot, or if the validation epochs cannot
-            be placed.
+        ValueError: If `metrics` or `monitor` names a key that is not in the
+            history, if the direction of `monitor` is unknown with
+            `mode="auto"`, if there is nothing to plot, or if the validation
+            epochs cannot be placed.
         FileNotFoundError: If `history` is a path that does not exist.
 
     Example:
 
     ```python
     history = model.fit(x, y, validation_split=0.2, epochs=30)
-    fig = plot_history(history, smoothing=0.8)
+    fig = plot_history(history, factor=0.8)
     fig.savefig("curves.png")
     ```
     """
-    if smoothing is not None:
-        smoothing = validate_factor(smoothing, name="smoothing")
+    if smoothing is not _NOT_GIVEN:
+        if factor != 0.8:
+            raise TypeError(
+                "plot_history got both `factor` and its old name `smoothing`; "
+                f"pass only factor={smoothing!r}."
+            )
+        warnings.warn(
+            "plot_history(smoothing=...) is deprecated; use factor=... (the name "
+            "CurveSmoothing and smooth_curve use).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        factor = smoothing
+    if factor is not None:
+        factor = validate_factor(factor)
+    debias = args.check_bool("debias", debias)
+    args.check_choice("mode", mode, _MODES)
     figsize = _check_figsize(figsize)
     data = history_as_dict(history)
     epochs = _epoch_numbers(history, data)
@@ -105,6 +158,7 @@ def plot_history(
             f"{sorted(data)}."
         )
     model = getattr(history, "model", None) if hasattr(history, "history") else None
+    best = _best_epoch(data, epochs, validation_freq, monitor, mode, model)
 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -113,8 +167,9 @@ def plot_history(
     ncols = count if count <= 3 else (2 if count == 4 else 3)
     nrows = math.ceil(count / ncols)
     if figsize is None:
-        figsize = (5.0 * ncols, 3.8 * nrows)
+        figsize = (5.0 * ncols, 3.8 * nrows + 0.7)
     fig = plt.figure(figsize=figsize, layout="constrained")
+    legend_entries: dict[str, object] = {}
     for index, base in enumerate(selected):
         ax = fig.add_subplot(nrows, ncols, index + 1)
         training_key, validation_key = series[base]
@@ -126,18 +181,21 @@ def plot_history(
             if key is None:
                 continue
             x, y = _placed_values(key, data[key], epochs, validation_freq)
-            _draw_series(ax, x, y, f"{label} {base}", color, smoothing)
-            drawn.append(label)
-            if label == "Validation":
-                _mark_best(ax, x, y, metric_direction(base, model=model))
+            points, line = _draw_series(ax, x, y, f"{label} {base}", color, factor, debias)
+            legend_entries.setdefault(label, points)
+            if line is not None:
+                legend_entries.setdefault(f"{label}, smoothed", line)
+            drawn.append((label, x, y))
+        if best is not None:
+            legend_entries.setdefault(best["label"], _mark_best(ax, best, drawn))
         if len(drawn) == 2:
             ax.set_title(f"Training and validation {base}")
         else:
-            ax.set_title(f"{drawn[0]} {base}")
+            ax.set_title(f"{drawn[0][0]} {base}")
         ax.set_xlabel("Epoch")
         ax.set_ylabel(base)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize="small")
+    _add_legend(fig, legend_entries, factor, debias)
     return fig
 
 
@@ -147,14 +205,11 @@ def _check_figsize(figsize):
     if (
         not isinstance(figsize, Sequence)
         or len(figsize) != 2
-        or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0
-            for v in figsize
-        )
+        or not all(args.is_number(v) and 0 < v < math.inf for v in figsize)
     ):
         raise ValueError(
             "`figsize` must be (width, height) in inches, two positive numbers "
-            f"such as (10, 4). Received: figsize={figsize!r}."
+            f"such as (10, 4). {args.received('figsize', figsize)}"
         )
     return (float(figsize[0]), float(figsize[1]))
 
@@ -181,7 +236,7 @@ def _metric_pairs(data):
     bases: list[str] = []
     series: dict[str, list] = {}
     for key, values in data.items():
-        if key.endswith(SMOOTHED_SUFFIX) or key in _SKIPPED_KEYS:
+        if is_smoothed_key(key) or key in _SKIPPED_KEYS:
             continue
         if not _is_scalar_series(values):
             continue
@@ -197,32 +252,57 @@ def _metric_pairs(data):
 
 
 def _select_metrics(metrics, bases, series):
-    if metrics is None:
+    names = metric_names(metrics)
+    if names is None:
         return bases
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    if not isinstance(metrics, Sequence):
-        raise TypeError(
-            "`metrics` must be None, a metric name or a list of names such as "
-            f"['accuracy', 'loss']. Received: metrics={metrics!r}."
-        )
     selected = []
-    for name in metrics:
-        if not isinstance(name, str):
-            raise TypeError(
-                f"`metrics` must hold metric names (strings). Received: {name!r}."
-            )
+    for name in names:
         base = name.removeprefix("val_") if name not in series else name
         if base not in series:
-            close = difflib.get_close_matches(base, bases, n=3)
             raise ValueError(
-                f"metrics={list(metrics)!r}: {name!r} is not in the history. "
-                f"Available metrics: {bases}."
-                + (f" Did you mean {close}?" if close else "")
+                f"metrics={list(names)!r}: {name!r} is not in the history. "
+                f"Available metrics: {bases}.{args.did_you_mean(base, bases)}"
             )
         if base not in selected:
             selected.append(base)
     return selected
+
+
+def _best_epoch(data, epochs, validation_freq, monitor, mode, model):
+    """The epoch to mark, as a dict, or None when there is nothing to mark."""
+    if monitor is None:
+        return None
+    if not isinstance(monitor, str):
+        raise TypeError(
+            "`monitor` must be a history key such as 'val_loss', or None. "
+            f"{args.received('monitor', monitor)}"
+        )
+    if monitor not in data:
+        if monitor == _DEFAULT_MONITOR:
+            return None  # A history without validation: no validation epoch to choose.
+        raise ValueError(
+            f"`monitor` must be a key of the history, to choose the best epoch."
+            f"{args.did_you_mean(monitor, list(data))} Keys: {sorted(data)}. "
+            f"{args.received('monitor', monitor)}"
+        )
+    direction = mode if mode != "auto" else metric_direction(monitor, model=model)
+    if direction is None:
+        raise ValueError(
+            f"plot_history cannot tell whether {monitor!r} is better low or high. "
+            "Pass mode='min' (lower is better) or mode='max'."
+        )
+    x, y = _placed_values(monitor, data[monitor], epochs, validation_freq)
+    finite = np.isfinite(y)
+    if not finite.any():
+        return None
+    values = np.where(finite, y, np.inf if direction == "min" else -np.inf)
+    index = int(np.argmin(values) if direction == "min" else np.argmax(values))
+    epoch, value = int(x[index]), float(y[index])
+    which = "lowest" if direction == "min" else "highest"
+    return {
+        "epoch": epoch,
+        "label": f"Best epoch {epoch}: {which} {monitor} ({value:.4g})",
+    }
 
 
 def _placed_values(key, values, epochs, validation_freq):
@@ -290,29 +370,54 @@ def _validation_mask(key, length, epochs, validation_freq):
     return mask
 
 
-def _draw_series(ax, x, y, label, color, smoothing):
+def _draw_series(ax, x, y, label, color, factor, debias):
+    """Draws the raw points and the smoothed line; returns both artists (or None)."""
     finite = np.isfinite(y)
-    ax.plot(x[finite], y[finite], "o", color=color, markersize=4, alpha=0.7, label=label)
-    if smoothing is not None:
-        smoothed = smooth_curve(y, factor=smoothing)
-        keep = np.isfinite(smoothed)
-        ax.plot(x[keep], smoothed[keep], "-", color=color, linewidth=2, label=f"{label} (smoothed)")
-
-
-def _mark_best(ax, x, y, direction):
-    finite = np.isfinite(y)
-    if direction is None or not finite.any():
-        return
-    values = np.where(finite, y, np.inf if direction == "min" else -np.inf)
-    best = int(np.argmin(values) if direction == "min" else np.argmax(values))
-    epoch, value = x[best], y[best]
-    ax.axvline(epoch, color=_BEST_COLOR, linestyle="--", linewidth=1, alpha=0.6)
-    ax.plot(
-        [epoch],
-        [value],
-        "*",
-        color=_BEST_COLOR,
-        markersize=12,
-        label=f"Best epoch {int(epoch)} ({value:.4g})",
+    (points,) = ax.plot(
+        x[finite], y[finite], "o", color=color, markersize=4, alpha=0.7, label=label
     )
+    if factor is None:
+        return points, None
+    smoothed = smooth_curve(y, factor=factor, debias=debias)
+    keep = np.isfinite(smoothed)
+    (line,) = ax.plot(
+        x[keep], smoothed[keep], "-", color=color, linewidth=2, label=f"{label} (smoothed)"
+    )
+    return points, line
 
+
+def _mark_best(ax, best, drawn):
+    """A dashed line at the best epoch, and a star on the panel's validation value there."""
+    epoch = best["epoch"]
+    line = ax.axvline(
+        epoch, color=_BEST_COLOR, linestyle="--", linewidth=1, alpha=0.6,
+        label=best["label"], gid=BEST_EPOCH_GID,
+    )
+    for label, x, y in drawn:
+        if label != "Validation":
+            continue
+        at = np.flatnonzero((x == epoch) & np.isfinite(y))
+        if at.size:
+            ax.plot(
+                [epoch], [y[at[0]]], "*", color=_BEST_COLOR, markersize=12,
+                label="_best value", gid=BEST_EPOCH_GID,
+            )
+    return line
+
+
+def _add_legend(fig, entries, factor, debias):
+    """One legend for the whole figure, below the panels: it covers no data."""
+    labels = []
+    for label in entries:
+        if label.endswith(", smoothed"):
+            kind = "bias-corrected" if debias else "classic"
+            label = f"{label} (factor {factor:g}, {kind})"
+        labels.append(label)
+    fig.legend(
+        list(entries.values()),
+        labels,
+        loc="outside lower center",
+        ncols=min(len(labels), 3),
+        fontsize="small",
+        frameon=False,
+    )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 
 import numpy as np
+
+from keras_smalldata import _arguments as args
 
 
 def validate_factor(factor, name: str = "factor") -> float:
@@ -23,18 +24,9 @@ def validate_factor(factor, name: str = "factor") -> float:
         TypeError: If `factor` is not a real number (booleans are refused).
         ValueError: If `factor` is outside [0, 1) or is NaN.
     """
-    if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a real number in [0, 1), for example 0.8. "
-            f"Received: {name}={factor!r} of type {type(factor).__name__}."
-        )
-    value = float(factor)
-    if not (0.0 <= value < 1.0):
-        raise ValueError(
-            f"`{name}` must be in [0, 1): 0 leaves the curve unchanged and values "
-            f"close to 1 smooth more (0.6 to 0.9 is usual). Received: {name}={factor!r}."
-        )
-    return value
+    return args.check_number(
+        name, factor, 0.0, 1.0, include_maximum=False, example="0.8"
+    )
 
 
 def smooth_curve(
@@ -110,7 +102,7 @@ class ExponentialAverage:
 
     def __init__(self, factor: float, debias: bool = False):
         self.factor = validate_factor(factor)
-        self.debias = bool(debias)
+        self.debias = args.check_bool("debias", debias)
         self.reset()
 
     def reset(self) -> None:

@@ -58,7 +58,7 @@ def test_early_stopping_on_smoothed_key_stops_later_than_on_raw(tiny):
     )
     history = fit(
         tiny,
-        [ScriptedValLoss(SCRIPTED_VAL_LOSS), CurveSmoothing(factor=0.5), smooth_stop],
+        [ScriptedValLoss(SCRIPTED_VAL_LOSS), CurveSmoothing(factor=0.5, debias=False), smooth_stop],
     )
     assert history.epoch == [0, 1, 2, 3, 4, 5]
     assert smooth_stop.stopped_epoch == 5
@@ -82,8 +82,10 @@ def test_history_and_csvlogger_get_the_smoothed_keys(tiny, tmp_path):
     }
     for key in ("accuracy", "loss", "val_accuracy", "val_loss"):
         assert len(history.history[f"{key}_smoothed"]) == 3
+        # The default is the bias-corrected average, the one plot_history draws.
         np.testing.assert_array_equal(
-            history.history[f"{key}_smoothed"], smooth_curve(history.history[key], 0.8)
+            history.history[f"{key}_smoothed"],
+            smooth_curve(history.history[key], 0.8, debias=True),
         )
     with open(log_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -113,7 +115,7 @@ def test_validation_freq_two_skips_missing_epochs(tiny, tmp_path):
 
 
 def test_metrics_selection_and_val_prefix():
-    smoother = CurveSmoothing(factor=0.5, metrics=["loss", "val_accuracy"])
+    smoother = CurveSmoothing(factor=0.5, metrics=["loss", "val_accuracy"], debias=False)
     smoother.on_train_begin()
     logs = {"loss": 1.0, "accuracy": 0.5, "val_loss": 2.0, "val_accuracy": 0.25, "learning_rate": 0.1}
     smoother.on_epoch_end(0, logs)
@@ -149,7 +151,7 @@ def test_default_smooths_every_number_but_learning_rate_and_smoothed_keys():
 
 
 def test_nan_value_gives_nan_and_does_not_poison():
-    smoother = CurveSmoothing(factor=0.5)
+    smoother = CurveSmoothing(factor=0.5, debias=False)
     smoother.on_train_begin()
     written = []
     for epoch, value in enumerate([4.0, math.nan, 0.0, math.inf, 2.0]):
@@ -169,20 +171,16 @@ def test_state_is_reset_on_train_begin():
 
 
 def test_only_epoch_hooks_so_async_dispatch_stays_on():
-    # What CallbackList._configure_async_dispatch looks at (on the backends
-    # where Keras dispatches batch hooks asynchronously).
-    from keras.src.utils import is_default
-
-    smoother = CurveSmoothing()
+    # Keras dispatches batch hooks asynchronously unless a callback overrides
+    # one of them (CallbackList._configure_async_dispatch).
     for hook in ("on_train_batch_end", "on_batch_end", "on_test_batch_end", "on_predict_batch_end"):
-        assert is_default(getattr(smoother, hook))
-        assert getattr(type(smoother), hook) is getattr(keras.callbacks.Callback, hook)
+        assert getattr(CurveSmoothing, hook) is getattr(keras.callbacks.Callback, hook)
 
 
 def test_misspelt_metric_raises_with_suggestion():
     smoother = CurveSmoothing(metrics=["acc"])
     smoother.on_train_begin()
-    with pytest.raises(ValueError, match=r"\['acc'\] is not in the epoch logs.*did you mean \['accuracy'\]"):
+    with pytest.raises(ValueError, match=r"'acc' is not in the epoch logs\. Did you mean 'accuracy'\?"):
         smoother.on_epoch_end(0, {"accuracy": 0.5, "loss": 1.0})
 
 
@@ -190,15 +188,16 @@ def test_validation_metric_never_seen_warns_at_train_end():
     smoother = CurveSmoothing(metrics=["val_loss"])
     smoother.on_train_begin()
     smoother.on_epoch_end(0, {"loss": 1.0})
-    with pytest.warns(UserWarning, match=r"\['val_loss'\] never appeared"):
+    with pytest.warns(UserWarning, match=r"never smoothed \['val_loss'\]"):
         smoother.on_train_end()
 
 
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"factor": 1.0}, ValueError, r"`factor` must be in \[0, 1\)"),
-        ({"factor": "0.8"}, TypeError, "`factor` must be a real number"),
+        ({"factor": 1.0}, ValueError, r"`factor` must be a number in \[0, 1\).*Received: factor=1.0"),
+        ({"factor": "0.8"}, TypeError, "`factor` must be a number"),
+        ({"debias": "yes"}, TypeError, "`debias` must be True or False"),
         ({"metrics": []}, ValueError, "`metrics` is empty"),
         ({"metrics": [1]}, TypeError, "metric names"),
         ({"metrics": 3}, TypeError, "`metrics` must be None"),
@@ -216,28 +215,51 @@ def test_string_metric_and_repr():
     assert repr(smoother) == "CurveSmoothing(factor=0.6, metrics=['val_loss'], debias=True)"
 
 
-# --- misuse detection -------------------------------------------------------
+# --- misuse detection: check_callbacks before fit ---------------------------
 
 
-def test_fit_refuses_monitor_placed_before_the_smoother(tiny):
+def test_default_is_the_bias_corrected_average():
+    smoother = CurveSmoothing(factor=0.5)
+    assert smoother.debias is True
+    smoother.on_train_begin()
+    written = []
+    for epoch, value in enumerate([4.0, 0.0, 2.0]):
+        logs = {"loss": value}
+        smoother.on_epoch_end(epoch, logs)
+        written.append(logs["loss_smoothed"])
+    # a = .5*4 = 2 -> 2/.5 = 4; a = 1 -> 1/.75; a = 1.5 -> 1.5/.875 (hand-computed).
+    np.testing.assert_allclose(written, [4.0, 4 / 3, 12 / 7], rtol=1e-15)
+
+
+def test_check_callbacks_refuses_monitor_placed_before_the_smoother(tiny):
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss_smoothed", mode="min"),
         CurveSmoothing(),
     ]
     with pytest.raises(ValueError, match="comes before the CurveSmoothing"):
-        fit(tiny, callbacks, epochs=1)
+        fit(tiny, check_callbacks(callbacks), epochs=1)
 
 
-def test_fit_refuses_mode_auto_on_smoothed_key(tiny):
+def test_check_callbacks_refuses_mode_auto_on_smoothed_key():
     callbacks = [CurveSmoothing(), keras.callbacks.ReduceLROnPlateau(monitor="val_loss_smoothed")]
     with pytest.raises(ValueError, match="mode='auto'.*Pass mode='min'"):
-        fit(tiny, callbacks, epochs=1)
+        check_callbacks(callbacks)
 
 
-def test_fit_warns_when_csvlogger_comes_first(tiny, tmp_path):
+@pytest.mark.parametrize(
+    "monitor, mode, direction",
+    [("val_accuracy_smoothed", "min", "max"), ("loss_smoothed", "max", "min")],
+)
+def test_check_callbacks_refuses_a_mode_against_the_metric(monitor, mode, direction):
+    callbacks = [CurveSmoothing(), keras.callbacks.EarlyStopping(monitor=monitor, mode=mode)]
+    with pytest.raises(ValueError, match=f"has mode='{mode}'.*would keep the worst epochs. Pass mode='{direction}'"):
+        check_callbacks(callbacks)
+
+
+def test_check_callbacks_warns_when_csvlogger_comes_first(tmp_path):
     callbacks = [keras.callbacks.CSVLogger(str(tmp_path / "log.csv")), CurveSmoothing()]
     with pytest.warns(UserWarning, match="CSVLogger comes before CurveSmoothing"):
-        fit(tiny, callbacks, epochs=1)
+        check_callbacks(callbacks)
 
 
 def test_check_callbacks_finds_a_missing_smoother():
@@ -266,21 +288,25 @@ def test_check_callbacks_lists_every_problem():
     assert "comes before" in message and "Pass mode='max'" in message
 
 
-def test_check_callbacks_accepts_a_good_list_and_returns_it():
-    callbacks = [
-        CurveSmoothing(metrics=["val_loss"]),
-        [keras.callbacks.EarlyStopping(monitor="val_loss_smoothed", mode="min")],
-        keras.callbacks.ModelCheckpoint("m.keras", monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger("log.csv"),
-        # Saving every epoch does not read the monitor.
-        keras.callbacks.ModelCheckpoint("e.keras", monitor="loss_smoothed", save_best_only=False),
-    ]
+def test_check_callbacks_accepts_a_good_list_and_returns_it_flat():
+    smoother = CurveSmoothing(metrics=["val_loss"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss_smoothed", mode="min")
+    keep = keras.callbacks.ModelCheckpoint("m.keras", monitor="val_loss", save_best_only=True)
+    logger = keras.callbacks.CSVLogger("log.csv")
+    # Saving every epoch does not read the monitor.
+    every = keras.callbacks.ModelCheckpoint("e.keras", monitor="loss_smoothed", save_best_only=False)
+    callbacks = [smoother, [stop], keep, (logger, every)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert check_callbacks(callbacks) is callbacks
-        assert check_callbacks(None) is None
-        callback_list = keras.callbacks.CallbackList(callbacks)
+        checked = check_callbacks(callbacks)
+        assert checked == [smoother, stop, keep, logger, every]
+        assert callbacks[1] == [stop]  # The argument is left as it was.
+        assert check_callbacks(None) == []
+        # Keras builds a CallbackList from the flat list on every backend.
+        callback_list = keras.callbacks.CallbackList(checked)
         assert check_callbacks(callback_list) is callback_list
+    # Only the monitor of a smoothed key is handed to the smoother.
+    assert smoother._monitors == (stop,)
 
 
 def test_check_callbacks_bad_input():
@@ -290,9 +316,107 @@ def test_check_callbacks_bad_input():
         check_callbacks([CurveSmoothing(), "EarlyStopping"])
 
 
-def test_direct_on_train_begin_outside_fit_does_not_check():
-    # Not called by a CallbackList: nothing to inspect, no error.
-    CurveSmoothing().on_train_begin()
+# --- misuse detection: keys that only exist once training runs ---------------
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Records the epochs whose end it sees (it comes last in the list)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ended = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ended.append(epoch)
+
+
+def test_mistyped_smoothed_key_raises_at_the_first_epoch_end(tiny):
+    # The issue's case: "acc" is the Keras 2 name, the metric is "accuracy".
+    recorder = EpochRecorder()
+    stop = keras.callbacks.EarlyStopping(monitor="val_acc_smoothed", mode="max", patience=2)
+    callbacks = check_callbacks([CurveSmoothing(), stop, recorder])  # passes: names are unknown yet
+    with pytest.raises(ValueError) as info:
+        fit(tiny, callbacks, epochs=5)
+    message = str(info.value)
+    assert "EarlyStopping(monitor='val_acc_smoothed') can never see its key" in message
+    assert "its raw key 'val_acc' is not in the logs" in message
+    assert "Did you mean 'val_accuracy_smoothed'" in message
+    assert recorder.ended == []  # Stopped at the end of the first epoch, before the others ran.
+
+
+def test_mistyped_training_key_raises_too(tiny):
+    callbacks = check_callbacks([
+        CurveSmoothing(),
+        keras.callbacks.ReduceLROnPlateau(monitor="los_smoothed", mode="min"),
+    ])
+    with pytest.raises(ValueError, match="'los' is not in the logs. Did you mean 'loss_smoothed'"):
+        fit(tiny, callbacks, epochs=2)
+
+
+def test_validation_keys_are_checked_at_the_first_epoch_with_validation(tiny):
+    recorder = EpochRecorder()
+    callbacks = check_callbacks([
+        CurveSmoothing(),
+        keras.callbacks.EarlyStopping(monitor="val_acc_smoothed", mode="max"),
+        recorder,
+    ])
+    with pytest.raises(ValueError, match="val_acc_smoothed"):
+        fit(tiny, callbacks, epochs=4, validation_freq=2)
+    assert recorder.ended == [0]  # epoch 0 had no validation; epoch 1 raised
+
+
+def test_a_non_scalar_metric_is_named_as_such():
+    smoother = CurveSmoothing()
+    stop = keras.callbacks.EarlyStopping(monitor="per_class_smoothed", mode="max")
+    check_callbacks([smoother, stop])
+    smoother.on_train_begin()
+    with pytest.raises(ValueError, match="'per_class' is in the logs but is not a single number"):
+        smoother.on_epoch_end(0, {"loss": 1.0, "per_class": [0.5, 0.25]})
+
+
+def test_a_good_list_trains_on_every_backend(tiny):
+    # Nested lists are flattened, which Keras needs on JAX and PyTorch.
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy_smoothed", mode="max", patience=50)
+    history = fit(tiny, check_callbacks([CurveSmoothing(metrics="accuracy"), [stop]]), epochs=3)
+    assert len(history.history["val_accuracy_smoothed"]) == 3
+    assert stop.stopped_epoch == 0
+
+
+def test_validation_monitor_without_validation_warns_at_train_end(tiny):
+    callbacks = check_callbacks([
+        CurveSmoothing(),
+        keras.callbacks.EarlyStopping(monitor="val_loss_smoothed", mode="min"),
+    ])
+    with pytest.warns(UserWarning, match=r"EarlyStopping\(monitor='val_loss_smoothed'\) never had a value"):
+        fit(tiny, callbacks, epochs=2, validation_data=None)
+
+
+def test_the_registration_only_checks_monitors_of_the_running_fit(tiny):
+    smoother = CurveSmoothing()
+    check_callbacks([smoother, keras.callbacks.EarlyStopping(monitor="val_acc_smoothed", mode="max")])
+    # The same smoother in another list, not checked again: the stale monitor
+    # is not part of this fit and must not stop it.
+    good = keras.callbacks.EarlyStopping(monitor="val_loss_smoothed", mode="min", patience=50)
+    history = fit(tiny, [smoother, good], epochs=2)
+    assert len(history.history["val_loss_smoothed"]) == 2
+    # Checking the new list replaces the registration.
+    check_callbacks([smoother, good])
+    assert smoother._monitors == (good,)
+
+
+def test_only_the_first_smoother_checks(tiny):
+    first, second = CurveSmoothing(metrics="loss"), CurveSmoothing(metrics="accuracy")
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy_smoothed", mode="max")
+    check_callbacks([first, second, stop])
+    assert first._monitors == (stop,) and second._monitors == ()
+
+
+def test_misspelt_validation_metric_raises_when_validation_runs():
+    smoother = CurveSmoothing(metrics=["val_acc"])
+    smoother.on_train_begin()
+    smoother.on_epoch_end(0, {"loss": 1.0})  # no validation yet: nothing to say
+    with pytest.raises(ValueError, match="'val_acc' is not in the epoch logs. Did you mean 'val_accuracy'"):
+        smoother.on_epoch_end(1, {"loss": 1.0, "val_loss": 1.0, "val_accuracy": 0.5})
 
 
 def test_tensorboard_routes_smoothed_validation_keys_by_prefix(tiny, tmp_path):

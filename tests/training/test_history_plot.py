@@ -29,13 +29,25 @@ def lines_by_label(ax):
     return {line.get_label(): line for line in ax.get_lines()}
 
 
-def best_marker(ax):
-    stars = [line for line in ax.get_lines() if line.get_label().startswith("Best epoch")]
-    assert len(stars) <= 1
-    return stars[0] if stars else None
+def best_marks(ax):
+    """(x of the dashed line, [(x, y) of the stars]) of the best-epoch mark, or None."""
+    marks = [a for a in ax.get_lines() if a.get_gid() == "best_epoch"]
+    if not marks:
+        return None
+    dashed = [a for a in marks if a.get_linestyle() == "--"]
+    stars = [a for a in marks if a.get_marker() == "*"]
+    assert len(dashed) == 1 and len(marks) == 1 + len(stars)
+    x = list(dashed[0].get_xdata())
+    assert x[0] == x[1]  # a vertical line
+    return x[0], [(float(s.get_xdata()[0]), float(s.get_ydata()[0])) for s in stars]
 
 
-def check_panel(ax, name, history, factor=0.8):
+def legend_texts(fig):
+    assert len(fig.legends) == 1
+    return [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def check_panel(ax, name, history, factor=0.8, debias=True):
     lines = lines_by_label(ax)
     epochs = np.arange(1, len(history[name]) + 1)
     raw = lines[f"Training {name}"]
@@ -45,14 +57,16 @@ def check_panel(ax, name, history, factor=0.8):
     smoothed = lines[f"Training {name} (smoothed)"]
     assert smoothed.get_linestyle() == "-" and smoothed.get_marker() == "None"
     np.testing.assert_array_equal(smoothed.get_xdata(), epochs)
-    np.testing.assert_allclose(smoothed.get_ydata(), smooth_curve(history[name], factor), rtol=1e-12)
+    np.testing.assert_allclose(
+        smoothed.get_ydata(), smooth_curve(history[name], factor, debias=debias), rtol=1e-12
+    )
     val = lines[f"Validation {name}"]
     np.testing.assert_array_equal(val.get_ydata(), history[f"val_{name}"])
     assert raw.get_color() != val.get_color()
     assert lines[f"Validation {name} (smoothed)"].get_color() == val.get_color()
 
 
-def test_dict_panels_titles_lines_and_best_epochs():
+def test_dict_panels_titles_lines_and_one_best_epoch():
     fig = plot_history(HISTORY)
     assert isinstance(fig, Figure)
     assert [ax.get_title() for ax in fig.axes] == [
@@ -62,16 +76,74 @@ def test_dict_panels_titles_lines_and_best_epochs():
     assert [ax.get_xlabel() for ax in fig.axes] == ["Epoch", "Epoch"]
     for ax, name in zip(fig.axes, ["accuracy", "loss"]):
         check_panel(ax, name, HISTORY)
-    # accuracy: max of val_accuracy is 0.75 at epochs 2 and 5 -> the first, 2.
-    star = best_marker(fig.axes[0])
-    assert list(star.get_xdata()) == [2] and list(star.get_ydata()) == [0.75]
-    assert star.get_label() == "Best epoch 2 (0.75)"
-    # loss: min of val_loss is 0.5 at epoch 4.
-    star = best_marker(fig.axes[1])
-    assert list(star.get_xdata()) == [4] and list(star.get_ydata()) == [0.5]
-    # The dashed vertical line at the same epoch.
-    vertical = [ln for ln in fig.axes[1].get_lines() if ln.get_linestyle() == "--"]
-    assert len(vertical) == 1 and list(vertical[0].get_xdata()) == [4, 4]
+    # One criterion for the whole figure: the lowest val_loss, 0.5 at epoch 4,
+    # marked in both panels, with each panel's validation value at epoch 4.
+    assert best_marks(fig.axes[0]) == (4, [(4.0, 0.6875)])
+    assert best_marks(fig.axes[1]) == (4, [(4.0, 0.5)])
+    assert legend_texts(fig) == [
+        "Training",
+        "Training, smoothed (factor 0.8, bias-corrected)",
+        "Validation",
+        "Validation, smoothed (factor 0.8, bias-corrected)",
+        "Best epoch 4: lowest val_loss (0.5)",
+    ]
+
+
+def test_monitor_and_mode_choose_the_best_epoch():
+    # val_accuracy: 0.75 at epochs 2 and 5: the first, as ModelCheckpoint keeps.
+    fig = plot_history(HISTORY, monitor="val_accuracy")
+    assert [best_marks(ax) for ax in fig.axes] == [(2, [(2.0, 0.75)]), (2, [(2.0, 0.55)])]
+    assert legend_texts(fig)[-1] == "Best epoch 2: highest val_accuracy (0.75)"
+    # The smoothed key CurveSmoothing logged: the epoch EarlyStopping would restore.
+    fig = plot_history(HISTORY, monitor="val_loss_smoothed")
+    assert best_marks(fig.axes[1])[0] == 5
+    fig = plot_history(HISTORY, monitor="val_loss", mode="max")
+    assert best_marks(fig.axes[1]) == (1, [(1.0, 0.8)])
+    fig = plot_history(HISTORY, monitor=None)
+    assert [best_marks(ax) for ax in fig.axes] == [None, None]
+    assert not any(text.startswith("Best") for text in legend_texts(fig))
+    with pytest.raises(ValueError, match=r"Did you mean 'val_accuracy'\?"):
+        plot_history(HISTORY, monitor="val_acc")
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        plot_history(HISTORY, mode="lowest")
+
+
+def test_the_legend_is_outside_every_panel():
+    many = {name: [1.0, 2.0, 1.5] for name in ["loss", "mae", "mse", "auc", "precision"]}
+    many.update({f"val_{name}": [2.0, 1.0, 1.2] for name in list(many)})
+    for history in (HISTORY, many):
+        fig = plot_history(history)
+        fig.canvas.draw()
+        legend_box = fig.legends[0].get_window_extent()
+        assert all(ax.get_legend() is None for ax in fig.axes)
+        for ax in fig.axes:
+            assert not legend_box.overlaps(ax.get_window_extent())
+            # and no data point of any panel lies under it
+            for line in ax.get_lines():
+                xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+                assert not any(legend_box.contains(x, y) for x, y in xy)
+        # Inside the figure: nothing is cut off.
+        figure_box = fig.bbox
+        assert figure_box.x0 <= legend_box.x0 and legend_box.x1 <= figure_box.x1
+        assert figure_box.y0 <= legend_box.y0 and legend_box.y1 <= figure_box.y1
+
+
+def test_debias_false_draws_the_classic_average():
+    fig = plot_history(HISTORY, debias=False)
+    for ax, name in zip(fig.axes, ["accuracy", "loss"]):
+        check_panel(ax, name, HISTORY, debias=False)
+    assert "Training, smoothed (factor 0.8, classic)" in legend_texts(fig)
+
+
+def test_with_few_epochs_the_default_line_stays_near_the_points():
+    # A loss that starts high: the classic average stays pulled toward 2.0.
+    history = {"loss": [2.0, 0.5, 0.45, 0.4], "val_loss": [2.0, 0.6, 0.5, 0.45]}
+    line = lines_by_label(plot_history(history).axes[0])["Validation loss (smoothed)"]
+    classic = smooth_curve(history["val_loss"], 0.8)
+    assert line.get_ydata()[-1] < classic[-1]
+    # At epoch 4 the classic line (1.27) is above every raw point since epoch 2.
+    assert classic[-1] > max(history["val_loss"][1:])
+    assert line.get_ydata()[-1] == pytest.approx(smooth_curve(history["val_loss"], 0.8, debias=True)[-1])
 
 
 def test_metrics_selection_order_and_typo():
@@ -81,47 +153,62 @@ def test_metrics_selection_order_and_typo():
         "Training and validation accuracy",
     ]
     assert len(plot_history(HISTORY, metrics="loss").axes) == 1
-    with pytest.raises(ValueError, match=r"'los' is not in the history.*Did you mean \['loss'\]"):
+    with pytest.raises(ValueError, match=r"'los' is not in the history.*Did you mean 'loss'\?"):
         plot_history(HISTORY, metrics=["los"])
     with pytest.raises(ValueError, match="'learning_rate' is not in the history"):
         plot_history(HISTORY, metrics=["learning_rate"])
 
 
-def test_smoothing_none_and_figsize():
-    fig = plot_history(HISTORY, smoothing=None, figsize=(8, 3))
+def test_factor_none_and_figsize():
+    fig = plot_history(HISTORY, factor=None, figsize=(8, 3))
     assert tuple(fig.get_size_inches()) == (8, 3)
     labels = set(lines_by_label(fig.axes[1]))
     assert not any("smoothed" in label for label in labels)
-    fig = plot_history(HISTORY, smoothing=0.0)
+    assert not any("smoothed" in text for text in legend_texts(fig))
+    fig = plot_history(HISTORY, factor=0.0)
     smoothed = lines_by_label(fig.axes[1])["Training loss (smoothed)"]
     np.testing.assert_array_equal(smoothed.get_ydata(), HISTORY["loss"])
-    fig = plot_history(HISTORY, smoothing=0.5)
+    fig = plot_history(HISTORY, factor=0.5)
     check_panel(fig.axes[1], "loss", HISTORY, factor=0.5)
+
+
+def test_smoothing_is_the_deprecated_name_of_factor():
+    with pytest.warns(DeprecationWarning, match=r"smoothing=\.\.\.\) is deprecated; use factor="):
+        fig = plot_history(HISTORY, smoothing=0.5)
+    check_panel(fig.axes[1], "loss", HISTORY, factor=0.5)
+    with pytest.warns(DeprecationWarning):
+        fig = plot_history(HISTORY, smoothing=None)
+    assert not any("smoothed" in label for label in lines_by_label(fig.axes[1]))
+    with pytest.raises(TypeError, match="both `factor` and its old name `smoothing`"):
+        plot_history(HISTORY, factor=0.5, smoothing=0.5)
 
 
 def test_nan_values_are_left_out():
     history = {"loss": [1.0, math.nan, 0.5, 0.25], "val_loss": [0.5, 0.1, math.nan, 0.75]}
     history["val_loss"][1] = math.inf  # diverged epoch
-    fig = plot_history(history, smoothing=0.5)
+    fig = plot_history(history, factor=0.5, debias=False)
     lines = lines_by_label(fig.axes[0])
     np.testing.assert_array_equal(lines["Training loss"].get_xdata(), [1, 3, 4])
     np.testing.assert_array_equal(lines["Training loss (smoothed)"].get_xdata(), [1, 3, 4])
     np.testing.assert_array_equal(lines["Training loss (smoothed)"].get_ydata(), [1.0, 0.75, 0.5])
     np.testing.assert_array_equal(lines["Validation loss"].get_xdata(), [1, 4])
-    star = best_marker(fig.axes[0])
-    assert list(star.get_xdata()) == [1] and list(star.get_ydata()) == [0.5]
+    assert best_marks(fig.axes[0]) == (1, [(1.0, 0.5)])
+    all_nan = {"loss": [1.0, 0.5], "val_loss": [math.nan, math.nan]}
+    assert best_marks(plot_history(all_nan).axes[0]) is None
 
 
 def test_training_only_unknown_direction_and_many_panels():
     fig = plot_history({"loss": [1.0, 0.5], "widgets": [3.0, 4.0], "val_widgets": [1.0, 2.0]})
     assert [ax.get_title() for ax in fig.axes] == ["Training loss", "Training and validation widgets"]
-    assert best_marker(fig.axes[0]) is None  # no validation
-    assert best_marker(fig.axes[1]) is None  # direction unknown
+    # No val_loss: the default criterion has nothing to choose from.
+    assert [best_marks(ax) for ax in fig.axes] == [None, None]
+    with pytest.raises(ValueError, match="cannot tell whether 'val_widgets' is better low or high"):
+        plot_history({"widgets": [3.0, 4.0], "val_widgets": [1.0, 2.0]}, monitor="val_widgets")
     many = {name: [1.0, 2.0] for name in ["loss", "mae", "mse", "auc", "precision"]}
     many.update({f"val_{name}": [2.0, 1.0] for name in list(many)})
     fig = plot_history(many)
     assert len(fig.axes) == 5
-    assert [list(best_marker(ax).get_xdata()) for ax in fig.axes] == [[2], [2], [2], [1], [1]]
+    assert [best_marks(ax) for ax in fig.axes] == [(2, [(2.0, 1.0)])] * 5
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +245,7 @@ def test_history_dict_json_and_csv_give_the_same_figure(fitted, source):
     for ax, name in zip(fig.axes, ["accuracy", "loss"]):
         check_panel(ax, name, history.history)
     best = int(np.argmin(history.history["val_loss"])) + 1
-    assert list(best_marker(fig.axes[1]).get_xdata()) == [best]
+    assert [best_marks(ax)[0] for ax in fig.axes] == [best, best]
 
 
 def test_validation_freq_history_places_validation_epochs():
@@ -168,13 +255,16 @@ def test_validation_freq_history_places_validation_epochs():
     model.compile("sgd", "mse")
     history = model.fit(x, x[:, :1], validation_data=(x, x[:, :1]), epochs=5, validation_freq=2, verbose=0)
     assert len(history.history["val_loss"]) == 2
-    fig = plot_history(history, smoothing=0.5)  # 2 values in 5 epochs: only freq 2 fits
+    fig = plot_history(history, factor=0.5)  # 2 values in 5 epochs: only freq 2 fits
     lines = lines_by_label(fig.axes[0])
     np.testing.assert_array_equal(lines["Validation loss"].get_xdata(), [2, 4])
     np.testing.assert_array_equal(lines["Validation loss (smoothed)"].get_xdata(), [2, 4])
     np.testing.assert_array_equal(
-        lines["Validation loss (smoothed)"].get_ydata(), smooth_curve(history.history["val_loss"], 0.5)
+        lines["Validation loss (smoothed)"].get_ydata(),
+        smooth_curve(history.history["val_loss"], 0.5, debias=True),
     )
+    best = 2 * (int(np.argmin(history.history["val_loss"])) + 1)
+    assert best_marks(fig.axes[0])[0] == best
 
 
 def test_shorter_validation_needs_validation_freq_when_ambiguous():
@@ -207,8 +297,12 @@ def test_bad_arguments(tmp_path):
         plot_history(tmp_path / "missing.json")
     with pytest.raises(ValueError, match="no metric to plot"):
         plot_history({"learning_rate": [0.1], "loss_smoothed": [1.0]})
-    with pytest.raises(ValueError, match=r"`smoothing` must be in \[0, 1\)"):
-        plot_history(HISTORY, smoothing=1.0)
+    with pytest.raises(ValueError, match=r"`factor` must be a number in \[0, 1\)"):
+        plot_history(HISTORY, factor=1.0)
+    with pytest.raises(TypeError, match="`debias` must be True or False"):
+        plot_history(HISTORY, debias=None)
+    with pytest.raises(TypeError, match="`monitor` must be a history key"):
+        plot_history(HISTORY, monitor=["val_loss"])
     with pytest.raises(ValueError, match="`figsize` must be"):
         plot_history(HISTORY, figsize=(0, 3))
     with pytest.raises(ValueError, match="no int validation_freq gives that many epochs"):
@@ -232,7 +326,8 @@ def test_direction_comes_from_the_models_metrics():
     assert metric_direction("val_loss_smoothed") == "min"
     assert metric_direction("val_sparse_categorical_accuracy") == "max"
     # plot_history asks the History's model.
-    fig = plot_history(history, metrics=["widgets"])
-    assert best_marker(fig.axes[0]) is not None
-    fig = plot_history(history.history, metrics=["widgets"])
-    assert best_marker(fig.axes[0]) is None
+    fig = plot_history(history, metrics=["widgets"], monitor="val_widgets")
+    best = int(np.argmax(history.history["val_widgets"])) + 1
+    assert best_marks(fig.axes[0])[0] == best
+    with pytest.raises(ValueError, match="Pass mode='min'"):
+        plot_history(history.history, metrics=["widgets"], monitor="val_widgets")

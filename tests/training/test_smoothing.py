@@ -97,13 +97,13 @@ def test_numpy_inputs_and_empty():
 
 @pytest.mark.parametrize("factor", [1.0, 1.5, -0.1, math.nan])
 def test_factor_out_of_range(factor):
-    with pytest.raises(ValueError, match=r"`factor` must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`factor` must be a number in \[0, 1\), e.g. factor=0.8"):
         smooth_curve([1.0, 2.0], factor=factor)
 
 
 @pytest.mark.parametrize("factor", ["0.8", None, True, [0.8]])
 def test_factor_wrong_type(factor):
-    with pytest.raises(TypeError, match="`factor` must be a real number"):
+    with pytest.raises(TypeError, match="`factor` must be a number in"):
         smooth_curve([1.0, 2.0], factor=factor)
 
 
