@@ -105,6 +105,13 @@ def load_history(
     parsed as numbers, and `NA` or empty cells (epochs without validation)
     become NaN. The format is recognised from the content, not the file name.
 
+    A file that is not a history is refused rather than half read: JSON
+    that is not an object of lists of numbers (a list at the top level,
+    text values), a key or a column given twice, CSV cells that are not
+    numbers, and `epoch` numbers that repeat or go back (a
+    `CSVLogger(append=True)` file of a run resumed from an earlier epoch:
+    keep the rows you want, then load it).
+
     Note that `CSVLogger` decides its columns at the end of the first epoch:
     with `validation_freq > 1` it adds `val_<key>` for every key it saw, so
     every validation column is there, NaN on the epochs without validation.
@@ -120,7 +127,7 @@ def load_history(
     Raises:
         FileNotFoundError: If `path` does not exist.
         ValueError: If the file is neither a history JSON object nor a CSV
-            table with a header line.
+            table of numbers with a header line.
 
     Example:
 
@@ -136,12 +143,27 @@ def load_history(
             f"No history file at path={os.fspath(path)!r}"
             + (" (it is a folder)." if source.is_dir() else ".")
         )
-    text = source.read_text(encoding="utf-8-sig")
+    try:
+        text = source.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{str(source)!r} is not a text file; a history is a JSON file (from "
+            "save_history) or a CSV file (from keras.callbacks.CSVLogger)."
+        ) from None
     if not text.strip():
         raise ValueError(f"The history file {str(source)!r} is empty.")
-    if text.lstrip().startswith("{"):
-        return _parse_json_history(text, source)
-    return _parse_csv_history(text, source, separator)
+    try:
+        data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKeyError as error:
+        raise ValueError(
+            f"{str(source)!r} has the key {error.args[0]!r} more than once; each "
+            "metric must have one list of values."
+        ) from None
+    except json.JSONDecodeError as error:
+        if text.lstrip().startswith(("{", "[")):
+            raise ValueError(f"{str(source)!r} is not valid JSON: {error}.") from None
+        return _parse_csv_history(text, source, separator)
+    return _json_history(data, source)
 
 
 def history_as_dict(
@@ -185,8 +207,10 @@ def _history_mapping(history) -> Mapping:
 
 def _json_ready(value):
     """`value` with NumPy scalars/arrays as Python values and non-finite as None."""
-    if value is None or isinstance(value, (str, bool)):
-        return value
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{value!r} is not a number")
     if isinstance(value, np.ndarray):
         return [_json_ready(item) for item in value.tolist()] if value.ndim else _json_ready(value.item())
     if isinstance(value, np.generic):
@@ -203,32 +227,57 @@ def _json_ready(value):
     raise TypeError(f"{value!r} of type {type(value).__name__} is not a number")
 
 
-def _from_json(value):
-    """JSON value -> history value: None becomes NaN, numbers floats."""
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def _from_json(value, where: str):
+    """JSON value -> history value: None becomes NaN, numbers floats, lists stay lists."""
     if value is None:
         return math.nan
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Real):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, list):
-        return [_from_json(item) for item in value]
-    return value
+        return [_from_json(item, where) for item in value]
+    raise ValueError(f"{where} is {json.dumps(value)}, not a number.")
 
 
-def _parse_json_history(text: str, source: Path) -> dict[str, list]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{str(source)!r} is not valid JSON: {error}.") from None
+def _json_history(data, source: Path) -> dict[str, list]:
     if not isinstance(data, dict) or not all(
         isinstance(values, list) for values in data.values()
     ):
+        found = type(data).__name__ if not isinstance(data, dict) else "an object of other values"
         raise ValueError(
             f"{str(source)!r} does not hold a training history: expected a JSON "
-            'object of lists such as {"loss": [0.69, 0.52], "val_loss": [0.70, 0.61]}.'
+            'object of lists such as {"loss": [0.69, 0.52], "val_loss": [0.70, 0.61]}, '
+            f"found {_JSON_NAMES.get(found, found)}."
         )
-    return {key: [_from_json(value) for value in values] for key, values in data.items()}
+    history = {}
+    for key, values in data.items():
+        history[key] = [
+            _from_json(value, f"{str(source)!r}: history[{key!r}][{index}]")
+            for index, value in enumerate(values)
+        ]
+    return history
+
+
+_JSON_NAMES = {
+    "list": "a list (an array) at the top level",
+    "str": "a string",
+    "float": "a number",
+    "int": "a number",
+    "bool": "true or false",
+    "NoneType": "null",
+}
 
 
 def _detect_separator(header: str) -> str:
@@ -241,7 +290,7 @@ def _detect_separator(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _parse_cell(cell: str):
+def _parse_cell(cell: str, where: str):
     stripped = cell.strip()
     if stripped.lower() in _MISSING_CELLS:
         return math.nan
@@ -252,10 +301,10 @@ def _parse_cell(cell: str):
     unquoted = stripped.strip('"')
     if unquoted.startswith("["):  # CSVLogger writes arrays as "[0.1, 0.2]".
         try:
-            return _from_json(json.loads(unquoted.replace("nan", "NaN")))
-        except json.JSONDecodeError:
+            return _from_json(json.loads(unquoted.replace("nan", "NaN")), where)
+        except (json.JSONDecodeError, ValueError):
             pass
-    return cell
+    raise ValueError(f"{where} is {cell!r}, not a number.")
 
 
 def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[str, list]:
@@ -276,6 +325,11 @@ def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[s
             f"header line (such as CSVLogger's 'epoch,loss,val_loss'). First "
             f"line: {header_line[:80]!r}."
         )
+    if "" in header:
+        raise ValueError(
+            f"{str(source)!r}: column {header.index('') + 1} of the header line has "
+            f"no name. Header: {header_line[:80]!r}."
+        )
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise ValueError(
@@ -283,6 +337,7 @@ def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[s
             "each metric must have one column."
         )
     history: dict[str, list] = {name: [] for name in header if name != "epoch"}
+    epochs = []
     for line_number, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise ValueError(
@@ -290,7 +345,29 @@ def _parse_csv_history(text: str, source: Path, separator: str | None) -> dict[s
                 f"({separator.join(header)}), found {len(row)}."
             )
         for name, cell in zip(header, row):
-            if name != "epoch":
-                history[name].append(_parse_cell(cell))
+            value = _parse_cell(cell, f"{str(source)!r}, row {line_number}, column {name!r}")
+            if name == "epoch":
+                epochs.append((line_number, value))
+            else:
+                history[name].append(value)
+    _check_epochs(epochs, source)
     return history
 
+
+def _check_epochs(epochs, source: Path) -> None:
+    """Refuses an `epoch` column that is not whole numbers going up."""
+    previous = None
+    for line_number, epoch in epochs:
+        if not (isinstance(epoch, float) and math.isfinite(epoch) and epoch.is_integer()):
+            raise ValueError(
+                f"{str(source)!r}, row {line_number}: the epoch {epoch!r} is not a "
+                "whole number."
+            )
+        if previous is not None and epoch <= previous:
+            raise ValueError(
+                f"{str(source)!r}, row {line_number}: epoch {int(epoch)} comes after "
+                f"epoch {int(previous)}. The file holds more than one run (a "
+                "CSVLogger(append=True) log of a run resumed from an earlier epoch?); "
+                "keep the rows of the run you want and load it again."
+            )
+        previous = epoch

@@ -3,10 +3,14 @@
 import json
 import math
 import os
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keras_smalldata.training import load_history, save_history
 
@@ -155,3 +159,139 @@ def test_load_errors(tmp_path):
         load_history(tmp_path / "notes.txt")
     with pytest.raises(ValueError, match="one character"):
         load_history(tmp_path / "ragged.csv", separator=";;")
+
+
+# --- malformed files are refused, never half read (issue 14 item 8) ---------
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        # The issue's case: a JSON list used to be read as a CSV header
+        # ({"[1": [], "2": [], "3]": []}).
+        ("[1, 2, 3]", r"found a list \(an array\) at the top level"),
+        ('[{"loss": [1.0]}]', r"found a list \(an array\) at the top level"),
+        ("  [0.5, 0.4]\n", "found a list"),
+        ('"loss"', "found a string"),
+        ("0.5", "not a CSV table|found a number"),
+        ('{"loss": [1.0], "loss": [2.0]}', "has the key 'loss' more than once"),
+        ('{"loss": [1.0, "0.5"]}', r"history\['loss'\]\[1\] is \"0.5\", not a number"),
+        ('{"loss": [true]}', r"history\['loss'\]\[0\] is true, not a number"),
+        ('{"loss": [{"a": 1}]}', r"history\['loss'\]\[0\] is \{\"a\": 1\}, not a number"),
+        ("[1, 2", "not valid JSON"),
+    ],
+)
+def test_malformed_json_is_refused(tmp_path, content, message):
+    path = tmp_path / "history.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_history(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name,age\nbob,3\n", r"row 2, column 'name' is 'bob', not a number"),
+        ("epoch,loss\n0,0.5\n1,abc\n", r"row 3, column 'loss' is 'abc', not a number"),
+        ("epoch,,loss\n0,1,0.5\n", "column 2 of the header line has no name"),
+        # CSVLogger(append=True) after resuming from epoch 1: two runs in one file.
+        ("epoch,loss\n0,0.9\n1,0.7\n2,0.6\n1,0.65\n2,0.55\n", r"row 5: epoch 1 comes after epoch 2.*append=True"),
+        ("epoch,loss\n0,0.9\n0.5,0.7\n", r"row 3: the epoch 0.5 is not a whole number"),
+    ],
+)
+def test_malformed_csv_is_refused(tmp_path, content, message):
+    path = tmp_path / "log.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_history(path)
+
+
+def test_a_csv_with_an_epoch_offset_loads(tmp_path):
+    # A resumed run logged to a new file (initial_epoch=3): epochs go up, values load.
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n3,0.5\n4,0.25\n")
+    assert load_history(path) == {"loss": [0.5, 0.25]}
+
+
+def test_a_binary_file_is_refused(tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n\x00\x00\xff\xfe")
+    with pytest.raises(ValueError, match="is not a text file"):
+        load_history(path)
+
+
+def test_save_refuses_text_and_bools(tmp_path):
+    with pytest.raises(TypeError, match=r"history\['loss'\] must be a list of numbers"):
+        save_history({"loss": ["0.5"]}, tmp_path / "h.json")
+    with pytest.raises(TypeError, match=r"history\['flag'\] must be a list of numbers"):
+        save_history({"flag": [np.bool_(True)]}, tmp_path / "h.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- properties ----------------------------------------------------------------
+
+# Metric names as users and Keras write them: dots, spaces, unicode, slashes.
+metric_keys = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12
+)
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(width=32, allow_nan=True, allow_infinity=True).map(np.float32),
+    st.integers(min_value=-(2**53), max_value=2**53),
+)
+
+
+def expected_after_round_trip(value):
+    number = float(value)
+    return number if math.isfinite(number) else math.nan
+
+
+def same(a, b):
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(history=st.dictionaries(metric_keys, st.lists(values, max_size=6), max_size=5))
+def test_save_then_load_gives_the_history_back(history):
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_history(history, Path(folder) / "h istory.ü.json")
+        assert strict_json(path.read_text(encoding="utf-8")).keys() == history.keys()
+        loaded = load_history(path)
+    assert list(loaded) == list(history)
+    for key, original in history.items():
+        assert len(loaded[key]) == len(original)
+        for got, value in zip(loaded[key], original):
+            assert type(got) is float
+            assert same(got, expected_after_round_trip(value))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(document=json_values)
+def test_any_json_document_is_a_history_or_a_value_error(document):
+    """Never another exception, never a JSON document read as CSV."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "h.json"
+        path.write_text(json.dumps(document))
+        is_history = isinstance(document, dict) and all(
+            isinstance(v, list) and all(_numbers_only(item) for item in v)
+            for v in document.values()
+        )
+        if is_history:
+            assert list(load_history(path)) == list(document)
+        else:
+            with pytest.raises(ValueError, match="training history|not a number"):
+                load_history(path)
+
+
+def _numbers_only(item):
+    if isinstance(item, list):
+        return all(_numbers_only(i) for i in item)
+    return item is None or (isinstance(item, (int, float)) and not isinstance(item, bool))
