@@ -2,7 +2,8 @@
 
 Everything works on Keras 3 models of any kind (Functional, Sequential,
 subclassed), including layers inside a nested model such as a
-`keras.applications` base, named by their path (``"vgg16/block3_conv1"``).
+`keras.applications` base, named by their path (``"vgg16/block3_conv1"``),
+on the TensorFlow, JAX and PyTorch backends.
 """
 
 from keras_smalldata.viz._layers import layer_paths
@@ -13,19 +14,27 @@ from keras_smalldata.viz.cam import (
     find_last_conv_layer,
     grad_cam,
     normalize_heatmaps,
+    plot_grad_cam,
 )
 from keras_smalldata.viz.faithfulness import cam_faithfulness
 from keras_smalldata.viz.filter_patterns import (
+    FilterPatterns,
     deprocess_image,
     filter_pattern,
     filter_patterns,
     plot_filter_patterns,
 )
+from keras_smalldata.viz.misclassified import (
+    Misclassified,
+    find_misclassified,
+    plot_misclassified,
+)
 from keras_smalldata.viz.overlay import colorize_heatmap, overlay_heatmap
-from keras_smalldata.viz.plots import plot_grad_cam, plot_misclassified
 
 __all__ = [
     "ClassActivationMaps",
+    "FilterPatterns",
+    "Misclassified",
     "cam_faithfulness",
     "class_activation_maps",
     "colorize_heatmap",
@@ -33,6 +42,7 @@ __all__ = [
     "filter_pattern",
     "filter_patterns",
     "find_last_conv_layer",
+    "find_misclassified",
     "get_activations",
     "grad_cam",
     "layer_paths",

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import keras
 
+from keras_smalldata._models import check_model
+
 
 def is_model(layer) -> bool:
     """True when ``layer`` is itself a model (its layers get paths of their own)."""
@@ -66,16 +68,8 @@ def layer_paths(model: keras.Model) -> list[str]:
     # ['vgg16', 'vgg16/block1_conv1', 'vgg16/block1_conv2']
     ```
     """
-    _check_model(model)
+    check_model(model)
     return [path for path, _ in walk_layers(model)]
-
-
-def _check_model(model) -> None:
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"model must be a keras.Model (Functional, Sequential or subclassed), "
-            f"got {type(model).__name__}: {model!r}."
-        )
 
 
 def resolve_layer(model, layer) -> tuple[str, keras.layers.Layer]:

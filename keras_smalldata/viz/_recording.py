@@ -9,9 +9,14 @@ however deeply the chosen layer is nested, so:
 
 - there is no "Graph disconnected" error: no sub-model is built from symbolic
   tensors of a nested base;
-- the recorded activation is the very tensor the rest of the model consumes,
-  so a gradient recorder started before the pass gives the gradient of the
-  final score with respect to it, from ONE forward pass;
+- the recorded activation is the very tensor the rest of the model consumes.
+  A recorded output can be replaced on its way (``transform``): adding a zero
+  "probe" there gives the gradient of the final score with respect to the
+  activation, from ONE forward pass, on every backend;
+- the value a layer computes *before* its activation function (a Dense or
+  Conv2D with ``activation="relu"``, ``"softmax"``...) can be recorded too: the
+  layer's ``activation`` is wrapped for the call so that it sees its input
+  pass by, and it still computes the same output;
 - the model is not changed: no layer, weight, node or activation of the user's
   model is modified (calling a layer eagerly adds no graph node).
 
@@ -38,15 +43,59 @@ class _StopForward(BaseException):
     """
 
 
+def activation_name(fn) -> str | None:
+    """The lower-case name of an activation function ("relu", "softmax"...), or None."""
+    if fn is None:
+        return None
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return name.lower()
+
+
+# Layers whose whole job is an activation function: the value before it is their input.
+ACTIVATION_LAYERS = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+    keras.layers.Softmax,
+)
+
+
+def has_own_activation(layer) -> bool:
+    """True for a layer with a non-linear ``activation`` it applies to its own output (Dense, Conv2D...).
+
+    Activation layers (``Activation``, ``ReLU``...) are not counted: what they
+    receive is their input.
+    """
+    if isinstance(layer, ACTIVATION_LAYERS):
+        return False
+    return activation_name(getattr(layer, "activation", None)) not in (None, "linear")
+
+
 @dataclasses.dataclass
 class RecordedCall:
-    """One call of a layer during a recorded forward pass."""
+    """One call of a layer during a recorded forward pass.
+
+    ``pre_activation`` is what the layer's own activation function received
+    (recorded only when asked for, for layers that have one), else None.
+    """
 
     path: str
     layer: keras.layers.Layer
     args: tuple
     kwargs: dict
     output: Any
+    pre_activation: Any = None
+
+    def before_activation(self):
+        """The value before the layer's activation: its activation's input,
+        an activation layer's input, or else its output."""
+        if self.pre_activation is not None:
+            return self.pre_activation
+        if isinstance(self.layer, ACTIVATION_LAYERS) and self.args:
+            return self.args[0]
+        return self.output
 
 
 class CallRecorder:
@@ -54,20 +103,23 @@ class CallRecorder:
 
     Args:
         layers: ``(path, layer)`` pairs to record.
-        on_output: Optional function applied to each recorded output tensor
-            (e.g. a gradient recorder's ``watch``) before it flows on.
+        transform: Optional ``{path: function}``; the function is applied to
+            that layer's output tensor (e.g. adding a probe) before it flows on.
+        pre_activation: Paths whose value before the layer's own activation
+            function is recorded as well (see `RecordedCall.pre_activation`).
         stop_after: Paths whose first call ends the forward pass as soon as
             all of them have run (see `run`).
     """
 
-    def __init__(self, layers, on_output=None, stop_after=()):
+    def __init__(self, layers, transform=None, pre_activation=(), stop_after=()):
         self._layers = []
         seen = set()
         for path, layer in layers:
             if id(layer) not in seen:
                 seen.add(id(layer))
                 self._layers.append((path, layer))
-        self._on_output = on_output
+        self._transform = dict(transform or {})
+        self._pre_activation = set(pre_activation)
         self._stop_after = set(stop_after)
         self._saved = []
         self.calls: list[RecordedCall] = []
@@ -88,12 +140,31 @@ class CallRecorder:
     def _install(self, path, layer):
         saved = layer.__dict__.get("call", _MISSING)
         original = layer.call
+        transform = self._transform.get(path)
+        spy = path in self._pre_activation and has_own_activation(layer)
 
         def recorded_call(*args, **kwargs):
-            output = original(*args, **kwargs)
-            if self._on_output is not None and keras.ops.is_tensor(output):
-                output = self._on_output(output)
-            self.calls.append(RecordedCall(path, layer, args, kwargs, output))
+            seen = []
+            if spy:
+                activation = layer.activation
+
+                def watched_activation(x, *a, **k):
+                    seen.append(x)
+                    return activation(x, *a, **k)
+
+                # Swapped for this call only, on this instance; same output.
+                object.__setattr__(layer, "activation", watched_activation)
+                try:
+                    output = original(*args, **kwargs)
+                finally:
+                    object.__setattr__(layer, "activation", activation)
+            else:
+                output = original(*args, **kwargs)
+            if transform is not None and keras.ops.is_tensor(output):
+                output = transform(output)
+            call = RecordedCall(path, layer, args, kwargs, output)
+            call.pre_activation = seen[-1] if seen else None
+            self.calls.append(call)
             if self._stop_after and self._stop_after <= {c.path for c in self.calls}:
                 raise _StopForward()
             return output
@@ -123,19 +194,29 @@ class CallRecorder:
 
     def single_call(self, path: str, model) -> RecordedCall:
         """The one call of the layer at ``path``; raises if it ran zero or several times."""
-        calls = self.calls_of(path)
-        if not calls:
-            raise ValueError(
-                f"Layer {path!r} did not run when model {model.name!r} was called: "
-                "it is not on the path from the model's input to its output."
-            )
-        if len(calls) > 1:
-            raise ValueError(
-                f"Layer {path!r} ran {len(calls)} times in one forward pass of model "
-                f"{model.name!r} (a shared layer), so its activation is ambiguous. "
-                "Choose a layer that runs once."
-            )
-        return calls[0]
+        return single_run(path, self.calls, model)
+
+
+def single_run(path: str, runs, model):
+    """The one element of ``runs`` (calls with a ``path``) for ``path``.
+
+    Raises:
+        ValueError: When the layer did not run, or ran several times (a
+            shared layer, whose activation is ambiguous).
+    """
+    matches = [run for run in runs if run.path == path]
+    if not matches:
+        raise ValueError(
+            f"Layer {path!r} did not run when model {model.name!r} was called: "
+            "it is not on the path from the model's input to its output."
+        )
+    if len(matches) > 1:
+        raise ValueError(
+            f"Layer {path!r} ran {len(matches)} times in one forward pass of model "
+            f"{model.name!r} (a shared layer), so its activation is ambiguous. "
+            "Choose a layer that runs once."
+        )
+    return matches[0]
 
 
 def as_batch(images, name: str = "images"):
@@ -176,110 +257,3 @@ def as_batch(images, name: str = "images"):
 
 def to_numpy(value):
     return keras.tree.map_structure(lambda t: keras.ops.convert_to_numpy(t), value)
-
-
-# ---------------------------------------------------------------------------
-# The model's output: which activation ends it, and the score before it.
-
-_SQUASHING = ("softmax", "sigmoid")
-
-
-def _activation_name(fn) -> str | None:
-    if fn is None:
-        return None
-    name = getattr(fn, "__name__", None) or type(fn).__name__
-    return name.lower()
-
-
-@dataclasses.dataclass
-class OutputScores:
-    """The model's output for a batch, and the scores to explain.
-
-    Attributes:
-        outputs: The model's output, shape (batch, units).
-        logits: The scores before the final softmax/sigmoid when one was
-            found, else the outputs themselves, shape (batch, units).
-        kind: "softmax", "sigmoid" (outputs are probabilities; logits are
-            the pre-activation scores) or "scores" (no final softmax/sigmoid
-            found: outputs are taken as logits).
-    """
-
-    outputs: Any
-    logits: Any
-    kind: str
-
-    @property
-    def units(self) -> int:
-        return int(self.outputs.shape[-1])
-
-    def probabilities(self):
-        """Class probabilities (batch, units); one sigmoid unit stays one column."""
-        if self.kind in _SQUASHING:
-            return self.outputs
-        if self.units == 1:
-            return keras.ops.sigmoid(self.logits)
-        return keras.ops.softmax(self.logits, axis=-1)
-
-
-def output_layer_call(recorder: CallRecorder, outputs) -> RecordedCall | None:
-    """The innermost recorded layer call whose output is the model's output tensor."""
-    for call in recorder.calls:
-        if call.output is outputs and not isinstance(call.layer, keras.Model):
-            return call
-    return None
-
-
-def output_scores(recorder: CallRecorder, outputs, model) -> OutputScores:
-    """Finds the pre-activation scores of the model's output without changing the model.
-
-    When the layer producing the output is a `Dense` with a softmax or
-    sigmoid activation, the scores are recomputed from the inputs it
-    received: ``inputs @ kernel + bias``. When it is an `Activation` or
-    `Softmax` layer, the scores are its input.
-    """
-    if not keras.ops.is_tensor(outputs):
-        raise ValueError(
-            f"model {model.name!r} has several outputs ({type(outputs).__name__}); "
-            "class activation maps need a model with one output of shape "
-            "(batch, classes)."
-        )
-    if len(outputs.shape) != 2:
-        raise ValueError(
-            f"model {model.name!r} outputs shape {tuple(outputs.shape)}; class "
-            "activation maps need one output of shape (batch, classes)."
-        )
-    call = output_layer_call(recorder, outputs)
-    if call is not None and call.args:
-        layer, inputs = call.layer, call.args[0]
-        if isinstance(layer, keras.layers.Dense) and not getattr(
-            layer, "quantization_mode", None
-        ):
-            kind = _activation_name(layer.activation)
-            if kind in _SQUASHING and keras.ops.is_tensor(inputs):
-                logits = keras.ops.matmul(
-                    inputs, keras.ops.cast(layer.kernel, inputs.dtype)
-                )
-                if layer.use_bias:
-                    logits = logits + keras.ops.cast(layer.bias, inputs.dtype)
-                return OutputScores(outputs, logits, kind)
-        if isinstance(layer, keras.layers.Softmax) and keras.ops.is_tensor(inputs):
-            return OutputScores(outputs, inputs, "softmax")
-        if isinstance(layer, keras.layers.Activation) and keras.ops.is_tensor(inputs):
-            kind = _activation_name(layer.activation)
-            if kind in _SQUASHING:
-                return OutputScores(outputs, inputs, kind)
-    return OutputScores(outputs, outputs, "scores")
-
-
-def all_layers_recorder(model, on_output=None) -> CallRecorder:
-    """A recorder on every layer of ``model`` (nested ones included)."""
-    from keras_smalldata.viz._layers import walk_layers
-
-    return CallRecorder(list(walk_layers(model)), on_output=on_output)
-
-
-def predict_scores(model, images) -> OutputScores:
-    """Runs ``model`` on a batch and returns its outputs with their pre-activation scores."""
-    with all_layers_recorder(model) as recorder:
-        outputs = recorder.run(model, images)
-        return output_scores(recorder, outputs, model)

@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from keras_smalldata._arguments import check_positive_int
-from keras_smalldata.viz._layers import _check_model, resolve_layer, walk_layers
+from keras_smalldata._models import check_model
+from keras_smalldata.viz._layers import resolve_layer, walk_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
 
 
@@ -73,7 +74,7 @@ def get_activations(
     # (1, 8, 8, 256)
     ```
     """
-    _check_model(model)
+    check_model(model)
     check_positive_int("batch_size", batch_size)
     batch, _ = as_batch(images)
     wanted = _resolve_many(model, layers)

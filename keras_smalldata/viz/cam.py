@@ -13,6 +13,11 @@ Three methods share one call shape:
   and scaled to [0, 1], masks the picture and the class probability the
   model gives the masked picture is the channel's weight (softmax over
   channels). One forward pass per channel and picture: slow.
+
+The gradient with respect to the feature map comes from one forward pass of
+the whole model, on every backend: a zero "probe" is added to the feature
+map as it flows through the model, and the score is differentiated with
+respect to the probe (`keras_smalldata._backend.gradient_function`).
 """
 
 from __future__ import annotations
@@ -24,29 +29,35 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata._arguments import check_positive_int
-from keras_smalldata.viz._gradients import (
-    FunctionCache,
-    compile_function,
-    gradient_recorder,
+from keras_smalldata import _backend
+from keras_smalldata._arguments import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
 )
-from keras_smalldata.viz._layers import _check_model, is_model, resolve_layer
-from keras_smalldata.viz._recording import (
-    OutputScores,
-    all_layers_recorder,
-    as_batch,
-    output_scores,
-    predict_scores,
+from keras_smalldata._models import CONVOLUTION_TYPES, check_model
+from keras_smalldata.viz._compiled import FunctionCache, compile_for
+from keras_smalldata.viz._layers import is_model, resolve_layer
+from keras_smalldata.viz._outputs import (
+    ClassPredictor,
+    check_class_names,
+    check_class_range,
+    class_name,
+    class_scores,
+    class_table,
+    inspect_model,
+    requested_classes,
+)
+from keras_smalldata.viz._recording import CallRecorder, as_batch, single_run
+from keras_smalldata.viz.overlay import (
+    colorize_heatmap,
+    overlay_heatmap,
+    to_display_image,
 )
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
 
-_CONV_TYPES = (
-    keras.layers.Conv2D,
-    keras.layers.SeparableConv2D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.Conv2DTranspose,
-)
 # Layers that may follow the last convolution and still belong to its block:
 # the Keras example picks e.g. "block14_sepconv2_act" (Xception) or
 # "conv5_block3_out" (ResNet50), the output of the last block.
@@ -67,36 +78,43 @@ _BLOCK_TAIL_TYPES = (
 
 
 def _is_conv_like(layer) -> bool:
-    if isinstance(layer, _CONV_TYPES):
+    if isinstance(layer, CONVOLUTION_TYPES):
         return True
     # Convolutions from other packages (keras-cv, keras-hub, custom layers).
     return "conv" in type(layer).__name__.lower() and hasattr(layer, "kernel_size")
 
 
-def _rank4(output) -> bool:
-    return keras.ops.is_tensor(output) and len(output.shape) == 4
+def _is_feature_map(run) -> bool:
+    return run.shape is not None and len(run.shape) == 4
 
 
-def _last_conv_path(calls) -> str | None:
+def _last_conv_path(runs) -> str | None:
     """The output of the last convolution's block, in the order layers ran."""
-    calls = [c for c in calls if not is_model(c.layer)]
+    runs = [r for r in runs if not is_model(r.layer)]
     last = None
-    for index, call in enumerate(calls):
-        if _is_conv_like(call.layer) and _rank4(call.output):
+    for index, run in enumerate(runs):
+        if _is_conv_like(run.layer) and _is_feature_map(run):
             last = index
     if last is None:
         return None
-    height, width = calls[last].output.shape[1:3]
-    for index in range(last + 1, len(calls)):
-        call = calls[index]
+    size = runs[last].shape[1:3]
+    for index in range(last + 1, len(runs)):
+        run = runs[index]
         if not (
-            isinstance(call.layer, _BLOCK_TAIL_TYPES)
-            and _rank4(call.output)
-            and tuple(call.output.shape[1:3]) == (height, width)
+            isinstance(run.layer, _BLOCK_TAIL_TYPES)
+            and _is_feature_map(run)
+            and run.shape[1:3] == size
         ):
             break
         last = index
-    return calls[last].path
+    return runs[last].path
+
+
+def _no_convolution(model) -> ValueError:
+    return ValueError(
+        f"model {model.name!r} has no convolution layer with a 4-D (batch, height, "
+        "width, channels) output; pass layer= explicitly."
+    )
 
 
 def find_last_conv_layer(model: keras.Model, images) -> str:
@@ -127,16 +145,11 @@ def find_last_conv_layer(model: keras.Model, images) -> str:
     # 'vgg16/block5_conv3'
     ```
     """
-    _check_model(model)
+    check_model(model)
     batch, _ = as_batch(images)
-    with all_layers_recorder(model) as recorder:
-        recorder.run(model, batch[:1])
-        path = _last_conv_path(recorder.calls)
+    path = _last_conv_path(inspect_model(model, batch).runs)
     if path is None:
-        raise ValueError(
-            f"model {model.name!r} has no convolution layer with a 4-D (batch, "
-            "height, width, channels) output; pass layer= explicitly."
-        )
+        raise _no_convolution(model)
     return path
 
 
@@ -148,9 +161,11 @@ class ClassActivationMaps:
         heatmaps: float32 array (batch, height, width) in [0, 1].
         class_index: The class each map explains, int array (batch,).
         predicted: The predicted class of each picture, int array (batch,).
-        probability: The model's probability for the predicted class,
-            float array (batch,).
-        class_probability: The model's probability for the explained class.
+        probability: The probability of the predicted class, float array
+            (batch,): the model's own output when it outputs probabilities
+            (a softmax or sigmoid at its end, as a layer or as an op), the
+            softmax (one unit: sigmoid) of its output when it outputs logits.
+        class_probability: The same for the explained class.
         layer: Path of the layer whose feature map was used.
         method: "gradcam", "gradcam++" or "scorecam".
     """
@@ -164,127 +179,49 @@ class ClassActivationMaps:
     method: str
 
 
-def _class_columns(probabilities: np.ndarray, units: int):
-    """(predicted class, per-class probability matrix with 2 columns for 1 sigmoid unit)."""
-    if units == 1:
-        p = probabilities[:, 0]
-        table = np.stack([1.0 - p, p], axis=1)
-    else:
-        table = probabilities
-    return np.argmax(table, axis=1).astype("int64"), table
-
-
-def _requested_classes(class_index, total: int) -> np.ndarray:
-    """The class asked for each picture, -1 meaning "its predicted class"."""
-    if class_index is None:
-        return np.full(total, -1, dtype="int32")
-    if isinstance(class_index, (bool, np.bool_)):
-        raise TypeError(
-            f"class_index must be an int or a sequence of ints, got {class_index!r}."
-        )
-    if isinstance(class_index, (int, np.integer)):
-        classes = np.full(total, int(class_index), dtype="int64")
-    else:
-        classes = np.asarray(class_index)
-        if classes.ndim != 1 or not (
-            np.issubdtype(classes.dtype, np.integer) or classes.size == 0
-        ):
-            raise TypeError(
-                "class_index must be None, an int or a sequence of ints (one per "
-                f"picture), got {class_index!r}."
-            )
-        if len(classes) != total:
-            raise ValueError(
-                f"class_index has {len(classes)} entries for {total} pictures: pass "
-                "one class per picture, one int for all, or None for the predicted "
-                "classes."
-            )
-    if np.any(classes < 0):
-        raise ValueError(
-            f"class_index {int(classes[classes < 0][0])} is negative; classes are "
-            "numbered from 0."
-        )
-    return classes.astype("int32")
-
-
-def _check_class_range(classes: np.ndarray, n_classes: int) -> None:
-    bad = classes[classes >= n_classes]
-    if bad.size:
-        kind = "one sigmoid unit: 0 or 1" if n_classes == 2 else f"0 to {n_classes - 1}"
-        raise ValueError(
-            f"class_index {int(bad[0])} is out of range for this model's output "
-            f"({kind})."
-        )
-
-
-def _class_table(probabilities, units: int):
-    """Per-class probabilities; one sigmoid unit p becomes two columns (1 - p, p)."""
-    if units == 1:
-        return keras.ops.concatenate([1.0 - probabilities, probabilities], axis=1)
-    return probabilities
-
-
-def _class_scores(scores: OutputScores, classes):
-    """Per-picture score of its class, before the final softmax/sigmoid."""
-    logits = scores.logits
-    if scores.units == 1:
-        # One sigmoid unit: the "other" class (0) is explained by -logit.
-        sign = 2.0 * keras.ops.cast(classes, logits.dtype) - 1.0
-        return logits[:, 0] * sign
-    one_hot = keras.ops.one_hot(classes, scores.units, dtype=logits.dtype)
-    return keras.ops.sum(logits * one_hot, axis=-1)
-
-
-def _cam_pass(model, path, with_gradients: bool, meta: dict):
+def _cam_pass(model, path: str, head, with_gradients: bool):
     """One forward (and backward) pass giving everything a class activation map needs.
 
-    The returned function maps ``(images, requested)`` (requested: int per
-    picture, -1 for the predicted class) to a dict with the feature map, its
-    gradient, the per-class probabilities, the predicted and the explained
-    classes. ``meta`` receives the layer path and the output kind at trace time.
+    The returned function maps ``(probe, images, requested)`` (probe: zeros of
+    the feature map's shape; requested: int per picture, -1 for the predicted
+    class) to a dict with the feature map, its gradient, the per-class
+    probabilities, the predicted and the explained classes.
     """
     model_ref = weakref.ref(model)
+    recorded = (path,) + head.recorded_layers
+    spied = head.recorded_layers if head.needs_pre_activation else ()
 
-    def forward(images, requested):
+    def run(probe, images, requested):
         model = model_ref()
-        with gradient_recorder() as tape:
-            with all_layers_recorder(model, on_output=tape.watch) as recorder:
-                outputs = recorder.run(model, images)
-            target_path = path or _last_conv_path(recorder.calls)
-            if target_path is None:
-                raise ValueError(
-                    f"model {model.name!r} has no convolution layer with a 4-D "
-                    "(batch, height, width, channels) output; pass layer= explicitly."
-                )
-            target = recorder.single_call(target_path, model)
-            if not _rank4(target.output):
-                raise ValueError(
-                    f"layer={target_path!r} outputs shape "
-                    f"{tuple(getattr(target.output, 'shape', ()))}; class activation "
-                    "maps need a 4-D (batch, height, width, channels) feature map, "
-                    "e.g. the last convolution."
-                )
-            scores = output_scores(recorder, outputs, model)
-            table = _class_table(scores.probabilities(), scores.units)
-            predicted = keras.ops.cast(keras.ops.argmax(table, axis=1), "int32")
-            chosen = keras.ops.where(requested < 0, predicted, requested)
-            class_score = _class_scores(scores, chosen)
-        meta.update(layer=target_path, kind=scores.kind, units=scores.units)
+        layers = [resolve_layer(model, p) for p in recorded]
+        transform = {path: lambda output: output + probe}
+        with CallRecorder(layers, transform=transform, pre_activation=spied) as recorder:
+            outputs = recorder.run(model, images)
+        target = recorder.single_call(path, model).output
+        table = class_table(head.probabilities(outputs))
+        predicted = keras.ops.cast(keras.ops.argmax(table, axis=1), "int32")
+        chosen = keras.ops.where(requested < 0, predicted, requested)
+        score = class_scores(head.scores(recorder, outputs, model), chosen)
         result = {
-            "activations": target.output,
+            "activations": target,
             "table": table,
             "predicted": predicted,
             "chosen": chosen,
         }
-        if with_gradients:
-            result["gradients"] = tape.gradient(class_score, target.output)
-        return result
+        return score, result
 
-    return forward
+    if not with_gradients:
+        return lambda probe, images, requested: run(probe, images, requested)[1]
+    gradient = _backend.gradient_function(run)
+
+    def run_with_gradients(probe, images, requested):
+        gradients, result = gradient(probe, images, requested)
+        return dict(result, gradients=gradients)
+
+    return run_with_gradients
 
 
 _PASSES = FunctionCache(size=4)
-_PREDICTS = FunctionCache(size=4)
 
 
 def _gradcam_weights(activations, gradients, method):
@@ -340,7 +277,7 @@ def normalize_heatmaps(maps: np.ndarray) -> np.ndarray:
     return np.where(ok, maps / np.where(ok, peak, 1.0), 0.0).astype("float32")
 
 
-def _score_cam(model, predict, batch, activations, classes, kind, batch_size, progbar):
+def _score_cam(predictor, batch, activations, classes, batch_size, progbar):
     height, width = batch.shape[1:3]
     maps = []
     for i in range(activations.shape[0]):
@@ -353,11 +290,7 @@ def _score_cam(model, predict, batch, activations, classes, kind, batch_size, pr
         probabilities = []
         for start in range(0, masks.shape[0], batch_size):
             masked = picture[None] * masks[start : start + batch_size, :, :, None]
-            outputs = predict(keras.ops.convert_to_tensor(masked, dtype=batch.dtype))
-            probs = OutputScores(outputs, outputs, kind).probabilities()
-            table = keras.ops.convert_to_numpy(
-                _class_table(probs, int(probs.shape[-1]))
-            )
+            _, table = predictor(keras.ops.convert_to_tensor(masked, dtype=batch.dtype))
             probabilities.append(table[:, classes[i]])
             if progbar is not None:
                 progbar.add(1)
@@ -366,52 +299,6 @@ def _score_cam(model, predict, batch, activations, classes, kind, batch_size, pr
         weights /= weights.sum()
         maps.append(np.tensordot(activations[i], weights, axes=([2], [0])))
     return np.maximum(np.stack(maps), 0.0)
-
-
-def _compiled_pass(model, path, with_gradients):
-    meta: dict = {}
-    return (
-        compile_function(
-            _cam_pass(model, path, with_gradients, meta), reduce_retracing=True
-        ),
-        meta,
-    )
-
-
-def _compiled_predict(model):
-    model_ref = weakref.ref(model)
-    return compile_function(
-        lambda x: model_ref()(x, training=False), reduce_retracing=True
-    )
-
-
-class ClassPredictor:
-    """Per-class probabilities for batches of pictures, compiled after the first batch.
-
-    The first call finds (eagerly, on one picture) what ends the model: a
-    softmax, a sigmoid or raw scores; later batches run as a compiled
-    ``model(x, training=False)``. One sigmoid unit gives two columns (1 - p, p).
-    """
-
-    def __init__(self, model, run_eagerly: bool = False):
-        self._model = model
-        self._run_eagerly = run_eagerly
-        self._kind = None
-
-    def __call__(self, images):
-        """Returns ``(predicted, table)``: int64 (batch,) and float64 (batch, classes)."""
-        if self._kind is None:
-            self._kind = predict_scores(self._model, images[:1]).kind
-        if self._run_eagerly:
-            outputs = self._model(images, training=False)
-        else:
-            predict = _PREDICTS.get(
-                self._model, (), lambda: _compiled_predict(self._model)
-            )
-            outputs = predict(images)
-        probabilities = OutputScores(outputs, outputs, self._kind).probabilities()
-        probabilities = keras.ops.convert_to_numpy(probabilities).astype("float64")
-        return _class_columns(probabilities, probabilities.shape[-1])
 
 
 def class_activation_maps(
@@ -425,35 +312,106 @@ def class_activation_maps(
     verbose: int | str = "auto",
     run_eagerly: bool = False,
 ) -> ClassActivationMaps:
-    """Computes class activation maps and returns them with the classes they explain.
+    """Computes class activation maps (Grad-CAM, Grad-CAM++ or Score-CAM) with what they explain.
 
-    Same arguments as `grad_cam`; returns a `ClassActivationMaps` holding the
-    heatmaps, the explained and predicted classes and their probabilities.
+    Every picture gets its own map, for its own class. The model runs once per
+    batch of pictures, as ``model(images, training=False)``; the feature map
+    and the class score come from that one pass, so a base nested in the
+    model (``vgg16/block5_conv3``, a `PretrainedBase`), Sequential,
+    Functional and subclassed models all work, without "Graph disconnected"
+    errors, and the model is never changed. It works on the TensorFlow, JAX
+    and PyTorch backends, with the same results.
+
+    The score explained is the one *before* the final softmax or sigmoid, so
+    that a saturated softmax does not zero the gradients. It is found however
+    the model ends: a `Dense` with a softmax or sigmoid activation (the score
+    is what its activation received), a `Softmax` or `Activation` layer (its
+    input), a softmax or sigmoid applied as an op (``keras.ops.softmax(x)`` in
+    a Functional model or in a subclassed model's ``call``), or a layer that
+    passes such an output on unchanged (a ``Lambda``). A model that outputs
+    logits is explained as is. For a single sigmoid unit, class 1 is
+    explained by the logit and class 0 by its negation.
+
+    The probabilities reported are the model's own outputs when it outputs
+    probabilities, and their softmax (one unit: their sigmoid) when it
+    outputs logits; a softmax is never applied twice.
+
+    Args:
+        model: A Keras model with one output of shape (batch, classes) or
+            (batch, 1) for a sigmoid.
+        images: Pictures as the model expects them (same size and value
+            range as in training), shape (batch, height, width, channels),
+            or one picture (height, width, channels).
+        class_index: None (default) explains each picture's predicted class;
+            an int explains that class for every picture; a sequence gives
+            one class per picture. For one sigmoid unit the classes are 0
+            and 1.
+        layer: The feature map to use (a path such as
+            ``"vgg16/block5_conv3"``, a name, or a Layer). None finds the
+            last convolution block (see `find_last_conv_layer`).
+        method: ``"gradcam"`` (default), ``"gradcam++"`` or ``"scorecam"``.
+        resize: True (default) returns maps at the pictures' resolution
+            (bilinear); False at the feature map's.
+        batch_size: Pictures per forward pass; for Score-CAM, also masked
+            pictures per forward pass.
+        verbose: "auto" shows a progress bar for Score-CAM only; 0 never,
+            1 always.
+        run_eagerly: False (default) runs the pass compiled (traced once per
+            model, layer and batch shape, then reused; it always uses the
+            model's current weights); True runs it eagerly, for debugging.
+
+    Returns:
+        A `ClassActivationMaps` with the heatmaps, float32 (batch, height,
+        width) in [0, 1] (each map divided by its maximum; a map with no
+        positive evidence is all zeros, never NaN), the explained and the
+        predicted classes, their probabilities, the layer and the method.
+
+    Example:
+
+    ```python
+    result = class_activation_maps(model, images)
+    result.layer, result.predicted, result.probability
+    # ('vgg16/block5_conv3', array([1, 0]), array([0.93, 0.71], dtype=float32))
+    ```
     """
-    _check_model(model)
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is not one of {list(METHODS)}.")
+    check_model(model)
+    method = check_choice("method", method, METHODS)
     check_positive_int("batch_size", batch_size)
-    if not isinstance(resize, bool):
-        raise TypeError(f"resize must be True or False, got {resize!r}.")
+    check_bool("resize", resize)
+    check_bool("run_eagerly", run_eagerly)
     batch, _ = as_batch(images)
     total = int(batch.shape[0])
-    requested_all = _requested_classes(class_index, total)
-    path = resolve_layer(model, layer)[0] if layer is not None else None
-    with_gradients = method != "scorecam"
-    meta: dict = {}
-    if run_eagerly:
-        cam_pass = _cam_pass(model, path, with_gradients, meta)
+    requested_all = requested_classes(class_index, total)
+    inspection = inspect_model(model, batch)
+    head = inspection.require_head()
+    check_class_range(requested_all, inspection.units)
+    if layer is not None:
+        path = resolve_layer(model, layer)[0]
     else:
-        cam_pass, meta = _PASSES.get(
+        path = _last_conv_path(inspection.runs)
+        if path is None:
+            raise _no_convolution(model)
+    target = single_run(path, inspection.runs, model)
+    if not _is_feature_map(target):
+        raise ValueError(
+            f"layer={path!r} outputs shape {target.shape}; class activation maps "
+            "need a 4-D (batch, height, width, channels) feature map, e.g. the last "
+            "convolution."
+        )
+    with_gradients = method != "scorecam"
+    if run_eagerly:
+        cam_pass = _cam_pass(model, path, head, with_gradients)
+    else:
+        cam_pass = _PASSES.get(
             model,
-            (path, with_gradients),
-            lambda: _compiled_pass(model, path, with_gradients),
+            (path, head, with_gradients),
+            lambda: compile_for(model, _cam_pass(model, path, head, with_gradients), True),
         )
     show = (
         verbose == "auto" and method == "scorecam" or verbose not in ("auto", 0, False)
     )
     progbar = None
+    predictor = ClassPredictor(model, run_eagerly=run_eagerly)
     parts = {
         key: []
         for key in ("maps", "classes", "predicted", "probability", "class_probability")
@@ -461,9 +419,9 @@ def class_activation_maps(
     for start in range(0, total, batch_size):
         chunk = batch[start : start + batch_size]
         requested = requested_all[start : start + batch_size]
-        result = cam_pass(chunk, keras.ops.convert_to_tensor(requested))
+        probe = keras.ops.zeros((int(chunk.shape[0]),) + target.shape[1:], target.dtype)
+        result = cam_pass(probe, chunk, keras.ops.convert_to_tensor(requested))
         table = keras.ops.convert_to_numpy(result["table"]).astype("float64")
-        _check_class_range(requested, table.shape[1])
         predicted = keras.ops.convert_to_numpy(result["predicted"]).astype("int64")
         classes = keras.ops.convert_to_numpy(result["chosen"]).astype("int64")
         activations = keras.ops.convert_to_numpy(result["activations"]).astype(
@@ -473,20 +431,8 @@ def class_activation_maps(
             if progbar is None and show:
                 steps = -(-int(activations.shape[-1]) // batch_size) * total
                 progbar = keras.utils.Progbar(steps, unit_name="batch")
-            predict = (
-                model
-                if run_eagerly
-                else _PREDICTS.get(model, (), lambda: _compiled_predict(model))
-            )
             maps = _score_cam(
-                model,
-                predict,
-                chunk,
-                activations,
-                classes,
-                meta["kind"],
-                batch_size,
-                progbar,
+                predictor, chunk, activations, classes, batch_size, progbar
             )
         else:
             gradients = keras.ops.convert_to_numpy(result["gradients"]).astype(
@@ -502,7 +448,6 @@ def class_activation_maps(
         rows = np.arange(len(predicted))
         parts["probability"].append(table[rows, predicted])
         parts["class_probability"].append(table[rows, classes])
-    path = meta["layer"]
     return ClassActivationMaps(
         heatmaps=np.concatenate(parts["maps"]),
         class_index=np.concatenate(parts["classes"]),
@@ -527,48 +472,13 @@ def grad_cam(
 ) -> np.ndarray:
     """Class activation heatmaps (Grad-CAM, Grad-CAM++ or Score-CAM) for a batch.
 
-    Every picture gets its own map, for its own class. The model runs once per
-    batch of pictures, as ``model(images, training=False)``; the feature map
-    and the class score come from that one pass, so a base nested in the
-    model (``vgg16/block5_conv3``, a `PretrainedBase`), Sequential,
-    Functional and subclassed models all work, without "Graph disconnected"
-    errors, and the model is never changed.
-
-    The score explained is the one *before* the final softmax or sigmoid
-    when the model's output layer is a `Dense` with that activation (it is
-    recomputed from the Dense's input, kernel and bias) or an `Activation` /
-    `Softmax` layer: a saturated softmax does not zero the gradients. For a
-    single sigmoid unit, class 1 is explained by the logit and class 0 by
-    its negation. A model whose output is already logits works as is.
-
-    Args:
-        model: A Keras model with one output of shape (batch, classes) or
-            (batch, 1) for a sigmoid.
-        images: Pictures as the model expects them (same size and value
-            range as in training), shape (batch, height, width, channels),
-            or one picture (height, width, channels).
-        class_index: None (default) explains each picture's predicted class;
-            an int explains that class for every picture; a sequence gives
-            one class per picture. For one sigmoid unit the classes are 0
-            and 1.
-        layer: The feature map to use (a path such as
-            ``"vgg16/block5_conv3"``, a name, or a Layer). None finds the
-            last convolution block (see `find_last_conv_layer`).
-        method: ``"gradcam"`` (default), ``"gradcam++"`` or ``"scorecam"``.
-        resize: True (default) returns maps at the pictures' resolution
-            (bilinear); False at the feature map's.
-        batch_size: Pictures per forward pass; for Score-CAM, also masked
-            pictures per forward pass.
-        verbose: "auto" shows a progress bar for Score-CAM only; 0 never,
-            1 always.
-        run_eagerly: False (default) runs the pass as a compiled graph
-            (traced once per model, layer and batch shape, then reused);
-            True runs it eagerly, for debugging.
+    The heatmaps of `class_activation_maps`, which takes the same arguments and
+    documents them; use it to get the explained and predicted classes and
+    their probabilities as well.
 
     Returns:
-        A float32 array (batch, height, width) with values in [0, 1] (each
-        map divided by its maximum; a map with no positive evidence is all
-        zeros, never NaN), or (height, width) for one picture.
+        A float32 array (batch, height, width) with values in [0, 1], or
+        (height, width) for one picture.
 
     Example:
 
@@ -591,3 +501,84 @@ def grad_cam(
     )
     single = len(np.shape(images)) == 3
     return result.heatmaps[0] if single else result.heatmaps
+
+
+_METHOD_TITLES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Score-CAM",
+}
+
+
+def plot_grad_cam(
+    model: keras.Model,
+    images,
+    class_index: int | Sequence[int] | None = None,
+    layer: str | keras.layers.Layer | None = None,
+    method: str = "gradcam",
+    class_names: Sequence[str] | None = None,
+    alpha: float = 0.4,
+    cmap: str = "jet",
+    value_range: tuple[float, float] | None = None,
+    figsize: tuple[float, float] | None = None,
+):
+    """Shows each picture, its class activation map and their overlay.
+
+    One row per picture: the picture titled with the predicted class and its
+    probability, the heatmap titled with the class it explains and the
+    layer, and the heatmap blended over the picture (`overlay_heatmap`).
+
+    Args:
+        model: A Keras model (see `class_activation_maps`).
+        images: One picture or a batch, as the model expects them.
+        class_index: The class to explain; None for each picture's predicted
+            class (see `class_activation_maps`).
+        layer: The feature map to use; None finds the last conv block.
+        method: ``"gradcam"``, ``"gradcam++"`` or ``"scorecam"``.
+        class_names: Names of the classes, e.g. ``train_ds.class_names``.
+        alpha: Weight of the heatmap in the overlay.
+        cmap: A matplotlib colormap.
+        value_range: (low, high) of the pictures for display; None guesses
+            (see `overlay_heatmap`).
+        figsize: Figure size; default 3 inches per panel.
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+
+    Example:
+
+    ```python
+    fig = plot_grad_cam(model, images[:2], class_names=["cat", "dog"])
+    fig.savefig("gradcam.png")
+    ```
+    """
+    from matplotlib.figure import Figure
+
+    class_names = check_class_names(class_names)
+    check_number("alpha", alpha, 0.0, 1.0)
+    batch, _ = as_batch(images)
+    maps = class_activation_maps(model, batch, class_index, layer, method)
+    pictures = keras.ops.convert_to_numpy(batch)
+    rows = pictures.shape[0]
+    figure = Figure(figsize=figsize or (9.0, 3.2 * rows), layout="constrained")
+    axes = figure.subplots(rows, 3, squeeze=False)
+    for i in range(rows):
+        shown = to_display_image(pictures[i], value_range)
+        predicted = int(maps.predicted[i])
+        explained = int(maps.class_index[i])
+        axes[i, 0].imshow(shown)
+        axes[i, 0].set_title(
+            f"predicted: {class_name(predicted, class_names)} ({maps.probability[i]:.2f})"
+        )
+        axes[i, 1].imshow(colorize_heatmap(maps.heatmaps[i], cmap))
+        axes[i, 1].set_title(
+            f"{_METHOD_TITLES[method]} for {class_name(explained, class_names)}\n{maps.layer}",
+            fontsize=9,
+        )
+        axes[i, 2].imshow(
+            overlay_heatmap(shown, maps.heatmaps[i], alpha=alpha, cmap=cmap)
+        )
+        axes[i, 2].set_title("overlay")
+        for ax in axes[i]:
+            ax.set_axis_off()
+    return figure

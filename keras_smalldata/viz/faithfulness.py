@@ -7,14 +7,15 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata.viz._layers import _check_model
-from keras_smalldata.viz._recording import as_batch
-from keras_smalldata.viz.cam import (
+from keras_smalldata._arguments import check_positive_int
+from keras_smalldata._models import check_model
+from keras_smalldata.viz._outputs import (
     ClassPredictor,
-    _check_class_range,
-    _requested_classes,
-    class_activation_maps,
+    check_class_range,
+    requested_classes,
 )
+from keras_smalldata.viz._recording import as_batch
+from keras_smalldata.viz.cam import class_activation_maps
 
 
 def _class_probabilities(predictor, batch, batch_size):
@@ -49,6 +50,9 @@ def cam_faithfulness(
     - Increase in Confidence = 100 * fraction of pictures with O > Y:
       higher is better.
 
+    The probabilities are the model's own outputs (the softmax of its outputs
+    for a model that outputs logits; see `class_activation_maps`).
+
     The pictures are multiplied as given to the model, so "removed" means 0
     in the model's input space (black for 0-255 or 0-1 inputs).
 
@@ -73,7 +77,8 @@ def cam_faithfulness(
     scores["average_drop"], scores["increase_in_confidence"]  # percent
     ```
     """
-    _check_model(model)
+    check_model(model)
+    check_positive_int("batch_size", batch_size)
     batch, _ = as_batch(images)
     total = int(batch.shape[0])
     predictor = ClassPredictor(model)
@@ -103,8 +108,8 @@ def cam_faithfulness(
                 f"picture, at the pictures' resolution), got {heatmaps.shape}."
             )
         predicted, table = _class_probabilities(predictor, batch, batch_size)
-        requested = _requested_classes(class_index, total)
-        _check_class_range(requested, table.shape[1])
+        requested = requested_classes(class_index, total)
+        check_class_range(requested, table.shape[1])
         classes = np.where(requested < 0, predicted, requested).astype("int64")
         before = table[np.arange(total), classes]
     masks = np.clip(np.nan_to_num(heatmaps), 0.0, 1.0)[..., None]

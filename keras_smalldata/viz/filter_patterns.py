@@ -2,10 +2,21 @@
 
 Gradient ascent in input space, as in the seeds and the Keras example
 "Visualizing what convnets learn": start from a grey picture with a little
-noise, repeatedly add the L2-normalised gradient of the filter's mean
-activation (leaving out a 2-pixel border of the feature map), then turn the
-result into a viewable picture (centre, divide by the standard deviation,
-times 0.15, plus 0.5, clip, crop the borders, to uint8).
+noise, repeatedly add the L2-normalised gradient of the filter's mean value
+(leaving out a 2-pixel border of the feature map), then turn the result into a
+viewable picture (centre, divide by the standard deviation, times 0.15, plus
+0.5, clip, crop the borders, to uint8).
+
+What is climbed, by default, is the filter's value *before* the layer's
+activation function (as Lucid and Lucent do): the input of a ReLU layer, or
+what the activation of a ``Conv2D(activation="relu")`` receives. After a
+ReLU, a filter that is negative everywhere on the start picture outputs 0
+there and has a zero gradient: climbing the activation itself (the Keras
+example) leaves a quarter to two fifths of the filters of real pretrained
+VGG-style layers exactly at the grey start noise. Before the activation the
+gradient is alive, the filter's value rises until it fires, and the same
+filters give patterns. Whether each filter was excited (its activation, the
+layer's output, rose) is measured and reported (`FilterPatterns.excited`).
 
 Many filters are optimised together: picture i of one batch climbs filter
 ``filters[i]``, so 64 filters cost one batched forward and backward pass per
@@ -14,39 +25,106 @@ step instead of 64.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 import weakref
 from collections.abc import Iterable
 
 import keras
 import numpy as np
 
-from keras_smalldata._arguments import check_positive_int
-from keras_smalldata.viz._gradients import (
-    FunctionCache,
-    accelerator_available,
-    compile_function,
-    gradient_recorder,
+from keras_smalldata import _backend
+from keras_smalldata._arguments import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_seed,
+    check_value_range,
+    is_integer,
+    received,
 )
-from keras_smalldata.viz._layers import _check_model, resolve_layer
-from keras_smalldata.viz._recording import CallRecorder
+from keras_smalldata._models import check_model
+from keras_smalldata.viz._compiled import FunctionCache, compile_for
+from keras_smalldata.viz._layers import resolve_layer
+from keras_smalldata.viz._recording import CallRecorder, single_run
 
 _DEFAULT_SIZE = 180  # the Keras example's picture size
+OBJECTIVES = ("pre_activation", "activation")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FilterPatterns:
+    """The pictures `filter_patterns` found, and whether each filter was excited.
+
+    Behaves as the array of pictures (``patterns.shape``, ``patterns[0]``,
+    ``np.asarray(patterns)``, `plot_filter_patterns`) and carries, per filter,
+    what the ascent achieved.
+
+    Attributes:
+        pictures: uint8 pictures (filters, height, width, channels), or the
+            raw float32 inputs when ``deprocess=False``.
+        filters: The filter indices, int64 (filters,).
+        excited: bool (filters,): True when the filter's mean activation (the
+            layer's output, borders left out) is higher on its picture than on
+            the start picture. False means the ascent found nothing (e.g. a
+            filter no input reaches): its picture is the start noise.
+        start_activation: The filter's mean activation on the start picture.
+        final_activation: The filter's mean activation on its picture.
+        layer: The layer path.
+        objective: What was climbed: "pre_activation" or "activation".
+    """
+
+    pictures: np.ndarray
+    filters: np.ndarray
+    excited: np.ndarray
+    start_activation: np.ndarray
+    final_activation: np.ndarray
+    layer: str
+    objective: str
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None:
+            return self.pictures
+        return self.pictures.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.pictures)
+
+    def __getitem__(self, index):
+        return self.pictures[index]
+
+    def __iter__(self):
+        return iter(self.pictures)
+
+    @property
+    def shape(self) -> tuple:
+        return self.pictures.shape
+
+    @property
+    def dtype(self):
+        return self.pictures.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.pictures.ndim
+
+    def __repr__(self) -> str:
+        return (
+            f"FilterPatterns(layer={self.layer!r}, pictures {self.pictures.shape} "
+            f"{self.pictures.dtype}, excited {int(self.excited.sum())} of "
+            f"{len(self.excited)}, objective={self.objective!r})"
+        )
 
 
 def _model_input_shape(model) -> tuple | None:
     """(height, width, channels) of the model's input where known, else None."""
-    for getter in (
-        lambda: model.inputs[0].shape,
-        lambda: model.input_shape,
-        lambda: next(iter(model._build_shapes_dict.values())),
-    ):
-        try:
-            shape = tuple(getter())
-        except Exception:
-            continue
-        if len(shape) == 4:
-            return shape[1:]
-    return None
+    try:
+        shape = tuple(model.inputs[0].shape)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return shape[1:] if len(shape) == 4 else None
 
 
 def deprocess_image(image, crop: int = 0) -> np.ndarray:
@@ -106,41 +184,42 @@ def _mean_filter_activation(activation, filters, border: int):
     return selected
 
 
-_STEPS = FunctionCache(size=4)
-
-
-def _forward_to_layer(model, path, images):
-    """Runs ``model`` on ``images`` up to the layer at ``path``; returns its output."""
-    with CallRecorder([resolve_layer(model, path)], stop_after=[path]) as recorder:
+def _forward_to_layer(model, path, images, pre_activation: bool = False):
+    """Runs ``model`` on ``images`` up to the layer at ``path``; returns its `RecordedCall`."""
+    spied = [path] if pre_activation else []
+    with CallRecorder(
+        [resolve_layer(model, path)], pre_activation=spied, stop_after=[path]
+    ) as recorder:
         recorder.run(model, images)
-        calls = recorder.calls_of(path)
-    if not calls:
-        raise ValueError(
-            f"Layer {path!r} did not run when model {model.name!r} was called: "
-            "it is not on the path from the model's input to its output."
-        )
-    return calls[0].output
+    return single_run(path, recorder.calls[:1], model)
 
 
-def _layer_output_shape(model, path, height, width, channels):
-    picture = keras.ops.zeros((1, height, width, channels), dtype="float32")
-    return tuple(_forward_to_layer(model, path, picture).shape)
-
-
-def _ascent_step(model, path, border, jitter):
-    """One gradient-ascent step for a batch; picture i climbs filter ``indices[i]``."""
+def _objective(model, path, border, jitter, objective):
+    """``fn(pictures, indices, shifts) -> (per-picture objective, None)`` for `gradient_function`."""
     model_ref = weakref.ref(model)
 
+    def objective_of(pictures, indices, shifts):
+        moved = pictures
+        if jitter:
+            moved = keras.ops.roll(moved, shifts[0], axis=1)
+            moved = keras.ops.roll(moved, shifts[1], axis=2)
+        call = _forward_to_layer(
+            model_ref(), path, moved, pre_activation=objective == "pre_activation"
+        )
+        value = call.before_activation() if objective == "pre_activation" else call.output
+        return _mean_filter_activation(value, indices, border), None
+
+    return objective_of
+
+
+def _ascent_step(model, path, border, jitter, objective):
+    """One gradient-ascent step for a batch; picture i climbs filter ``indices[i]``."""
+    gradient = _backend.gradient_function(
+        _objective(model, path, border, jitter, objective)
+    )
+
     def step(pictures, indices, shifts, step_size):
-        with gradient_recorder() as tape:
-            tape.watch(pictures)
-            moved = pictures
-            if jitter:
-                moved = keras.ops.roll(moved, shifts[0], axis=1)
-                moved = keras.ops.roll(moved, shifts[1], axis=2)
-            activation = _forward_to_layer(model_ref(), path, moved)
-            loss = _mean_filter_activation(activation, indices, border)
-        gradients = tape.gradient(loss, pictures)
+        gradients, _ = gradient(pictures, indices, shifts)
         # L2-normalised per picture, as tf.math.l2_normalize on a batch of one
         squares = keras.ops.sum(
             keras.ops.square(gradients), axis=(1, 2, 3), keepdims=True
@@ -149,6 +228,20 @@ def _ascent_step(model, path, border, jitter):
         return pictures + step_size * gradients
 
     return step
+
+
+def _activation_measure(model, path, border):
+    """``fn(pictures, indices)``: each picture's mean activation (layer output) of its filter."""
+    model_ref = weakref.ref(model)
+
+    def measure(pictures, indices):
+        output = _forward_to_layer(model_ref(), path, pictures).output
+        return _mean_filter_activation(output, indices, border)
+
+    return measure
+
+
+_STEPS = FunctionCache(size=4)
 
 
 def filter_patterns(
@@ -162,25 +255,38 @@ def filter_patterns(
     border: int = 2,
     crop: int | None = None,
     jitter: int = 0,
+    objective: str = "pre_activation",
     batch_size: int | None = None,
     deprocess: bool = True,
     seed: int | None = None,
     verbose: int = 1,
     run_eagerly: bool = False,
-) -> np.ndarray:
+) -> FilterPatterns:
     """Finds, for several filters of a layer at once, the picture each responds to most.
 
     Picture i of a batch is optimised for filter ``filters[i]``: starting
     from mid-grey plus uniform noise of +-1/16 of the input range, each of
     ``steps`` steps adds ``step_size * (high - low) / 2`` times the
-    L2-normalised gradient (per picture) of the filter's mean activation,
-    the feature map's outer ``border`` pixels left out. With
-    ``value_range=(-1, 1)`` this is exactly the Keras example's algorithm;
-    other ranges scale the start noise and the step with the range.
+    L2-normalised gradient (per picture) of the filter's mean value, the
+    feature map's outer ``border`` pixels left out. With
+    ``value_range=(-1, 1)`` and ``objective="activation"`` this is exactly
+    the Keras example's algorithm; other ranges scale the start noise and the
+    step with the range.
+
+    By default (``objective="pre_activation"``) the value climbed is the
+    filter's value before the layer's activation function: what the
+    activation of a ``Conv2D(activation="relu")`` receives, or the input of a
+    ReLU/Activation layer (e.g. MobileNetV2's ``block_3_expand_relu``, whose
+    input is the batch-normalised convolution). A filter that a ReLU cuts to
+    0 on the start picture has no gradient after the ReLU, but has one
+    before it, so it still gets a pattern. Layers without an activation are
+    climbed as they are. Each filter is then reported as excited or not
+    (`FilterPatterns.excited`, with a warning naming those that were not).
 
     The model runs up to ``layer`` only (the forward pass stops once the
     layer has run), inside whatever model holds it: ``"vgg16/block3_conv1"``
-    works in a model that contains VGG16 as a layer.
+    works in a model that contains VGG16 as a layer. It works on the
+    TensorFlow, JAX and PyTorch backends, with the same results.
 
     Args:
         model: A Keras model.
@@ -197,7 +303,7 @@ def filter_patterns(
         value_range: (low, high) of the pictures the model takes: (0, 255)
             for models that rescale or preprocess inside (this library's
             convention), (0, 1) after a `Rescaling(1/255)` outside the
-            model, (-1, 1) for a bare ResNet50V2 or Xception.
+            model, (-1, 1) for a bare MobileNetV2, ResNet50V2 or Xception.
         border: Feature-map pixels left out on each side of the mean.
         crop: Pixels removed on each side when deprocessing. None: 25 px for
             a 180 px picture, proportionally for other sizes.
@@ -206,6 +312,9 @@ def filter_patterns(
             step, a transformation-robustness regulariser (as in Lucid and
             tf-keras-vis) that gives smoother, more natural patterns. Runs
             as tensor ops (`keras.ops.roll`).
+        objective: ``"pre_activation"`` (default) climbs the value before
+            the layer's activation function; ``"activation"`` climbs the
+            layer's output, as the Keras example does.
         batch_size: Filters optimised together per batch. None (default):
             all of them, up to 64, when a GPU is visible; 8 on a CPU, where
             per-picture cost hardly falls with larger batches and big
@@ -216,95 +325,110 @@ def filter_patterns(
             space, uncropped).
         seed: Seed of the start noise and the jitter.
         verbose: 1 shows a `keras.utils.Progbar`, 0 is silent.
-        run_eagerly: False (default) compiles the step into a graph (several
-            times faster; traced once per model, layer and batch size and
-            reused by later calls); True runs it eagerly, for debugging.
+        run_eagerly: False (default) compiles the step (several times
+            faster; traced once per model, layer and batch size and reused by
+            later calls, always with the model's current weights); True runs
+            it eagerly, for debugging.
 
     Returns:
-        An array (filters, height, width, channels): uint8 pictures, or
-        float32 inputs when ``deprocess=False``.
+        A `FilterPatterns`: the pictures (filters, height, width, channels),
+        uint8 or float32 inputs when ``deprocess=False``, usable as an array,
+        with ``excited``, the start and final activations of each filter.
 
     Example:
 
     ```python
     patterns = filter_patterns(model, "vgg16/block3_conv1", range(16), size=64)
+    patterns.shape, patterns.excited.mean()
     fig = plot_filter_patterns(patterns, title="block3_conv1")
     ```
     """
-    _check_model(model)
+    check_model(model)
     path, _ = resolve_layer(model, layer)
     filters = _check_filters(filters)
     height, width, channels = _picture_shape(model, size)
+    check_positive_int("steps", steps)
+    step_size = check_number("step_size", step_size, 0.0, include_minimum=False)
+    low, high = check_value_range("value_range", value_range)
+    check_int("border", border, minimum=0)
+    check_int("jitter", jitter, minimum=0)
+    objective = check_choice("objective", objective, OBJECTIVES)
     if batch_size is None:
-        batch_size = 64 if accelerator_available() else 8
-    for name, value in (
-        ("steps", steps),
-        ("batch_size", batch_size),
-        ("border", border),
-        ("jitter", jitter),
-    ):
-        minimum = 1 if name in ("steps", "batch_size") else 0
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < minimum
-        ):
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be a positive number, got {step_size!r}.")
-    low, high = _check_range(value_range)
+        batch_size = 64 if _backend.accelerator_available() else 8
+    check_positive_int("batch_size", batch_size)
+    check_bool("deprocess", deprocess)
+    seed = check_seed(seed)
+    check_bool("run_eagerly", run_eagerly)
     if crop is None:
         crop = int(round(min(height, width) * 25 / 180))
-    if (
-        isinstance(crop, bool)
-        or not isinstance(crop, (int, np.integer))
-        or crop < 0
-        or 2 * crop >= min(height, width)
-    ):
-        raise ValueError(
-            f"crop={crop!r} must be an int >= 0 smaller than half the picture size "
-            f"({height}x{width})."
-        )
+    largest_crop = (min(height, width) - 1) // 2
+    check_int("crop", crop, 0, largest_crop, what=f"a {height}x{width} picture")
 
-    rng = np.random.default_rng(seed)
-    spread = high - low
-    step = keras.ops.convert_to_tensor(float(step_size) * spread / 2.0, dtype="float32")
+    # The eager pass first: it builds the model (and its variables) before compiling.
+    layer_channels = _layer_output_shape(model, path, height, width, channels)[-1]
+    _check_filter_range(filters, layer_channels, path)
+    passes = (path, border, bool(jitter), objective)
     if run_eagerly:
-        ascent_step, info = _ascent_step(model, path, border, bool(jitter)), {}
+        ascent_step = _ascent_step(model, *passes)
+        measure = _activation_measure(model, path, border)
     else:
-        ascent_step, info = _STEPS.get(
+        ascent_step, measure = _STEPS.get(
             model,
-            (path, border, bool(jitter)),
+            passes,
             lambda: (
-                compile_function(_ascent_step(model, path, border, bool(jitter))),
-                {},
+                compile_for(model, _ascent_step(model, *passes)),
+                compile_for(model, _activation_measure(model, path, border)),
             ),
         )
-    if "channels" not in info:  # the same for every picture size: computed once
-        info["channels"] = _layer_output_shape(model, path, height, width, channels)[-1]
-    _check_filter_range(filters, info["channels"], path)
+    rng = np.random.default_rng(seed)
+    spread = high - low
+    step = keras.ops.convert_to_tensor(step_size * spread / 2.0, dtype="float32")
     progbar = (
         keras.utils.Progbar(len(filters) * steps, unit_name="step") if verbose else None
     )
-    results = []
-    for start in range(0, len(filters), batch_size):
-        chunk = filters[start : start + batch_size]
+    results, start_values, final_values = [], [], []
+    for begin in range(0, len(filters), batch_size):
+        chunk = filters[begin : begin + batch_size]
         noise = rng.uniform(size=(len(chunk), height, width, channels))
         pictures = keras.ops.convert_to_tensor(
             (low + high) / 2.0 + (noise - 0.5) * spread / 8.0, dtype="float32"
         )
         indices = keras.ops.convert_to_tensor(np.asarray(chunk, dtype="int32"))
+        start_values.append(keras.ops.convert_to_numpy(measure(pictures, indices)))
         for _ in range(steps):
             shifts = rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
             shifts = keras.ops.convert_to_tensor(np.asarray(shifts, dtype="int32"))
             pictures = ascent_step(pictures, indices, shifts, step)
             if progbar is not None:
                 progbar.add(len(chunk))
+        final_values.append(keras.ops.convert_to_numpy(measure(pictures, indices)))
         results.append(keras.ops.convert_to_numpy(pictures))
     raw = np.concatenate(results).astype("float32")
-    if not deprocess:
-        return raw
-    return np.stack([deprocess_image(picture, crop) for picture in raw])
+    start = np.concatenate(start_values).astype("float64")
+    final = np.concatenate(final_values).astype("float64")
+    excited = final > start + 1e-6 * np.abs(start) + 1e-12
+    if not excited.all():
+        missed = [f for f, ok in zip(filters, excited) if not ok]
+        warnings.warn(
+            f"{len(missed)} of {len(filters)} filters of layer {path!r} were not "
+            f"excited by the ascent (filters {missed[:10]}"
+            f"{'...' if len(missed) > 10 else ''}): their activation did not rise, "
+            "so their pictures are the start noise, not a pattern. "
+            "FilterPatterns.excited marks them and plot_filter_patterns crosses "
+            "them out.",
+            UserWarning,
+            stacklevel=2,
+        )
+    pictures = raw if not deprocess else np.stack([deprocess_image(p, crop) for p in raw])
+    return FilterPatterns(
+        pictures=pictures,
+        filters=np.asarray(filters, dtype="int64"),
+        excited=excited,
+        start_activation=start,
+        final_activation=final,
+        layer=path,
+        objective=objective,
+    )
 
 
 def filter_pattern(
@@ -320,11 +444,12 @@ def filter_pattern(
 
     The one-filter case of `filter_patterns` (see there for the algorithm
     and for the other keyword arguments: ``value_range``, ``border``,
-    ``crop``, ``jitter``, ``deprocess``, ``seed``, ``verbose``,
-    ``run_eagerly``). The compiled step is cached, so a loop of calls on the
-    same model and layer is traced once. To see
-    many filters, call `filter_patterns`: it optimises them in one batch,
-    which is many times faster than a loop over this function.
+    ``crop``, ``jitter``, ``objective``, ``deprocess``, ``seed``,
+    ``verbose``, ``run_eagerly``); a filter that was not excited gets a
+    warning. The compiled step is cached, so a loop of calls on the same
+    model and layer is traced once. To see many filters, call
+    `filter_patterns`: it optimises them in one batch, which is many times
+    faster than a loop over this function.
 
     Returns:
         One picture (height, width, channels), uint8 unless
@@ -336,10 +461,7 @@ def filter_pattern(
     picture = filter_pattern(model, "block3_conv1", 0, size=64)
     ```
     """
-    if isinstance(filter_index, bool) or not isinstance(
-        filter_index, (int, np.integer)
-    ):
-        raise TypeError(f"filter_index must be an int, got {filter_index!r}.")
+    check_int("filter_index", filter_index, minimum=0)
     kwargs.setdefault("verbose", 0)
     return filter_patterns(
         model,
@@ -353,20 +475,22 @@ def filter_pattern(
 
 
 def _check_filters(filters) -> list[int]:
-    if isinstance(filters, (int, np.integer)) and not isinstance(filters, bool):
+    expected = "a non-empty sequence of filter indices (ints >= 0), e.g. range(16)"
+    if is_integer(filters):
         filters = [filters]
+    if isinstance(filters, (str, bytes)):
+        raise TypeError(f"`filters` must be {expected}. {received('filters', filters)}")
     try:
         values = list(filters)
     except TypeError as error:
         raise TypeError(
-            f"filters must be a sequence of ints, got {filters!r}."
+            f"`filters` must be {expected}. {received('filters', filters)}"
         ) from error
-    if not values or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0
-        for v in values
-    ):
+    if not all(is_integer(v) for v in values):
+        raise TypeError(f"`filters` must be {expected}. {received('filters', filters)}")
+    if not values or any(v < 0 for v in values):
         raise ValueError(
-            f"filters must be a non-empty sequence of ints >= 0, got {filters!r}."
+            f"`filters` must be {expected}. {received('filters', filters)}"
         )
     return [int(v) for v in values]
 
@@ -381,18 +505,9 @@ def _check_filter_range(filters, count, path):
         )
 
 
-def _check_range(value_range):
-    try:
-        low, high = (float(v) for v in value_range)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"value_range must be (low, high), got {value_range!r}."
-        ) from error
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(
-            f"value_range must be (low, high) with low < high, got {value_range!r}."
-        )
-    return low, high
+def _layer_output_shape(model, path, height, width, channels):
+    picture = keras.ops.zeros((1, height, width, channels), dtype="float32")
+    return tuple(_forward_to_layer(model, path, picture).output.shape)
 
 
 def _picture_shape(model, size):
@@ -402,28 +517,31 @@ def _picture_shape(model, size):
         if known and known[0] and known[1]:
             return int(known[0]), int(known[1]), int(channels)
         size = _DEFAULT_SIZE
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    expected = "an int or (height, width), at least 8 pixels"
+    if is_integer(size):
         height = width = int(size)
+    elif (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(is_integer(s) for s in size)
+    ):
+        height, width = (int(s) for s in size)
     else:
-        try:
-            height, width = (int(s) for s in size)
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"size must be an int or (height, width), got {size!r}."
-            ) from error
+        raise TypeError(f"`size` must be {expected}. {received('size', size)}")
     if height < 8 or width < 8:
-        raise ValueError(f"size must be at least 8 pixels, got {size!r}.")
+        raise ValueError(f"`size` must be {expected}. {received('size', size)}")
     if known and known[0] and known[1] and (known[0], known[1]) != (height, width):
         raise ValueError(
-            f"size={size!r} does not match the model's fixed input size "
+            f"`size` does not match the model's fixed input size "
             f"{known[0]}x{known[1]}; pass size=None or a model built with a "
-            "free input size, e.g. include_top=False without input_shape."
+            "free input size, e.g. include_top=False without input_shape. "
+            f"{received('size', size)}"
         )
     return height, width, int(channels)
 
 
 def plot_filter_patterns(
-    patterns: np.ndarray,
+    patterns: FilterPatterns | np.ndarray,
     images_per_row: int = 8,
     margin: int = 5,
     title: str | None = None,
@@ -433,9 +551,13 @@ def plot_filter_patterns(
 ):
     """Draws filter patterns as one grid picture, like the seeds' 8x8 grids.
 
+    Filters that `filter_patterns` reports as not excited (their picture is
+    the start noise) are crossed out in red, and the title says how many.
+
     Args:
-        patterns: The array returned by `filter_patterns` (uint8, or float
-            in [0, 1]), shape (filters, height, width, channels).
+        patterns: What `filter_patterns` returned (a `FilterPatterns`), or an
+            array of pictures (uint8, or float in [0, 1]), shape (filters,
+            height, width, channels).
         images_per_row: Patterns per row.
         margin: Black pixels between patterns.
         title: Title of the plot, e.g. the layer name.
@@ -456,6 +578,7 @@ def plot_filter_patterns(
     """
     from matplotlib.figure import Figure
 
+    excited = patterns.excited if isinstance(patterns, FilterPatterns) else None
     patterns = np.asarray(patterns)
     if patterns.ndim == 3:
         patterns = patterns[..., None]
@@ -465,6 +588,7 @@ def plot_filter_patterns(
             f"by filter_patterns, got shape {patterns.shape}."
         )
     check_positive_int("images_per_row", images_per_row)
+    check_int("margin", margin, minimum=0)
     if patterns.dtype != np.uint8:
         patterns = (
             (np.clip(patterns.astype("float64"), 0, 1) * 255).round().astype("uint8")
@@ -519,6 +643,22 @@ def plot_filter_patterns(
                 ha="left",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0},
             )
+    missed = [] if excited is None else np.flatnonzero(~excited).tolist()
+    for i in missed:
+        r, c = divmod(i, columns)
+        top, left = r * (height + margin) - 0.5, c * (width + margin) - 0.5
+        for ys in ((top, top + height), (top + height, top)):
+            ax.plot(
+                (left, left + width),
+                ys,
+                color="red",
+                linewidth=1.5,
+                scalex=False,
+                scaley=False,
+            )
+    if missed:
+        note = f"{len(missed)} of {count} filters not excited (crossed out)"
+        title = f"{title}\n{note}" if title else note
     if title:
         ax.set_title(title)
     ax.set_axis_off()

@@ -1,16 +1,24 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.figure import Figure
 
 from keras_smalldata.viz import (
     class_activation_maps,
     find_last_conv_layer,
     grad_cam,
     normalize_heatmaps,
+    plot_grad_cam,
 )
+from tests.viz._reference import (
+    bilinear_resize,
+    grad_cam_reference,
+    gradient,
+    numpy,
+)
+from tests.viz._tf_keras_vis import linear_convnet, reference_maps
 from tests.viz.conftest import (
     SIZE,
     quadrant_mass,
@@ -25,19 +33,6 @@ def minmax(maps):
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     return (maps - low) / np.where(high > low, high - low, 1.0)
-
-
-def tape_grad_cam(feature_fn, score_fn, images, classes):
-    """An independent Grad-CAM: A = feature_fn(x); score = score_fn(A)[i, c_i]."""
-    with tf.GradientTape() as tape:
-        features = feature_fn(tf.convert_to_tensor(images))
-        tape.watch(features)
-        scores = score_fn(features)
-        chosen = tf.gather(scores, classes, axis=1, batch_dims=1)
-    grads = tape.gradient(chosen, features).numpy()
-    weights = grads.mean(axis=(1, 2))
-    cams = np.einsum("nhwk,nk->nhw", features.numpy(), weights)
-    return np.maximum(cams, 0.0)
 
 
 # --- the evidence is where it should be -------------------------------------------
@@ -98,11 +93,7 @@ def test_saturated_softmax_still_has_gradients():
     probabilities = model.predict(pictures, verbose=0)
     np.testing.assert_array_equal(probabilities, [[1.0, 0.0], [0.0, 1.0]])  # saturated
     # the gradient of the probability itself vanishes: a probability-based map is empty
-    with tf.GradientTape() as tape:
-        x = tf.convert_to_tensor(pictures)
-        tape.watch(x)
-        p = model(x)[:, 0]
-    assert not np.any(tape.gradient(p, x).numpy())
+    assert not np.any(gradient(lambda x: model(x)[:, 0], pictures))
     maps = grad_cam(model, pictures)
     assert quadrant_mass(maps[0], top_left=True) > 0.99
     assert quadrant_mass(maps[1], top_left=False) > 0.99
@@ -138,13 +129,14 @@ def test_sigmoid_matches_independent_negated_logit():
     model = keras.Model(inputs, dense(x))
     images = np.random.default_rng(2).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
     classes = np.array([0, 1, 0])
-    kernel, bias = (v.numpy() for v in (dense.kernel, dense.bias))
+    kernel, bias = (numpy(v).astype("float32") for v in (dense.kernel, dense.bias))
 
     def score(features):
-        logit = tf.matmul(tf.reshape(features, (features.shape[0], -1)), kernel) + bias
-        return tf.concat([-logit, logit], axis=1)
+        flat = keras.ops.reshape(features, (features.shape[0], -1))
+        logit = keras.ops.matmul(flat, kernel) + bias
+        return keras.ops.concatenate([-logit, logit], axis=1)
 
-    expected = tape_grad_cam(conv, score, images, classes)
+    expected = grad_cam_reference(conv, score, images, classes)
     ours = grad_cam(model, images, class_index=classes, resize=False)
     np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
 
@@ -153,37 +145,22 @@ def test_sigmoid_matches_independent_negated_logit():
 
 
 @pytest.fixture(scope="module")
-def linear_convnet():
+def tf_keras_vis_case(tmp_path_factory):
     keras.utils.set_random_seed(7)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
-    x = keras.layers.Conv2D(12, 3, strides=2, activation="relu", name="conv2")(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(4, name="logits")(x)
-    return keras.Model(inputs, outputs)
+    model = linear_convnet()
+    images = np.random.default_rng(1).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
+    classes = [2, 0, 3]
+    workdir = tmp_path_factory.mktemp("tf_keras_vis")
+    return model, images, classes, reference_maps(model, images, classes, workdir)
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
-def test_matches_tf_keras_vis(linear_convnet, method):
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.scores import CategoricalScore
-
-    images = np.random.default_rng(1).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
-    classes = [2, 0, 3]
-    reference_class = Gradcam if method == "gradcam" else GradcamPlusPlus
-    reference = reference_class(linear_convnet)(
-        CategoricalScore(classes),
-        images,
-        penultimate_layer="conv2",
-        expand_cam=False,
-        normalize_cam=False,
-    )
-    reference = np.asarray(reference)
+def test_matches_tf_keras_vis(tf_keras_vis_case, method):
+    # tf-keras-vis runs under TensorFlow; our code under the backend in use
+    model, images, classes, references = tf_keras_vis_case
+    reference = references[method]
     assert reference.max() > 0
-    ours = grad_cam(
-        linear_convnet, images, class_index=classes, method=method, resize=False
-    )
+    ours = grad_cam(model, images, class_index=classes, method=method, resize=False)
     assert ours.shape == reference.shape == (3, 14, 14)
     np.testing.assert_allclose(minmax(ours), minmax(reference), atol=1e-4)
 
@@ -199,7 +176,7 @@ def test_softmax_model_matches_linear_reference():
         h = features
         for layer in head:
             h = layer(h)
-        return tf.matmul(h, last.kernel) + last.bias
+        return keras.ops.matmul(h, last.kernel) + last.bias
 
     images = (
         np.random.default_rng(3)
@@ -207,7 +184,7 @@ def test_softmax_model_matches_linear_reference():
         .astype("float32")
     )
     classes = np.array([0, 1, 2, 3])
-    expected = tape_grad_cam(feature_model, score, images, classes)
+    expected = grad_cam_reference(feature_model, score, images, classes)
     assert expected.max() > 0
     ours = grad_cam(soft, images, class_index=classes, resize=False)
     np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
@@ -218,26 +195,19 @@ def test_nested_vgg16_base(nested_vgg, pictures):
     assert find_last_conv_layer(model, pictures) == "vgg16/block5_conv3"
     head = model.get_layer("predictions")
     for layer_name in ("block5_conv3", "block4_conv3"):
-        feature_model = keras.Model(
-            base.input, [base.get_layer(layer_name).output, base.output]
-        )
-        with tf.GradientTape() as tape:
-            features, base_out = feature_model(pictures)
-            tape.watch(features)
-            # recompute the base's remaining layers from `features` for the gradient
+        feature_model = keras.Model(base.input, base.get_layer(layer_name).output)
+        after = base.layers[[lyr.name for lyr in base.layers].index(layer_name) + 1 :]
+
+        def logits(features, after=after):
+            # the base's remaining layers, then the head, from `features`
             h = features
-            started = False
-            for layer in base.layers[1:]:
-                if started:
-                    h = layer(h)
-                started = started or layer.name == layer_name
-            logits = tf.matmul(tf.reduce_mean(h, axis=(1, 2)), head.kernel) + head.bias
-            classes = np.argmax(logits.numpy(), axis=1)
-            chosen = tf.gather(logits, classes, axis=1, batch_dims=1)
-        grads = tape.gradient(chosen, features).numpy()
-        expected = np.maximum(
-            np.einsum("nhwk,nk->nhw", features.numpy(), grads.mean(axis=(1, 2))), 0.0
-        )
+            for layer in after:
+                h = layer(h)
+            return keras.ops.matmul(keras.ops.mean(h, axis=(1, 2)), head.kernel) + head.bias
+
+        features = numpy(feature_model(pictures)).astype("float32")
+        classes = np.argmax(numpy(logits(features)), axis=1)
+        expected = grad_cam_reference(feature_model, logits, pictures, classes)
         assert expected.max() > 0
         result = class_activation_maps(
             model,
@@ -270,9 +240,9 @@ def test_sequential_and_subclassed_models():
     conv_part = keras.Sequential(seq.layers[:3])
     tail = seq.layers[3]
     last = seq.layers[4]
-    expected = tape_grad_cam(
+    expected = grad_cam_reference(
         lambda x: conv_part(x, training=False),
-        lambda a: tf.matmul(tail(a), last.kernel) + last.bias,
+        lambda a: keras.ops.matmul(tail(a), last.kernel) + last.bias,
         images,
         np.array([1, 2]),
     )
@@ -299,9 +269,10 @@ def test_sequential_and_subclassed_models():
     wrapper = Wrapper(inner)
     wrapper(images)
     head = wrapper.head
-    expected = tape_grad_cam(
+    expected = grad_cam_reference(
         inner,
-        lambda a: tf.matmul(tf.reduce_mean(a, axis=(1, 2)), head.kernel) + head.bias,
+        lambda a: keras.ops.matmul(keras.ops.mean(a, axis=(1, 2)), head.kernel)
+        + head.bias,
         images,
         np.array([0, 2]),
     )
@@ -320,9 +291,7 @@ def test_resize_is_bilinear_of_the_feature_map_map():
     small = grad_cam(model, images, resize=False)
     large = grad_cam(model, images)
     assert small.shape == (2, 13, 13) and large.shape == (2, SIZE, SIZE)
-    expected = tf.image.resize(
-        small[..., None], (SIZE, SIZE), method="bilinear"
-    ).numpy()[..., 0]
+    expected = bilinear_resize(small.astype("float64"), SIZE)
     np.testing.assert_allclose(large, normalize_heatmaps(expected), atol=1e-6)
     single = grad_cam(model, images[0])
     np.testing.assert_allclose(single, large[0], atol=1e-6)
@@ -416,10 +385,11 @@ def test_subclassed_base_nested_in_a_functional_model():
     base = pretrained.base
     features_model = keras.Model(base.input, base.get_layer("block2_conv1").output)
     pool = base.get_layer("block2_pool")
-    expected = tape_grad_cam(
+    expected = grad_cam_reference(
         lambda x: features_model(x / 127.5 - 1.0),
         lambda a: (
-            tf.matmul(tf.reduce_mean(pool(a), axis=(1, 2)), head.kernel) + head.bias
+            keras.ops.matmul(keras.ops.mean(pool(a), axis=(1, 2)), head.kernel)
+            + head.bias
         ),
         images,
         np.array([0, 1, 2]),
@@ -447,3 +417,183 @@ def test_compiled_eager_and_chunked_runs_agree(method):
     assert not np.allclose(
         other_layer, compiled
     )  # a new layer is not served from the cache
+
+
+# --- how the model ends: probabilities are what the model outputs (issue 14) -------
+
+
+def _trunk(seed=21):
+    """Pictures -> a small conv feature map -> 3 logits, as layers shared by the variants."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    features = keras.layers.Conv2D(
+        4, 4, strides=4, activation="relu", name="features"
+    )(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    return inputs, pooled
+
+
+class _SubclassedSoftmax(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.features = keras.layers.Conv2D(4, 4, strides=4, activation="relu")
+        self.dense = keras.layers.Dense(3)
+
+    def call(self, inputs, training=False):
+        pooled = keras.ops.mean(self.features(inputs), axis=(1, 2))
+        return keras.ops.softmax(self.dense(pooled))
+
+
+def _ending(name):
+    """(model, logits model sharing its layers or None, how to turn predict() into probabilities)."""
+    identity = lambda p: p  # noqa: E731
+    if name == "subclassed ops.softmax":
+        keras.utils.set_random_seed(21)
+        model = _SubclassedSoftmax(name="subclassed")
+        model(np.zeros((1, SIZE, SIZE, 3), "float32"))
+        inputs = keras.Input((SIZE, SIZE, 3))
+        pooled = keras.ops.mean(model.features(inputs), axis=(1, 2))
+        return model, keras.Model(inputs, model.dense(pooled)), identity
+    inputs, pooled = _trunk()
+    units = 1 if "1 unit" in name else 3
+    logits = keras.layers.Dense(units, name="scores")(pooled)
+    logits_model = keras.Model(inputs, logits)
+    softmax_dense = keras.layers.Dense(3, activation="softmax", name="head")
+    softmax_of_logits = lambda p: keras.ops.convert_to_numpy(keras.ops.softmax(p))  # noqa: E731
+    endings = {
+        "ops.softmax": lambda: (keras.ops.softmax(logits), identity),
+        "ops.sigmoid, 1 unit": lambda: (keras.ops.sigmoid(logits), identity),
+        "ops.sigmoid, 3 units": lambda: (keras.ops.sigmoid(logits), identity),
+        "sigmoid by hand, 1 unit": lambda: (
+            1.0 / (1.0 + keras.ops.exp(-logits)),
+            identity,
+        ),
+        "Activation('softmax')": lambda: (
+            keras.layers.Activation("softmax")(logits),
+            identity,
+        ),
+        "Softmax layer": lambda: (keras.layers.Softmax()(logits), identity),
+        "Softmax(axis=0)": lambda: (keras.layers.Softmax(axis=0)(logits), identity),
+        "ops.softmax(axis=0)": lambda: (keras.ops.softmax(logits, axis=0), identity),
+        "Dense softmax, Lambda": lambda: (
+            keras.layers.Lambda(lambda t: t)(softmax_dense(pooled)),
+            identity,
+        ),
+        "Dense softmax, Identity": lambda: (
+            keras.layers.Identity()(softmax_dense(pooled)),
+            identity,
+        ),
+        "logits": lambda: (logits, softmax_of_logits),
+        "logits, 1 unit": lambda: (logits, lambda p: 1.0 / (1.0 + np.exp(-p))),
+        "normalised by ops": lambda: (
+            (keras.ops.relu(logits) + 1.0)
+            / keras.ops.sum(keras.ops.relu(logits) + 1.0, axis=-1, keepdims=True),
+            identity,
+        ),
+    }
+    outputs, to_probabilities = endings[name]()
+    if "Dense softmax" in name:
+        logits_model = keras.Model(
+            inputs, keras.layers.Dense(3, name="same")(pooled)
+        )
+        logits_model.get_layer("same").set_weights(softmax_dense.get_weights())
+    if name == "normalised by ops":
+        logits_model = None  # no logits: the log-probabilities are explained
+    return keras.Model(inputs, outputs), logits_model, to_probabilities
+
+
+ENDINGS = [
+    "ops.softmax",
+    "ops.sigmoid, 1 unit",
+    "ops.sigmoid, 3 units",
+    "sigmoid by hand, 1 unit",
+    "Activation('softmax')",
+    "Softmax layer",
+    "Softmax(axis=0)",
+    "ops.softmax(axis=0)",
+    "Dense softmax, Lambda",
+    "Dense softmax, Identity",
+    "logits",
+    "logits, 1 unit",
+    "normalised by ops",
+    "subclassed ops.softmax",
+]
+
+
+@pytest.mark.parametrize("name", ENDINGS)
+def test_probabilities_are_what_the_model_outputs(name):
+    model, logits_model, to_probabilities = _ending(name)
+    images = np.random.default_rng(5).uniform(size=(4, SIZE, SIZE, 3)).astype("float32")
+    outputs = np.asarray(model.predict(images, verbose=0), dtype="float64")
+    probabilities = np.asarray(to_probabilities(outputs), dtype="float64")
+    table = (
+        np.concatenate([1 - probabilities, probabilities], axis=1)
+        if probabilities.shape[1] == 1
+        else probabilities
+    )
+    result = class_activation_maps(model, images, class_index=[0, 1, 0, 1], resize=False)
+    rows = np.arange(4)
+    np.testing.assert_array_equal(result.predicted, table.argmax(axis=1))
+    np.testing.assert_allclose(result.probability, table[rows, result.predicted], rtol=1e-5)
+    np.testing.assert_allclose(
+        result.class_probability, table[rows, [0, 1, 0, 1]], rtol=1e-5
+    )
+    if logits_model is not None:
+        # the score explained is the logit before the squashing, not a probability
+        expected = grad_cam(logits_model, images, class_index=[0, 1, 0, 1], resize=False)
+        np.testing.assert_allclose(result.heatmaps, expected, atol=1e-5)
+
+
+def test_an_unseen_squashing_of_one_unit_is_taken_as_a_probability_with_a_warning():
+    inputs, pooled = _trunk()
+    logit = keras.layers.Dense(1)(pooled)
+    # a sigmoid of a tensor no layer outputs: the library cannot know it is one
+    model = keras.Model(inputs, keras.ops.sigmoid(3.0 * logit + 0.1))
+    images = np.random.default_rng(5).uniform(size=(2, SIZE, SIZE, 3)).astype("float32")
+    with pytest.warns(UserWarning, match="taken as a probability"):
+        result = class_activation_maps(model, images)
+    p = model.predict(images, verbose=0)[:, 0]
+    np.testing.assert_allclose(
+        result.probability, np.where(p > 0.5, p, 1 - p), rtol=1e-5
+    )
+
+
+# --- compiled passes use the model's current weights --------------------------
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_a_cached_compiled_pass_sees_new_weights(method):
+    model = small_convnet("retrained", seed=30)
+    images = (
+        np.random.default_rng(2).uniform(0, 255, size=(3, SIZE, SIZE, 3)).astype("float32")
+    )
+    before = class_activation_maps(model, images, method=method, verbose=0)
+    # new weights, as after more training; the compiled pass is reused from the cache
+    other = small_convnet("other", seed=31)
+    model.set_weights(other.get_weights())
+    after = class_activation_maps(model, images, method=method, verbose=0)
+    eager = class_activation_maps(model, images, method=method, verbose=0, run_eagerly=True)
+    expected = other.predict(images, verbose=0)
+    np.testing.assert_allclose(after.heatmaps, eager.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(
+        after.probability, expected[np.arange(3), after.predicted], rtol=1e-5
+    )
+    assert not np.allclose(after.heatmaps, before.heatmaps, atol=1e-3)
+
+
+# --- the figure ---------------------------------------------------------------
+
+
+def test_plot_grad_cam_titles():
+    model = region_model("softmax")
+    figure = plot_grad_cam(model, region_pictures(), class_names=["red", "green"])
+    assert isinstance(figure, Figure) and len(figure.axes) == 6
+    titles = [ax.get_title() for ax in figure.axes]
+    probabilities = model.predict(region_pictures(), verbose=0)
+    assert titles[0] == f"predicted: red ({probabilities[0, 0]:.2f})"
+    assert titles[1] == "Grad-CAM for red\nfeatures"
+    assert titles[3] == f"predicted: green ({probabilities[1, 1]:.2f})"
+    one = plot_grad_cam(model, region_pictures()[0], class_index=1, method="gradcam++")
+    assert len(one.axes) == 3 and one.axes[1].get_title().startswith(
+        "Grad-CAM++ for class 1"
+    )

@@ -1,16 +1,17 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from matplotlib.figure import Figure
 
 from keras_smalldata.viz import (
+    FilterPatterns,
     deprocess_image,
     filter_pattern,
     filter_patterns,
     get_activations,
     plot_filter_patterns,
 )
+from tests.viz._reference import gradient
 from tests.viz.conftest import SIZE, small_convnet
 
 
@@ -45,6 +46,17 @@ def test_ascent_raises_each_filters_mean_activation(convnet):
     assert np.all(after >= before)
 
 
+def one_step(extractor, pictures, filters, step=10.0):
+    """One step of the Keras example: picture + step * l2_normalize(d mean / d picture)."""
+    expected = []
+    for picture, f in zip(pictures, filters):
+        grads = gradient(
+            lambda x, f=f: keras.ops.mean(extractor(x)[:, 2:-2, 2:-2, f]), picture[None]
+        )
+        expected.append(picture + step * grads[0] / np.sqrt(np.sum(grads**2)))
+    return np.stack(expected)
+
+
 def test_one_step_is_the_keras_example_step(convnet):
     # value_range=(-1, 1): start (u - 0.5) * 0.25, step 10 * l2_normalize(grad)
     filters = [2, 6]
@@ -54,6 +66,7 @@ def test_one_step_is_the_keras_example_step(convnet):
         filters,
         steps=1,
         value_range=(-1, 1),
+        objective="activation",
         seed=3,
         deprocess=False,
         verbose=0,
@@ -65,15 +78,33 @@ def test_one_step_is_the_keras_example_step(convnet):
         atol=1e-7,
     )
     extractor = keras.Model(convnet.input, convnet.get_layer("conv1").output)
-    expected = []
-    for picture, f in zip(start, filters):
-        x = tf.convert_to_tensor(picture[None])
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_mean(extractor(x)[:, 2:-2, 2:-2, f])
-        grads = tf.math.l2_normalize(tape.gradient(loss, x))
-        expected.append((x + 10.0 * grads).numpy()[0])
-    np.testing.assert_allclose(got, np.stack(expected), atol=1e-5)
+    np.testing.assert_allclose(got, one_step(extractor, start, filters), atol=1e-5)
+
+
+def test_one_step_before_the_activation(convnet):
+    # the default climbs what conv2's ReLU receives: the same network without it
+    twin_layers = []
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = inputs
+    for layer in convnet.layers[1:]:
+        config = layer.get_config()
+        if layer.name == "conv2":
+            config["activation"] = None
+        twin = type(layer).from_config(config)
+        x = twin(x)
+        twin_layers.append((twin, layer))
+        if layer.name == "conv2":
+            break
+    extractor = keras.Model(inputs, x)
+    for twin, layer in twin_layers:
+        twin.set_weights(layer.get_weights())
+    filters = [0, 5, 9]
+    got = filter_patterns(
+        convnet, "conv2", filters, steps=1, value_range=(-1, 1), seed=4,
+        deprocess=False, verbose=0,
+    )
+    start = start_pictures(4, 3, -1.0, 1.0)
+    np.testing.assert_allclose(got, one_step(extractor, start, filters), atol=1e-5)
 
 
 def test_batched_equals_one_at_a_time(convnet):
@@ -186,14 +217,24 @@ def test_bad_arguments(convnet):
         filter_patterns(convnet, "conv2", [0], size=64, verbose=0)
     with pytest.raises(ValueError, match="value_range"):
         filter_patterns(convnet, "conv2", [0], value_range=(1, 1), verbose=0)
-    with pytest.raises(ValueError, match="filters must be"):
+    with pytest.raises(ValueError, match="`filters` must be"):
         filter_patterns(convnet, "conv2", [], verbose=0)
+    with pytest.raises(TypeError, match="`filters` must be"):
+        filter_patterns(convnet, "conv2", [0.5], verbose=0)
+    with pytest.raises(ValueError, match="Did you mean 'pre_activation'"):
+        filter_patterns(convnet, "conv2", [0], objective="preactivation", verbose=0)
+    with pytest.raises(TypeError, match="step_size"):
+        filter_patterns(convnet, "conv2", [0], step_size="10", verbose=0)
+    with pytest.raises(TypeError, match="jitter"):
+        filter_patterns(convnet, "conv2", [0], jitter=True, verbose=0)
     with pytest.raises(ValueError, match="steps"):
         filter_patterns(convnet, "conv2", [0], steps=0, verbose=0)
     with pytest.raises(ValueError, match="crop"):
         filter_patterns(convnet, "conv2", [0], crop=16, verbose=0)
     with pytest.raises(TypeError, match="filter_index"):
         filter_pattern(convnet, "conv2", "0")
+    with pytest.raises(ValueError, match="filter_index"):
+        filter_pattern(convnet, "conv2", -1)
     with pytest.raises(ValueError, match="conv2"):
         filter_patterns(convnet, "conv22", [0], verbose=0)
 
@@ -232,3 +273,129 @@ def test_eager_run_gives_the_compiled_result(convnet):
         run_eagerly=True,
     )
     np.testing.assert_allclose(eager, compiled, rtol=1e-5, atol=1e-3)
+
+
+# --- dead filters: a ReLU that is off everywhere on the start picture (issue 12) ---
+
+
+def dead_relu_model(separate_activation=False):
+    """Conv filters that no start picture reaches: positive kernels, bias -0.7 x their sum.
+
+    The start (mid-grey +-1/16, rescaled to [0, 1] inside) gives a
+    pre-activation of about (0.5 - 0.7) x sum(kernel) < 0 at every position,
+    so the ReLU outputs 0 everywhere and its gradient is 0. With
+    ``separate_activation`` the convolution is linear and followed by
+    BatchNormalization (gamma of both signs) and a ReLU6 layer, as in
+    MobileNetV2.
+    """
+    rng = np.random.default_rng(8)
+    kernel = rng.uniform(0.1, 0.5, size=(3, 3, 3, 4)).astype("float32")
+    bias = (-0.7 * kernel.sum(axis=(0, 1, 2))).astype("float32")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    if not separate_activation:
+        conv = keras.layers.Conv2D(4, 3, activation="relu", name="dead")
+        model = keras.Model(inputs, conv(x))
+        conv.set_weights([kernel, bias])
+        return model
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    norm = keras.layers.BatchNormalization(name="bn")
+    outputs = keras.layers.ReLU(max_value=6.0, name="dead")(norm(conv(x)))
+    model = keras.Model(inputs, outputs)
+    conv.set_weights([kernel, np.zeros(4, "float32")])
+    gamma = np.array([1.0, 2.0, -1.0, -0.5], "float32")
+    sums = kernel.sum(axis=(0, 1, 2))
+    # normalised value at the start: gamma * (0.5 sum - mean) + beta < 0 for every channel
+    mean = np.where(gamma > 0, 0.7 * sums, 0.3 * sums).astype("float32")
+    norm.set_weights([gamma, np.zeros(4, "float32"), mean, np.ones(4, "float32")])
+    return model
+
+
+@pytest.mark.parametrize("separate_activation", [False, True])
+def test_dead_relu_filters_are_excited_before_the_activation(separate_activation):
+    model = dead_relu_model(separate_activation)
+    start = start_pictures(0, 4)
+    assert not np.any(get_activations(model, start, "dead")["dead"])  # all off
+    # the Keras example's objective: zero gradient, the start comes back, reported
+    with pytest.warns(UserWarning, match="4 of 4 filters of layer 'dead' were not excited"):
+        stuck = filter_patterns(
+            model, "dead", range(4), steps=10, objective="activation", seed=0,
+            deprocess=False, verbose=0,
+        )
+    np.testing.assert_array_equal(np.asarray(stuck), start)
+    assert not stuck.excited.any()
+    np.testing.assert_array_equal(stuck.final_activation, 0.0)
+    # the default climbs the value before the ReLU: every filter fires
+    found = filter_patterns(model, "dead", range(4), steps=10, seed=0, deprocess=False, verbose=0)
+    assert found.excited.all() and found.objective == "pre_activation"
+    np.testing.assert_array_equal(found.start_activation, 0.0)
+    measured = get_activations(model, np.asarray(found), "dead")["dead"]
+    means = [measured[i, 2:-2, 2:-2, i].mean() for i in range(4)]
+    np.testing.assert_allclose(found.final_activation, means, rtol=1e-4)
+    assert min(means) > 0
+
+
+def test_a_dead_filter_deeper_in_the_network():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="alive",
+                            bias_initializer="ones")(x)
+    second = keras.layers.Conv2D(3, 3, activation="relu", name="dead")
+    model = keras.Model(inputs, second(x))
+    kernel = np.abs(second.get_weights()[0])
+    second.set_weights([kernel, -1.5 * kernel.sum(axis=(0, 1, 2))])
+    assert not np.any(get_activations(model, start_pictures(0, 3), "dead")["dead"])
+    found = filter_patterns(model, "dead", range(3), steps=15, seed=0, verbose=0)
+    assert found.excited.all()
+
+
+def test_filter_patterns_result_behaves_as_the_array_of_pictures(convnet):
+    patterns = filter_patterns(convnet, "conv2", [3, 1, 4], steps=2, seed=0, verbose=0)
+    assert isinstance(patterns, FilterPatterns)
+    pictures = patterns.pictures
+    assert patterns.shape == pictures.shape and patterns.dtype == np.uint8
+    assert patterns.ndim == 4 and len(patterns) == 3
+    np.testing.assert_array_equal(np.asarray(patterns), pictures)
+    np.testing.assert_array_equal(patterns[1], pictures[1])
+    np.testing.assert_array_equal(np.stack(list(patterns)), pictures)
+    np.testing.assert_array_equal(patterns.filters, [3, 1, 4])
+    assert patterns.layer == "conv2" and patterns.excited.dtype == bool
+    assert "excited 3 of 3" in repr(patterns)
+    np.testing.assert_array_equal(np.asarray(patterns, dtype="float32"), pictures)
+
+
+def test_plot_crosses_out_the_filters_that_were_not_excited():
+    pictures = np.full((5, 6, 6, 3), 128, dtype=np.uint8)
+    patterns = FilterPatterns(
+        pictures=pictures,
+        filters=np.arange(5),
+        excited=np.array([True, False, True, True, False]),
+        start_activation=np.zeros(5),
+        final_activation=np.array([1.0, 0.0, 2.0, 3.0, 0.0]),
+        layer="conv",
+        objective="pre_activation",
+    )
+    figure = plot_filter_patterns(patterns, images_per_row=3, margin=2, title="conv")
+    ax = figure.axes[0]
+    assert ax.get_title() == "conv\n2 of 5 filters not excited (crossed out)"
+    lines = ax.get_lines()
+    assert len(lines) == 4 and all(line.get_color() == "red" for line in lines)
+    # filter 1 is row 0, column 1; filter 4 is row 1, column 1
+    xs = sorted({tuple(line.get_xdata()) for line in lines})
+    assert xs == [(7.5, 13.5)]
+    ys = sorted({min(line.get_ydata()) for line in lines})
+    assert ys == [-0.5, 7.5]
+    unmarked = plot_filter_patterns(pictures, title="conv")
+    assert not unmarked.axes[0].get_lines() and unmarked.axes[0].get_title() == "conv"
+
+
+def test_a_cached_compiled_step_sees_new_weights(convnet):
+    model = small_convnet("retrained_patterns", seed=40)
+    kwargs = dict(steps=3, seed=2, deprocess=False, verbose=0)
+    before = filter_patterns(model, "conv2", [1, 3], **kwargs)
+    model.set_weights(small_convnet("other_patterns", seed=41).get_weights())
+    after = filter_patterns(model, "conv2", [1, 3], **kwargs)
+    eager = filter_patterns(model, "conv2", [1, 3], run_eagerly=True, **kwargs)
+    np.testing.assert_allclose(np.asarray(after), np.asarray(eager), rtol=1e-5, atol=1e-3)
+    assert not np.allclose(np.asarray(after), np.asarray(before), atol=1e-2)
