@@ -1,4 +1,25 @@
-"""The compiled inference call used by feature extraction."""
+"""The inference call of feature extraction, compiled by the running backend.
+
+``model(images, training=False)`` goes through `_backend.compile_function`:
+a `tf.function` on TensorFlow (one trace serves every batch size), `jax.jit`
+on JAX, eager PyTorch without autograd. Batches are never padded: a model
+whose rows depend on each other (a custom layer that normalises over the
+batch) still gives exact features.
+
+A compiled call is kept per model and reused by later extractions, except
+for a model that runs code of the user's (``fresh=True``): tracing runs its
+Python code once, and a value it read then (a global, a file) would stay
+baked into the compiled function.
+
+Scaling out uses the engines Keras already has:
+
+- TensorFlow: a model built under a `tf.distribute` strategy with several
+  replicas runs through ``model.predict``, which splits each batch across
+  the replicas and gathers the rows in order;
+- JAX: under a `keras.distribution` distribution (e.g. ``DataParallel``)
+  each batch is sharded along the batch axis when its size divides among
+  the devices (the last, shorter batch may run replicated instead).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +28,11 @@ import weakref
 import keras
 import numpy as np
 
-from keras_smalldata._backend import is_tensorflow, tensorflow
+from keras_smalldata._backend import compile_function
 
 
-def _check_single(outputs):
+def check_single(outputs):
+    """Returns ``outputs`` if it is one tensor; raises a ValueError for several."""
     if isinstance(outputs, (list, tuple, dict)):
         raise ValueError(
             "The model has several outputs; extract_features needs a model with one "
@@ -20,110 +42,67 @@ def _check_single(outputs):
     return outputs
 
 
-# model -> {(image_shape, dtype, jit): traced function}. The functions hold
-# the model weakly, so this does not keep models alive, and a second call with
-# the same model does not trace again.
-_TRACED = weakref.WeakKeyDictionary()
+# model -> compiled call. The call holds the model weakly, so this keeps no
+# model alive, and extracting again with the same model does not trace again.
+_COMPILED = weakref.WeakKeyDictionary()
 
 
-def _traced_call(model, image_shape: tuple, dtype: str, jit: bool):
-    tf = tensorflow()
-    per_model = _TRACED.setdefault(model, {})
-    key = (tuple(image_shape), dtype, jit)
-    if key not in per_model:
-        spec = tf.TensorSpec((None,) + tuple(image_shape), dtype)
-        model_ref = weakref.ref(model)
+def _compile(model):
+    model_ref = weakref.ref(model)
 
-        @tf.function(input_signature=[spec], jit_compile=jit)
-        def call(images):
-            return _check_single(model_ref()(images, training=False))
+    def call(images):
+        return model_ref()(images, training=False)
 
-        per_model[key] = call
-    return per_model[key]
+    return compile_function(call, model.variables, reduce_retracing=True)
 
 
-def _supports_jit(model) -> bool:
-    """Whether XLA may compile the model (Keras' own per-layer flag)."""
-    stack, seen = [model], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if not getattr(layer, "supports_jit", True):
-            return False
-        stack.extend(getattr(layer, "layers", None) or [])
-    try:  # as Keras does: XLA lacks deterministic versions of some ops
-        from tensorflow.python.framework.config import is_op_determinism_enabled
-    except ImportError:  # pragma: no cover
-        return True
-    return not is_op_determinism_enabled()
+def _replica_count(model) -> int:
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow models only
+    return int(getattr(strategy, "num_replicas_in_sync", 1))
 
 
-class _TensorFlowForward:
-    """``forward(images) -> np.ndarray`` with one `tf.function` per model.
+def _shard(images):
+    """Shards a batch along the batch axis under a `keras.distribution`, when it divides."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return images
+    mesh = distribution.device_mesh
+    name = getattr(distribution, "batch_dim_name", None)
+    devices = mesh.shape[list(mesh.axis_names).index(name)] if name in mesh.axis_names else 1
+    if devices <= 1 or len(images) % devices:
+        return images
+    layout = distribution.get_data_layout(images.shape)
+    return keras.distribution.distribute_tensor(images, layout)
 
-    With XLA (``jit=True``) every distinct batch shape is compiled once, so
-    a shorter last batch is padded with zeros to the first batch's size and
-    the padding rows are dropped from the output: one compilation for the
-    whole pass. In inference mode the rows of a batch do not affect each
-    other, so padding changes nothing in the real rows. If XLA cannot
-    compile the model and ``jit_compile`` was "auto", the plain
-    `tf.function` is used instead.
+
+def make_forward(model, dtype: str, fresh: bool):
+    """Returns ``forward(images) -> np.ndarray``: the model in inference mode on a batch.
+
+    ``fresh=True`` compiles anew instead of reusing the model's compiled call.
     """
+    compiled = []
 
-    def __init__(self, model, image_shape, dtype, jit: bool, strict: bool):
-        self.model = model
-        self.image_shape = tuple(image_shape)
-        self.dtype = dtype
-        self.jit = jit
-        self.strict = strict
-        self.batch_size = None
-        self.checked = False
-
-    def __call__(self, images):
-        tf = tensorflow()
-        images = tf.convert_to_tensor(images)
-        if images.dtype != self.dtype:
-            images = tf.cast(images, self.dtype)
-        count = int(images.shape[0])
-        if not self.jit:
-            return _traced_call(self.model, self.image_shape, self.dtype, False)(images).numpy()
-        if self.batch_size is None:
-            self.batch_size = count
-        if count < self.batch_size:
-            padding = tf.zeros((self.batch_size - count,) + tuple(images.shape[1:]), images.dtype)
-            images = tf.concat([images, padding], axis=0)
-        call = _traced_call(self.model, self.image_shape, self.dtype, True)
-        if self.checked:
-            return call(images).numpy()[:count]
-        try:
-            outputs = call(images).numpy()[:count]
-        except ValueError:
-            raise  # our own checks (several outputs)
-        except Exception:
-            if self.strict:
-                raise
-            self.jit = False  # XLA cannot compile this model: plain tf.function
-            return self(images[:count])
-        self.checked = True
-        return outputs
-
-
-def make_forward(model, image_shape: tuple, dtype: str, jit_compile="auto"):
-    """Returns ``forward(images) -> np.ndarray`` running ``model(images, training=False)``.
-
-    On TensorFlow this is a `tf.function` traced once per model and image
-    shape, compiled with XLA when ``jit_compile`` is True, or "auto" and
-    every layer allows it; elsewhere it is `model.predict_on_batch`
-    (compiled by the backend).
-    """
-    if is_tensorflow():
-        jit = jit_compile is True or (jit_compile == "auto" and _supports_jit(model))
-        return _TensorFlowForward(model, image_shape, dtype, jit, strict=jit_compile is True)
-
-    def forward(images):  # pragma: no cover - other backends
-        images = keras.ops.cast(keras.ops.convert_to_tensor(images), dtype)
-        return np.asarray(_check_single(model.predict_on_batch(images)))
+    def forward(images):
+        images = np.asarray(images, dtype=dtype)
+        if _replica_count(model) > 1:
+            outputs = model.predict(images, batch_size=len(images), verbose=0)
+        else:
+            if not compiled:
+                if not model.built:  # e.g. a Sequential without an Input: build it first
+                    model(images[:1], training=False)
+                call = None if fresh else _COMPILED.get(model)
+                if call is None:
+                    call = _compile(model)
+                    if not fresh:
+                        _COMPILED[model] = call
+                compiled.append(call)
+            outputs = compiled[0](_shard(images))
+        return np.asarray(keras.ops.convert_to_numpy(check_single(outputs)))
 
     return forward
+
+
+def probe_output(model, picture: np.ndarray, dtype: str) -> np.ndarray:
+    """The model's output on the probe picture, computed eagerly (no compilation)."""
+    outputs = model(keras.ops.convert_to_tensor(np.asarray(picture, dtype=dtype)), training=False)
+    return keras.ops.convert_to_numpy(check_single(outputs))

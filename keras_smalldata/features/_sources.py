@@ -4,7 +4,12 @@ A source is made from NumPy arrays (``x`` or ``(x, y)``) or a `tf.data.Dataset`
 (of images or of ``(images, labels)``, batched or not). It knows the
 per-sample image shape, whether there are labels, the class names when the
 data carries them, the number of samples when it can be known without a
-pass, and how to fingerprint the data for the feature cache.
+pass, and how to fingerprint the data for the feature cache. Batches come as
+NumPy arrays, whatever the backend.
+
+Empty data is refused by `_empty_data`, the one place that says so: when a
+source is made (the size is known) or at the end of a pass that yielded
+nothing (a dataset of unknown size).
 """
 
 from __future__ import annotations
@@ -14,9 +19,14 @@ import os
 
 import numpy as np
 
+from keras_smalldata._backend import is_tf_dataset, tensorflow
 from keras_smalldata.features import _tf_data
 
 DEFAULT_BATCH_SIZE = 32
+
+
+def _empty_data() -> ValueError:
+    return ValueError("data is empty: there are no samples to extract features from.")
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -28,10 +38,20 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _array_digest(array: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    step = max(1, (1 << 24) // max(1, array[:1].nbytes))
+    for start in range(0, len(array), step):
+        block = np.ascontiguousarray(array[start : start + step])
+        digest.update(memoryview(block).cast("B"))
+    return digest.hexdigest()
+
+
 class ArraySource:
     """NumPy arrays (or anything `np.asarray` accepts) as batches, in order."""
 
     kind = "arrays"
+    reads_tf_data = False
 
     def __init__(self, x, y, batch_size: int):
         self.x = np.asarray(x)
@@ -52,11 +72,12 @@ class ArraySource:
                     f"x has {len(self.x)} samples but y has {len(self.y)} labels; "
                     "they must have one label per sample."
                 )
+        if len(self.x) == 0:
+            raise _empty_data()
         self.batch_size = batch_size
         self.image_shape = tuple(self.x.shape[1:])
         self.num_samples = len(self.x)
         self.class_names = None
-        self.batched_input = True
 
     @property
     def has_labels(self) -> bool:
@@ -71,18 +92,10 @@ class ArraySource:
         """Content digests of the arrays (in order: rows come back in this order)."""
         parts = {"kind": self.kind}
         for name, array in (("x", self.x), ("y", self.y)):
-            if array is None:
-                parts[name] = None
-                continue
-            digest = hashlib.sha256()
-            step = max(1, (1 << 24) // max(1, array[:1].nbytes))
-            for start in range(0, len(array), step):
-                block = np.ascontiguousarray(array[start : start + step])
-                digest.update(memoryview(block).cast("B"))
-            parts[name] = {
+            parts[name] = None if array is None else {
                 "shape": list(array.shape),
                 "dtype": array.dtype.str,
-                "sha256": digest.hexdigest(),
+                "sha256": _array_digest(array),
             }
         return parts
 
@@ -98,8 +111,19 @@ class DatasetSource:
     """
 
     kind = "tf.data"
+    reads_tf_data = True
 
     def __init__(self, dataset, batch_size: int | None, model_rank: int | None):
+        tf = tensorflow()
+        cardinality = int(dataset.cardinality())
+        if cardinality == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "data is an infinite dataset (it repeats without end, e.g. after "
+                "`dataset.repeat()`), so extraction would never finish. Pass the dataset "
+                "before `.repeat()`, or a finite part of it, e.g. `dataset.take(100)`."
+            )
+        if cardinality == 0:
+            raise _empty_data()
         image_spec, label_spec = _tf_data.element_parts(dataset)
         rank = image_spec.shape.rank
         if rank is None:
@@ -119,7 +143,7 @@ class DatasetSource:
             )
         self.original = dataset
         root = _tf_data.directory_root(dataset)
-        self.file_paths = None if root is None else root.file_paths
+        self.file_paths = None if root is None else list(root.file_paths)
         self.class_names = getattr(dataset, "class_names", None) or getattr(
             root, "class_names", None
         )
@@ -135,13 +159,11 @@ class DatasetSource:
             dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
         self.dataset = dataset
         self.num_samples = len(self.file_paths) if self.file_paths is not None else None
-        if self.num_samples is None and not batched:
-            cardinality = int(self.original.cardinality())
-            if cardinality >= 0:
-                self.num_samples = cardinality
-        self.known_empty = int(self.original.cardinality()) == 0
+        if self.num_samples is None and not batched and cardinality >= 0:
+            self.num_samples = cardinality
 
     def batches(self):
+        count = 0
         for element in self.dataset:
             if isinstance(element, (tuple, list)):
                 images = element[0]
@@ -150,13 +172,17 @@ class DatasetSource:
                 images, labels = element, None
             if labels is not None:
                 labels = _check_labels(np.asarray(labels))
+            images = np.asarray(images)
+            count += len(images)
             yield images, labels
+        if count == 0:
+            raise _empty_data()
 
     def fingerprint(self) -> dict:
-        """File list and pipeline digest, or a content digest of one pass."""
+        """The files' bytes and the pipeline, or a content digest of one pass."""
         parts = {
             "kind": self.kind,
-            "image_shape": [d for d in self.image_shape],
+            "image_shape": list(self.image_shape),
             "image_dtype": self.image_dtype,
             "label_spec": None
             if self.label_spec is None
@@ -164,9 +190,9 @@ class DatasetSource:
             "class_names": self.class_names,
         }
         if self.file_paths is not None:
-            pipeline = _tf_data.pipeline_digest(self.original, list(self.file_paths))
+            pipeline = _tf_data.pipeline_digest(self.original, self.file_paths)
             if pipeline is not None:
-                parts["files"] = _files_digest(self.file_paths)
+                parts["files"] = files_digest(self.file_paths)
                 parts["pipeline"] = pipeline
                 return parts
         parts["content"], count = self._content_digest()
@@ -183,9 +209,10 @@ class DatasetSource:
         """
         digests = []
         for images, labels in self.batches():
-            images = np.ascontiguousarray(np.asarray(images))
+            images = np.ascontiguousarray(images)
             for i in range(len(images)):
-                digest = hashlib.sha256(memoryview(images[i]).cast("B"))
+                digest = hashlib.sha256(f"{images[i].shape}|{images.dtype.str}|".encode())
+                digest.update(memoryview(images[i]).cast("B"))
                 if labels is not None:
                     digest.update(np.ascontiguousarray(labels[i]).tobytes())
                 digests.append(digest.digest())
@@ -202,26 +229,35 @@ class DatasetSource:
         }
 
 
-def _files_digest(file_paths) -> str:
-    """Digest of the sorted (absolute path, size, modification time) of each file."""
+def files_digest(file_paths, chunk_size: int = 1 << 20) -> str:
+    """Digest of the sorted (absolute path, SHA-256 of the bytes) of each file.
+
+    The bytes, not the size and modification time: a picture whose content
+    changes while both stay the same (``cp -p``, ``rsync -t``, an archive
+    unpacked again) changes the digest, and so does a swap of two files
+    between class folders.
+    """
     lines = []
     for path in file_paths:
-        path = os.fspath(path)
+        path = os.path.abspath(os.fspath(path))
+        digest = hashlib.sha256()
         try:
-            stat = os.stat(path)
+            with open(path, "rb") as handle:
+                while block := handle.read(chunk_size):
+                    digest.update(block)
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"The dataset lists {path!r}, which no longer exists; build the dataset "
                 "again from the folder."
             ) from None
-        lines.append(f"{os.path.abspath(path)}\t{stat.st_size}\t{stat.st_mtime_ns}")
+        lines.append(f"{path}\t{digest.hexdigest()}")
     lines.sort()
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
 def make_source(data, batch_size: int | None, model_rank: int | None):
     """Builds the source for ``data`` or raises a TypeError naming what is accepted."""
-    if _tf_data.is_dataset(data):
+    if is_tf_dataset(data):
         return DatasetSource(data, batch_size, model_rank)
     if isinstance(data, tuple):
         if len(data) == 1:

@@ -122,13 +122,6 @@ def pipeline_digest(dataset, file_paths: list[str]) -> str | None:
     return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()
 
 
-def is_dataset(obj) -> bool:
-    """True for a `tf.data.Dataset`."""
-    from keras_smalldata._backend import is_tf_dataset
-
-    return is_tf_dataset(obj)
-
-
 def element_parts(dataset):
     """Splits a dataset's element spec into (image spec, label spec or None).
 

@@ -11,9 +11,20 @@ Layout of a cache folder::
 Data files are written under temporary names (``.features-<run>.npy.<host>.
 <pid>.<token>.tmp``), renamed when complete, and only then is the manifest
 written (atomically: temporary file + rename). A manifest names the exact
-data files of its run and their SHA-256, so an interrupted or concurrent
-write can never be taken for a complete entry: at worst the entry is missed
-and computed again. Files are read with ``allow_pickle=False``.
+data files of its run and their SHA-256, so an interrupted write can never be
+taken for a complete entry: at worst the entry is missed and computed again.
+Files are read with ``allow_pickle=False``.
+
+Several processes may fill the same cache at once. Each writes its own files
+(the run token is in their names) and only the last step, installing the
+data files and the manifest, happens under an exclusive lock on the entry
+folder (``flock``); readers take a shared lock while they read a manifest and
+open its files. The first complete entry wins: a writer that finds one
+already installed for the same inputs (and the same probe signatures)
+discards its own files and returns that entry. Data files that no manifest
+names any more are removed only under the exclusive lock, so no writer ever
+removes another's files. Where ``flock`` is not available (Windows), the
+manifest is still replaced atomically and old data files are left in place.
 """
 
 from __future__ import annotations
@@ -26,6 +37,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 import numpy as np
 
 from keras_smalldata._files import atomic_write_text
@@ -34,15 +50,70 @@ from keras_smalldata.features._npy_writer import (
     data_sha256,
     is_orphan_temp,
 )
+from keras_smalldata.features._probe import signatures_match
 from keras_smalldata.features.feature_set import FeatureSet
+from keras_smalldata.features.fingerprint import FORMAT_VERSION
 
 MANIFEST_NAME = "manifest.json"
 _FORMAT = "keras_smalldata.features"
-_FORMAT_VERSION = 1
 
 
 class CorruptedCacheWarning(UserWarning):
     """A cache entry could not be read back; the features are computed again."""
+
+
+class StaleCacheWarning(UserWarning):
+    """A cache entry's probe output differs from the model's or augmentation's now.
+
+    Something the fingerprint cannot read changed the result (code the model
+    or the augmentation calls, a file it reads...); the features are
+    computed again.
+    """
+
+
+class _EntryLock:
+    """An advisory lock on an entry folder: shared for readers, exclusive for writers.
+
+    ``held`` says whether the lock was taken; without ``flock`` (Windows) or
+    on a file system that refuses it, the code goes on unlocked.
+    """
+
+    def __init__(self, folder: Path, exclusive: bool):
+        self.folder = folder
+        self.exclusive = exclusive
+        self.held = False
+        self._fd = None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        try:
+            self._fd = os.open(self.folder, os.O_RDONLY)
+            fcntl.flock(self._fd, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+            self.held = True
+        except OSError:
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+        self.held = False
+        return False
+
+
+def probes_match(recorded: dict | None, current: dict) -> bool:
+    """True when every probe signature recorded with an entry matches ``current``'s."""
+    recorded = recorded or {}
+    if set(recorded) != set(current):
+        return False
+    for name, signature in current.items():
+        if (signature is None) != (recorded[name] is None):
+            return False
+        if signature is not None and not signatures_match(recorded[name], signature):
+            return False
+    return True
 
 
 class FeatureCache:
@@ -64,75 +135,18 @@ class FeatureCache:
     def entry_path(self, fingerprint: str) -> Path:
         return self.directory / fingerprint[:32]
 
-    def load(self, fingerprint: str) -> FeatureSet | None:
-        """Returns the cached feature set for ``fingerprint``, or None on a miss.
+    def load(self, fingerprint: str) -> tuple[FeatureSet, dict] | None:
+        """Returns the cached feature set for ``fingerprint`` and its manifest, or None.
 
         A complete entry that cannot be read back (a damaged manifest, a
         missing, truncated or altered data file) is a miss too, with a
         `CorruptedCacheWarning`.
         """
         entry = self.entry_path(fingerprint)
-        manifest_path = entry / MANIFEST_NAME
-        if not manifest_path.is_file():
+        if not (entry / MANIFEST_NAME).is_file():
             return None
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-                raise ValueError("not a feature-cache manifest")
-        except (OSError, ValueError, UnicodeDecodeError) as error:
-            self._warn(manifest_path, error)
-            return None
-        if manifest.get("format_version") != _FORMAT_VERSION:
-            return None  # written by another version: compute again, quietly
-        if manifest.get("fingerprint") != fingerprint:
-            return None  # a different entry that shares the folder name prefix
-        try:
-            features = self._open(entry, manifest["features"])
-            labels = None
-            if manifest.get("labels") is not None:
-                labels = np.array(self._open(entry, manifest["labels"]))
-            if labels is not None and len(labels) != len(features):
-                raise ValueError("features and labels have different lengths")
-            if len(features) != manifest["num_samples"]:
-                raise ValueError("the sample count does not match the manifest")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            self._warn(manifest_path, error)
-            return None
-        return FeatureSet(
-            features,
-            labels,
-            manifest.get("class_names"),
-            cache_path=entry,
-            from_cache=True,
-        )
-
-    @staticmethod
-    def _open(entry: Path, record: dict) -> np.ndarray:
-        name = record["file"]
-        if not isinstance(name, str) or Path(name).name != name:
-            raise ValueError(f"bad file name {name!r}")
-        path = entry / name
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-        if list(array.shape) != list(record["shape"]) or array.dtype.str != record["dtype"]:
-            raise ValueError(
-                f"{name} holds {array.shape} {array.dtype.str}, the manifest says "
-                f"{tuple(record['shape'])} {record['dtype']}"
-            )
-        digest, offset = data_sha256(path)
-        if offset + array.nbytes != path.stat().st_size:
-            raise ValueError(f"{name} has {path.stat().st_size - offset - array.nbytes} extra bytes")
-        if digest != record["sha256"]:
-            raise ValueError(f"{name} does not match its checksum")
-        return array
-
-    @staticmethod
-    def _warn(path: Path, error: Exception) -> None:
-        warnings.warn(
-            f"The feature cache entry {str(path.parent)!r} is damaged ({error}); "
-            "computing the features again.",
-            CorruptedCacheWarning,
-            stacklevel=4,
-        )
+        with _EntryLock(entry, exclusive=False):
+            return _read_entry(entry, fingerprint, warn=True)
 
     def check_writable(self) -> None:
         """Creates the cache folder if needed and checks that files can be written in it.
@@ -165,6 +179,70 @@ class FeatureCache:
         return CacheWriter(entry, fingerprint, with_labels)
 
 
+def _read_entry(entry: Path, fingerprint: str, warn: bool) -> tuple[FeatureSet, dict] | None:
+    """Reads and checks a complete entry; None (with a warning if ``warn``) when it is not whole."""
+    manifest_path = entry / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+            raise ValueError("not a feature-cache manifest")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        if warn:
+            _warn_damaged(manifest_path, error)
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return None  # written by another version: compute again, quietly
+    if manifest.get("fingerprint") != fingerprint:
+        return None  # a different entry that shares the folder name prefix
+    try:
+        features = _open_checked(entry, manifest["features"])
+        labels = None
+        if manifest.get("labels") is not None:
+            labels = np.array(_open_checked(entry, manifest["labels"]))
+        if labels is not None and len(labels) != len(features):
+            raise ValueError("features and labels have different lengths")
+        if len(features) != manifest["num_samples"]:
+            raise ValueError("the sample count does not match the manifest")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if warn:
+            _warn_damaged(manifest_path, error)
+        return None
+    feature_set = FeatureSet(
+        features, labels, manifest.get("class_names"), cache_path=entry, from_cache=True
+    )
+    return feature_set, manifest
+
+
+def _open_checked(entry: Path, record: dict) -> np.ndarray:
+    name = record["file"]
+    if not isinstance(name, str) or Path(name).name != name:
+        raise ValueError(f"bad file name {name!r}")
+    path = entry / name
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if list(array.shape) != list(record["shape"]) or array.dtype.str != record["dtype"]:
+        raise ValueError(
+            f"{name} holds {array.shape} {array.dtype.str}, the manifest says "
+            f"{tuple(record['shape'])} {record['dtype']}"
+        )
+    digest, offset = data_sha256(path)
+    if offset + array.nbytes != path.stat().st_size:
+        raise ValueError(f"{name} has {path.stat().st_size - offset - array.nbytes} extra bytes")
+    if digest != record["sha256"]:
+        raise ValueError(f"{name} does not match its checksum")
+    return array
+
+
+def _warn_damaged(path: Path, error: Exception) -> None:
+    warnings.warn(
+        f"The feature cache entry {str(path.parent)!r} is damaged ({error}); "
+        "computing the features again.",
+        CorruptedCacheWarning,
+        stacklevel=5,
+    )
+
+
 class CacheWriter:
     """Writes one cache entry: append batches, then `commit` or `discard`."""
 
@@ -186,46 +264,72 @@ class CacheWriter:
         if self.labels is not None:
             self.labels.append(labels)
 
-    def commit(self, class_names, description: dict) -> FeatureSet:
-        """Completes the entry: data files into place, then the manifest; returns it loaded."""
-        records = {}
+    def commit(self, class_names, description: dict, probes: dict) -> FeatureSet:
+        """Completes the entry and returns it, loaded; or returns the entry another writer completed first.
+
+        ``probes`` are the probe signatures (see ``_probe.py``) stored with
+        the entry; an installed entry counts as complete for these inputs
+        only if its signatures match them.
+        """
+        temps = {}
         for key, appender in (("features", self.features), ("labels", self.labels)):
-            if appender is None:
-                records[key] = None
-                continue
-            temp = appender.finish()
-            os.replace(temp, appender.final_path)
-            records[key] = {
-                "file": appender.final_path.name,
-                "shape": [appender.count, *appender.row_shape],
-                "dtype": appender.dtype.str,
-                "sha256": appender.sha256,
+            if appender is not None:
+                temps[key] = appender.finish()  # flushed to disk, outside the lock
+        with _EntryLock(self.entry, exclusive=True) as lock:
+            existing = _read_entry(self.entry, self.fingerprint, warn=False)
+            if existing is not None and probes_match(existing[1].get("probes"), probes):
+                self.discard()
+                found = existing[0]
+                return FeatureSet(
+                    found.features, found.labels, found.class_names,
+                    cache_path=self.entry, from_cache=False,
+                )
+            records = {"features": None, "labels": None}
+            for key, temp in temps.items():
+                appender = getattr(self, key)
+                os.replace(temp, appender.final_path)
+                records[key] = {
+                    "file": appender.final_path.name,
+                    "shape": [appender.count, *appender.row_shape],
+                    "dtype": appender.dtype.str,
+                    "sha256": appender.sha256,
+                }
+            manifest = {
+                "format": _FORMAT,
+                "format_version": FORMAT_VERSION,
+                "fingerprint": self.fingerprint,
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "num_samples": self.features.count,
+                "feature_shape": list(self.features.row_shape),
+                "class_names": class_names,
+                "features": records["features"],
+                "labels": records["labels"],
+                "probes": probes,
+                "inputs": description,
             }
-        manifest = {
-            "format": _FORMAT,
-            "format_version": _FORMAT_VERSION,
-            "fingerprint": self.fingerprint,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "num_samples": self.features.count,
-            "feature_shape": list(self.features.row_shape),
-            "class_names": class_names,
-            "features": records["features"],
-            "labels": records["labels"],
-            "inputs": description,
-        }
-        atomic_write_text(self.entry / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
-        keep = {r["file"] for r in records.values() if r is not None} | {MANIFEST_NAME}
+            atomic_write_text(self.entry / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+            if lock.held:
+                self._remove_unreferenced({r["file"] for r in records.values() if r is not None})
+            features = np.load(
+                self.entry / records["features"]["file"], mmap_mode="r", allow_pickle=False
+            )
+            labels = None
+            if records["labels"] is not None:
+                labels = np.load(self.entry / records["labels"]["file"], allow_pickle=False)
+        return FeatureSet(features, labels, class_names, cache_path=self.entry, from_cache=False)
+
+    def _remove_unreferenced(self, keep: set[str]) -> None:
+        """Removes the data files of earlier runs (called under the exclusive lock).
+
+        Other writers' files still have their temporary names, which start
+        with a dot, and are left alone.
+        """
         for path in self.entry.iterdir():
-            if path.name not in keep and path.suffix == ".npy" and not path.name.startswith("."):
-                try:  # an earlier run's data, no longer referenced
+            if path.suffix == ".npy" and not path.name.startswith(".") and path.name not in keep:
+                try:
                     path.unlink()
                 except OSError:
                     pass
-        features = np.load(self.entry / records["features"]["file"], mmap_mode="r", allow_pickle=False)
-        labels = None
-        if records["labels"] is not None:
-            labels = np.load(self.entry / records["labels"]["file"], allow_pickle=False)
-        return FeatureSet(features, labels, class_names, cache_path=self.entry, from_cache=False)
 
     def discard(self) -> None:
         """Removes the temporary files (after an error or an interruption)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -11,16 +12,23 @@ import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata._backend import backend_name
-from keras_smalldata.features._forward import make_forward
+from keras_smalldata.features._augmentation import augment, seeded
+from keras_smalldata.features._forward import make_forward, probe_output
+from keras_smalldata.features._probe import PROBE_SEED, probe_picture, stable_signature
 from keras_smalldata.features._sources import make_source
-from keras_smalldata.features.cache import FeatureCache
+from keras_smalldata.features.cache import (
+    FeatureCache,
+    StaleCacheWarning,
+    probes_match,
+)
 from keras_smalldata.features.feature_set import FeatureSet
 from keras_smalldata.features.fingerprint import (
     FORMAT_VERSION,
-    augmentation_fingerprint,
+    Part,
+    describe,
     digest_json,
-    model_fingerprint,
+    environment,
+    runs_user_code,
 )
 
 
@@ -36,7 +44,6 @@ def extract_features(
     seed: int | None = None,
     require_labels: bool = False,
     class_names: Sequence[str] | None = None,
-    jit_compile: bool | str = "auto",
     verbose: int = 1,
 ) -> FeatureSet:
     """Runs a model once over every sample and returns the features with their labels.
@@ -55,25 +62,38 @@ def extract_features(
     The rows are in the order of that pass.
 
     The model is called with ``training=False`` (Dropout off,
-    BatchNormalization in inference mode). Images are given to it as they
-    come from ``data``, cast to the model's input dtype: a base whose
-    preprocessing is not inside it needs that preprocessing in ``data``
-    (for example ``keras.applications.vgg16.preprocess_input`` for VGG16,
-    which expects 0-255 RGB).
+    BatchNormalization in inference mode), compiled by the running backend
+    (TensorFlow, JAX or PyTorch; `tf.data` reads the data on every backend),
+    on the images as they come from ``data``, cast to the model's input
+    dtype. A base whose preprocessing is not inside it needs that
+    preprocessing: put it in the model, where it runs on every backend, e.g.
+    ``keras.Model(inputs, base(keras.applications.vgg16.preprocess_input(inputs)))``,
+    or use a `PretrainedBase`, which has it inside. A model built under a
+    `tf.distribute` strategy (TensorFlow) or a `keras.distribution`
+    distribution (JAX) spreads each batch over the devices.
 
     With ``cache_dir``, the features are written to disk batch by batch, in
     ``.npy`` files that are read back as memory maps: memory use does not
     grow with the number of samples. The entry is keyed by a fingerprint of
-    everything that changes the result: the model's architecture (layer
-    names that Keras numbers automatically do not count) and all its weight
-    values, the data (for an `image_dataset_from_directory` dataset: each
-    file's path, size and modification time, and the dataset's pipeline
-    (image size, interpolation, cropping, labels); otherwise a digest of the
-    contents of every sample), the augmentation, ``augment_rounds``,
-    ``include_original`` and ``seed``. The same inputs load the features
-    from the cache; anything changed computes them again. An interrupted
-    extraction leaves nothing that is taken for a complete entry, and a
-    damaged entry is computed again with a `CorruptedCacheWarning`.
+    what determines the result: the bytes of the pictures (every file of an
+    `image_dataset_from_directory` dataset, with its pipeline: image size,
+    interpolation, labels, mapped functions), or of every array or sample;
+    the model's configuration (automatic layer names do not count), all its
+    weight values and the compiled code of every layer that is not Keras'
+    own; the augmentation (a layer's configuration, weights and code, or a
+    function's code with everything it references: closure, globals, helper
+    functions); ``augment_rounds``, ``include_original``, ``seed``; and the
+    versions of Python, NumPy, Keras and the backend. The backend is part
+    of the key: an entry written under one backend is not used under
+    another (their features agree only to float round-off). When the model
+    or the augmentation holds code of your own, its output on a fixed probe
+    picture is stored with the entry and compared on every later use; a
+    difference recomputes the features with a `StaleCacheWarning`.
+
+    An interrupted extraction leaves nothing that is taken for a complete
+    entry, a damaged entry is computed again with a `CorruptedCacheWarning`,
+    and processes that fill the same cache at the same time all finish
+    with one valid entry.
 
     Args:
         model: Any single-input, single-output Keras model (or layer), e.g.
@@ -81,8 +101,9 @@ def extract_features(
             or a `PretrainedBase`.
         data: A `tf.data.Dataset` of images or of ``(images, labels)``,
             batched or not (as `keras.utils.image_dataset_from_directory`
-            gives it; its ``class_names`` are carried along); or NumPy
-            arrays: ``x`` or a tuple ``(x, y)``.
+            gives it; its ``class_names`` are carried along), and finite
+            (an infinite dataset, e.g. after ``.repeat()``, is refused); or
+            NumPy arrays: ``x`` or a tuple ``(x, y)``.
         batch_size: Samples per forward pass. Default: the dataset's own
             batches, or 32 for arrays and unbatched datasets. Given for a
             batched dataset, it re-batches the dataset.
@@ -105,13 +126,9 @@ def extract_features(
         require_labels: If True, data without labels is an error.
         class_names: Names of the classes, overriding those of the dataset
             (useful with arrays).
-        jit_compile: Whether to compile the model with XLA (TensorFlow
-            backend). "auto" (default) uses XLA when every layer allows it
-            and falls back to a plain `tf.function` if compilation fails
-            (on a CPU both ran VGG16 at the same speed in the benchmark).
-            True requires XLA, False never uses it.
-        verbose: 0 for silence, 1 for a progress bar with samples/s, 2 for
-            one line at the end.
+        verbose: 0 for silence, 1 for a progress bar with samples/s (without
+            a total when the dataset's size is unknown), 2 for one line at
+            the end.
 
     Returns:
         A `FeatureSet` with ``features``, ``labels`` (None without
@@ -119,7 +136,7 @@ def extract_features(
         `FeatureSet.as_dataset` and `FeatureSet.numpy`.
 
     Raises:
-        ValueError: for empty data, missing labels with
+        ValueError: for empty or infinite data, missing labels with
             ``require_labels=True``, images whose size differs from the
             model's input, or inconsistent arguments.
         TypeError: for data or a model of an unsupported type.
@@ -130,11 +147,12 @@ def extract_features(
     ```python
     base = keras.applications.VGG16(
         weights="imagenet", include_top=False, input_shape=(150, 150, 3))
+    inputs = keras.Input((150, 150, 3))  # pictures in 0-255, RGB
+    model = keras.Model(
+        inputs, base(keras.applications.vgg16.preprocess_input(inputs)))
     train = keras.utils.image_dataset_from_directory(
         "cats_and_dogs_small/train", image_size=(150, 150), label_mode="binary")
-    train = train.map(
-        lambda x, y: (keras.applications.vgg16.preprocess_input(x), y))
-    features = extract_features(base, train, cache_dir="feature_cache")
+    features = extract_features(model, train, cache_dir="feature_cache")
     features.feature_shape
     # (4, 4, 512)
     ```
@@ -143,14 +161,12 @@ def extract_features(
         model, batch_size, augmentation, augment_rounds, include_original, seed,
         require_labels, class_names, verbose,
     )
-    args.check_choice("jit_compile", jit_compile, (True, False, "auto"))
-    augment_rounds = int(augment_rounds)
-    batch_size = None if batch_size is None else int(batch_size)
-    seed = None if seed is None else int(seed)
     input_shape, input_dtype = _model_input(model)
-    source = make_source(data, batch_size, None if input_shape is None else len(input_shape))
-    if source.num_samples == 0 or getattr(source, "known_empty", False):
-        raise ValueError("data is empty: there are no samples to extract features from.")
+    source = make_source(
+        data,
+        None if batch_size is None else int(batch_size),
+        None if input_shape is None else len(input_shape),
+    )
     if require_labels and not source.has_labels:
         raise ValueError(
             "require_labels=True but data has no labels: pass (images, labels), e.g. a "
@@ -158,77 +174,159 @@ def extract_features(
             "arrays."
         )
     _check_image_shape(source.image_shape, input_shape)
-    if class_names is not None:
-        class_names = [str(name) for name in class_names]
-    else:
-        class_names = source.class_names
-    passes = [False] * int(include_original) + [True] * augment_rounds
+    extraction = _Extraction(
+        model=model,
+        source=source,
+        augmentation=augmentation if augment_rounds else None,
+        passes=[False] * int(include_original) + [True] * int(augment_rounds),
+        seed=None if seed is None else int(seed),
+        class_names=source.class_names if class_names is None else [str(n) for n in class_names],
+        dtype=input_dtype,
+        verbose=verbose,
+    )
+    if cache_dir is None:
+        return extraction.into_memory()
+    return _extract_with_cache(extraction, FeatureCache(cache_dir))
 
-    cache = writer = None
-    if cache_dir is not None:
-        cache = FeatureCache(cache_dir)
-        augmentation_part = augmentation_fingerprint(augmentation if augment_rounds else None)
-        if augmentation_part is None:
-            warnings.warn(
-                f"Cannot fingerprint augmentation={augmentation!r} (no source code to "
-                "read); the feature cache is not used for this call.",
-                stacklevel=2,
-            )
-            cache = None
-    if cache is not None:
-        fingerprint = digest_json(
+
+@dataclasses.dataclass
+class _Extraction:
+    """The inputs of one `extract_features` call, and the work on them."""
+
+    model: keras.layers.Layer
+    source: object
+    augmentation: Callable | None
+    passes: list
+    seed: int | None
+    class_names: list | None
+    dtype: str
+    verbose: int
+
+    def parts(self) -> dict[str, Part]:
+        return {"model": describe(self.model), "augmentation": describe(self.augmentation)}
+
+    def fingerprint(self, parts: dict[str, Part]) -> str:
+        return digest_json(
             {
                 "format_version": FORMAT_VERSION,
-                "keras": keras.__version__,
-                "backend": backend_name(),
-                "model": model_fingerprint(model),
-                "data": source.fingerprint(),
-                "class_names": class_names,
-                "augmentation": augmentation_part,
-                "augment_rounds": augment_rounds,
-                "include_original": include_original,
-                "seed": seed if augment_rounds else None,
+                "environment": environment(self.source.reads_tf_data),
+                "model": parts["model"].description,
+                "data": self.source.fingerprint(),
+                "class_names": self.class_names,
+                "augmentation": parts["augmentation"].description,
+                "passes": self.passes,
+                "seed": self.seed if self.augmentation is not None else None,
             }
         )
-        cached = cache.load(fingerprint)
-        if cached is not None:
-            if verbose:
-                print(
-                    f"Loaded features of {len(cached)} samples, shape {cached.feature_shape}, "
-                    f"from the cache {str(cached.cache_path)!r}."
-                )
-            return cached
-        if source.num_samples == 0:
-            raise ValueError("data is empty: there are no samples to extract features from.")
-        cache.check_writable()
-        writer = cache.writer(fingerprint, with_labels=source.has_labels)
 
-    image_shape = tuple(source.image_shape)
-    forward = make_forward(model, image_shape, input_dtype, jit_compile)
-    total = None if source.num_samples is None else source.num_samples * len(passes)
-    rows = None if writer is not None else _MemoryRows(total)
-    sink = writer if writer is not None else rows
+    def probe_signatures(self, parts: dict[str, Part], repeats: int, names=None) -> dict:
+        """Signatures of the probe output of each part that needs one (``names``: only these)."""
+        picture = probe_picture(self.source.image_shape)
+        runs = {
+            "model": lambda: probe_output(self.model, picture, self.dtype),
+            "augmentation": lambda: self._augmented_probe(picture),
+        }
+        wanted = [n for n, part in parts.items() if part.needs_probe]
+        return {
+            name: stable_signature(runs[name], repeats) if names is None or name in names else None
+            for name in wanted
+        }
+
+    def _augmented_probe(self, picture):
+        with seeded(self.augmentation, PROBE_SEED if self.seed is None else self.seed):
+            return keras.ops.convert_to_numpy(augment(self.augmentation, picture))
+
+    def run_passes(self, sink) -> None:
+        """Runs every pass, appending ``(features, labels)`` batches to ``sink``."""
+        source = self.source
+        forward = make_forward(self.model, self.dtype, fresh=runs_user_code(self.model))
+        total = None if source.num_samples is None else source.num_samples * len(self.passes)
+        progress = _Progress(total, self.verbose)
+        with seeded(self.augmentation, self.seed):
+            for augmented in self.passes:
+                for images, labels in source.batches():
+                    if augmented:
+                        images = keras.ops.convert_to_numpy(augment(self.augmentation, images))
+                    features = forward(images)
+                    if len(features) != len(images):
+                        raise ValueError(
+                            f"The model returned {len(features)} rows for a batch of "
+                            f"{len(images)} images; its output must keep the batch axis."
+                        )
+                    if source.has_labels and labels is None:
+                        raise ValueError("Some batches of the dataset have no labels.")
+                    sink.append(features, labels if source.has_labels else None)
+                    progress.add(len(features))
+        progress.finish()
+
+    def description(self) -> dict:
+        """What the manifest says about the inputs (for people reading it)."""
+        model = self.model
+        return {
+            "model": {"name": model.name, "class": type(model).__name__},
+            "data": self.source.describe(),
+            "augmentation": None if self.augmentation is None else type(self.augmentation).__name__,
+            "augment_rounds": sum(self.passes),
+            "include_original": self.passes[0] is False,
+            "seed": self.seed,
+        }
+
+    def into_memory(self) -> FeatureSet:
+        rows = _MemoryRows(
+            None if self.source.num_samples is None
+            else self.source.num_samples * len(self.passes)
+        )
+        self.run_passes(rows)
+        features, labels = rows.arrays()
+        return FeatureSet(features, labels, self.class_names)
+
+
+def _extract_with_cache(extraction: _Extraction, cache: FeatureCache) -> FeatureSet:
+    parts = extraction.parts()
+    key = extraction.fingerprint(parts)
+    found = cache.load(key)
+    if found is not None:
+        feature_set, manifest = found
+        recorded = manifest.get("probes") or {}
+        checked = [name for name, signature in recorded.items() if signature is not None]
+        current = extraction.probe_signatures(parts, repeats=1, names=checked)
+        if probes_match(recorded, current):
+            if extraction.verbose:
+                print(
+                    f"Loaded features of {len(feature_set)} samples, shape "
+                    f"{feature_set.feature_shape}, from the cache {str(feature_set.cache_path)!r}."
+                )
+            return feature_set
+        warnings.warn(
+            f"The feature cache entry {str(feature_set.cache_path)!r} was computed by code "
+            "that gives another output now (checked on a probe picture): something the "
+            "fingerprint cannot read changed, such as a file or a global value that your "
+            "layer or augmentation uses. Computing the features again.",
+            StaleCacheWarning,
+            stacklevel=3,
+        )
+    cache.check_writable()
+    probes = extraction.probe_signatures(parts, repeats=2)
+    unsure = [
+        f"{name}: {', '.join(part.opaque)}"
+        for name, part in parts.items()
+        if part.opaque and probes.get(name) is None
+    ]
+    if unsure:
+        warnings.warn(
+            "The feature cache is not used for this call: the fingerprint cannot read "
+            f"these objects ({'; '.join(unsure)}), and their output on a probe picture "
+            "changes from one call to the next, so a cached result could not be checked.",
+            stacklevel=3,
+        )
+        return extraction.into_memory()
+    writer = cache.writer(key, with_labels=extraction.source.has_labels)
     try:
-        with _seeded(augmentation if augment_rounds else None, seed):
-            count = _run_passes(source, forward, augmentation, passes, sink, total, verbose)
-        if count == 0:
-            raise ValueError("data is empty: there are no samples to extract features from.")
-        if writer is not None:
-            description = {
-                "model": {"name": model.name, "class": type(model).__name__, "input_shape": input_shape},
-                "data": source.describe(),
-                "augmentation": None if not augment_rounds else type(augmentation).__name__,
-                "augment_rounds": augment_rounds,
-                "include_original": include_original,
-                "seed": seed,
-            }
-            return writer.commit(class_names, description)
+        extraction.run_passes(writer)
+        return writer.commit(extraction.class_names, extraction.description(), probes)
     except BaseException:
-        if writer is not None:
-            writer.discard()
+        writer.discard()
         raise
-    features, labels = rows.arrays()
-    return FeatureSet(features, labels, class_names)
 
 
 def _check_arguments(
@@ -314,6 +412,32 @@ def _check_image_shape(image_shape: tuple, input_shape: tuple | None) -> None:
         )
 
 
+class _Progress:
+    """A `keras.utils.Progbar` of samples with samples/s; without a total if unknown."""
+
+    def __init__(self, total: int | None, verbose: int):
+        self.bar = None
+        if verbose:
+            self.bar = keras.utils.Progbar(
+                total, verbose=verbose, unit_name="sample", stateful_metrics=["samples/s"]
+            )
+        self.total = total
+        self.count = 0
+        self.start = time.perf_counter()
+
+    def _rate(self) -> float:
+        return self.count / max(time.perf_counter() - self.start, 1e-9)
+
+    def add(self, samples: int) -> None:
+        self.count += samples
+        if self.bar is not None:
+            self.bar.update(self.count, values=[("samples/s", self._rate())])
+
+    def finish(self) -> None:
+        if self.bar is not None and self.total is None:
+            self.bar.update(self.count, values=[("samples/s", self._rate())], finalize=True)
+
+
 class _MemoryRows:
     """Collects feature and label rows in memory (when there is no cache)."""
 
@@ -347,69 +471,3 @@ class _MemoryRows:
             features = features.copy()
         labels = None if self.labels is None else self.labels[: self.count].copy()
         return features, labels
-
-
-def _run_passes(source, forward, augmentation, passes, sink, total, verbose) -> int:
-    progbar = None
-    if verbose:
-        progbar = keras.utils.Progbar(
-            total, verbose=verbose, unit_name="sample", stateful_metrics=["samples/s"]
-        )
-    count = 0
-    start = time.perf_counter()
-    for augmented in passes:
-        for images, labels in source.batches():
-            if augmented:
-                images = _augment(augmentation, images)
-            features = forward(images)
-            if len(features) != len(images):
-                raise ValueError(
-                    f"The model returned {len(features)} rows for a batch of {len(images)} "
-                    "images; its output must keep the batch axis."
-                )
-            if source.has_labels and labels is None:
-                raise ValueError("Some batches of the dataset have no labels.")
-            sink.append(features, labels if source.has_labels else None)
-            count += len(features)
-            if progbar is not None:
-                rate = count / max(time.perf_counter() - start, 1e-9)
-                progbar.update(count, values=[("samples/s", rate)])
-    if progbar is not None and total is None:
-        rate = count / max(time.perf_counter() - start, 1e-9)
-        progbar.update(count, values=[("samples/s", rate)], finalize=True)
-    return count
-
-
-def _augment(augmentation, images):
-    if isinstance(augmentation, keras.layers.Layer):
-        return augmentation(images, training=True)
-    return augmentation(images)
-
-
-class _seeded:
-    """Sets the random generators of a Keras augmentation from ``seed``, then restores them."""
-
-    def __init__(self, augmentation, seed):
-        self.states = []
-        if seed is not None and isinstance(augmentation, keras.layers.Layer):
-            weights = {id(w) for w in augmentation.weights}
-            self.states = [
-                v
-                for v in augmentation.variables
-                if id(v) not in weights and tuple(v.shape) == (2,) and "seed" in v.name
-            ]
-        self.seed = seed
-        self.saved = []
-
-    def __enter__(self):
-        for i, state in enumerate(self.states):
-            value = np.asarray(state.numpy())
-            self.saved.append(value)
-            first = (int(self.seed) + 1_000_003 * i) % (2**31 - 1)
-            state.assign(np.array([first, 0], dtype=value.dtype))
-        return self
-
-    def __exit__(self, *exc):
-        for state, value in zip(self.states, self.saved):
-            state.assign(value)
-        return False

@@ -1,22 +1,40 @@
 """Fingerprints: short digests of everything that changes extracted features.
 
-A feature cache entry is keyed by one SHA-256 over the parts built here: the
-model (its configuration with auto-generated layer names made neutral, and
-every weight value), the augmentation (its configuration or its code) and the
-data (see ``_sources.py``). Two inputs get the same fingerprint only when
-these all agree, so a cache hit is never stale.
+A feature cache entry is keyed by one SHA-256 over the parts built here and
+in ``_sources.py``:
+
+- the model: its configuration with auto-generated layer names made neutral,
+  every weight value, and the code of every layer that is not Keras' own (see
+  ``_code.py``): a user-defined layer class, a ``Lambda`` layer's function, a
+  custom activation function;
+- the augmentation: the same for a Keras layer; for a function, its code and
+  everything it references (closure, defaults, globals, helper functions);
+- the data (``_sources.py``): the bytes of every picture file, or of every
+  array or sample.
+
+Code that the fingerprint cannot read completely (code outside Keras and
+this package, objects implemented in C) is also checked by its output on a
+probe picture (``_probe.py``), stored with the entry and compared when the
+entry is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
-import inspect
+import importlib
 import json
+import platform
+import types
 
 import keras
 import numpy as np
 
-FORMAT_VERSION = 1
+from keras_smalldata._backend import backend_name
+from keras_smalldata.features._code import CodeWalker
+
+FORMAT_VERSION = 2
 
 
 def digest_json(obj) -> str:
@@ -67,14 +85,14 @@ def _neutral_names(config, names: set[str]):
             mapping[value] = f"<layer {len(mapping)}>"
         return mapping[value]
 
-    def walk(node, key=None):
+    def walk(node):
         if isinstance(node, dict):
             out = {}
             for k in sorted(node):
                 if k == "trainable":  # inference does not depend on it
                     continue
                 v = node[k]
-                out[k] = rename(v) if (k == "name" and isinstance(v, str)) else walk(v, k)
+                out[k] = rename(v) if (k == "name" and isinstance(v, str)) else walk(v)
             return out
         if isinstance(node, (list, tuple)):
             items = list(node)
@@ -84,101 +102,124 @@ def _neutral_names(config, names: set[str]):
                 and all(isinstance(i, int) for i in items[1:])
             ):
                 return [rename(items[0]), items[1], items[2]]
-            return [walk(item, key) for item in items]
+            return [walk(item) for item in items]
         return node
 
     return walk(config)
-
-
-def _source_digest(obj) -> str | None:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return None
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()
-
-
-def _cell_repr(cell) -> str:
-    try:
-        return repr(cell.cell_contents)
-    except ValueError:  # an empty cell
-        return "<empty>"
 
 
 def weights_digest(layer) -> str:
     """SHA-256 over the shape, dtype and values of every weight of ``layer``."""
     digest = hashlib.sha256()
     for variable in layer.weights:
-        value = np.ascontiguousarray(variable.numpy())
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value))
         digest.update(f"{value.shape}|{value.dtype.str}|".encode())
         digest.update(memoryview(value).cast("B"))
     return digest.hexdigest()
 
 
+def _config(layer):
+    try:
+        return layer.get_config()
+    except (NotImplementedError, TypeError, AttributeError):
+        return None
+
+
 def layer_config_digest(layer) -> str:
     """Digest of a layer's or model's architecture, independent of automatic names.
 
-    Uses ``get_config()`` when the object provides it. A subclassed model
-    without a usable config is described by its class, the source code of
-    its class and the classes of its sub-layers.
+    Uses ``get_config()``; an object without a usable config is described by
+    the classes and configurations of the layers in it.
     """
-    names = {item.name for item in _all_layers(layer) if isinstance(getattr(item, "name", None), str)}
+    layers = _all_layers(layer)
+    names = {item.name for item in layers if isinstance(getattr(item, "name", None), str)}
     cls = type(layer)
     description = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    try:
-        config = layer.get_config()
-    except (NotImplementedError, TypeError, AttributeError):
-        config = None
+    config = _config(layer)
     if config is not None:
         description["config"] = _neutral_names(config, names)
-    if config is None or _is_subclassed(layer):
-        description["source"] = _source_digest(cls)
+    else:
         description["layers"] = [
-            f"{type(item).__module__}.{type(item).__qualname__}" for item in _all_layers(layer)[1:]
+            [f"{type(item).__module__}.{type(item).__qualname__}", _neutral_names(_config(item), names)]
+            for item in layers[1:]
         ]
     return digest_json(description)
 
 
-def _is_subclassed(layer) -> bool:
-    """True when the object's computation lives in Python code outside Keras."""
-    return not type(layer).__module__.startswith("keras.")
+def _layers_code(layer, walker: CodeWalker) -> list:
+    """The code of each layer in ``layer``: its class, and functions it holds (a Lambda's, an activation)."""
+    code = []
+    for item in _all_layers(layer):
+        functions = {
+            name: walker.describe(value)
+            for name, value in sorted(vars(item).items())
+            if isinstance(value, (types.FunctionType, functools.partial))
+        }
+        code.append([walker.describe(type(item)), functions])
+    return code
 
 
-def model_fingerprint(model) -> dict:
-    """The parts of the fingerprint that describe the model."""
+def _describe_layer(layer, walker: CodeWalker) -> dict:
+    """A Keras layer: architecture, weights and the code of each of its layers."""
     return {
-        "architecture": layer_config_digest(model),
-        "weights": weights_digest(model),
+        "architecture": layer_config_digest(layer),
+        "weights": weights_digest(layer),
+        "code": _layers_code(layer, walker),
     }
 
 
-def augmentation_fingerprint(augmentation) -> dict | None:
-    """Describes an augmentation layer or callable, or returns None if it cannot.
+def runs_user_code(layer) -> bool:
+    """True when a layer's computation involves code outside Keras and this package.
 
-    A Keras layer is described by its configuration (which holds its
-    ``seed``) and its weights; another callable by its qualified name and
-    the digest of its source code.
+    Such code may read Python state when it is traced (a global, a file, an
+    environment variable), so a compiled function of it is not reused.
     """
-    if augmentation is None:
-        return {"augmentation": None}
-    if isinstance(augmentation, keras.layers.Layer):
-        return {
-            "architecture": layer_config_digest(augmentation),
-            "weights": weights_digest(augmentation),
-        }
-    target = getattr(augmentation, "func", augmentation)  # functools.partial
-    source = _source_digest(target)
-    if source is None:
-        return None
-    closure = getattr(target, "__closure__", None) or ()
+    walker = CodeWalker(_describe_layer)
+    _layers_code(layer, walker)
+    return walker.user_code or bool(walker.opaque)
+
+
+@dataclasses.dataclass
+class Part:
+    """One part of a fingerprint, with what its static description could not cover.
+
+    Attributes:
+        description: JSON-able; goes into the cache key.
+        user_code: Whether it holds code outside libraries, Keras and this
+            package: its output is checked on the probe picture.
+        opaque: Objects whose state could not be read.
+    """
+
+    description: object
+    user_code: bool = False
+    opaque: list = dataclasses.field(default_factory=list)
+
+    @property
+    def needs_probe(self) -> bool:
+        return self.user_code or bool(self.opaque)
+
+
+def describe(obj) -> Part:
+    """Describes a model, an augmentation (layer or function) or None."""
+    if obj is None:
+        return Part(None)
+    walker = CodeWalker(_describe_layer)
+    description = walker.describe(obj)
+    return Part(description, walker.user_code, sorted(set(walker.opaque)))
+
+
+def environment(reads_tf_data: bool) -> dict:
+    """Versions that change computed features: Python, NumPy, Keras, the backend.
+
+    TensorFlow's version counts too when the data comes through `tf.data`
+    (it decodes and resizes the pictures), whatever the backend.
+    """
+    backend = backend_name()
+    names = {backend, "tensorflow"} if reads_tf_data else {backend}
     return {
-        "callable": f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}",
-        "source": source,
-        # Values the code reads from its closure, defaults and partial
-        # arguments. A value whose repr holds a memory address gives a new
-        # fingerprint each session: a cache miss, never a stale hit.
-        "closure": [_cell_repr(cell) for cell in closure],
-        "defaults": repr(getattr(target, "__defaults__", None)),
-        "args": repr(getattr(augmentation, "args", ())),
-        "keywords": repr(sorted(getattr(augmentation, "keywords", {}).items())),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "keras": keras.__version__,
+        "backend": backend,
+        **{name: getattr(importlib.import_module(name), "__version__", None) for name in names},
     }

@@ -1,17 +1,22 @@
 """The feature cache: hits, a miss for each fingerprint part, interruptions, damage."""
 
+import importlib.util
 import json
+import multiprocessing
 import os
 import socket
+import sys
+import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_smalldata.features import CorruptedCacheWarning, extract_features
+from keras_smalldata.features import CorruptedCacheWarning, StaleCacheWarning, extract_features
 from keras_smalldata.features import cache as cache_module
 from keras_smalldata.features._npy_writer import NpyAppender
+from tests.features._concurrent_writer import fill_cache_in_rounds
 from tests.features.conftest import constant_picture, conv_model, mean_model
 
 
@@ -58,22 +63,30 @@ def test_same_inputs_load_from_cache(tmp_path, folder):
         np.load(first.cache_path / manifest[name]["file"], allow_pickle=False)
 
 
-_CALLS = {"n": 0}
+class _CountingIdentity(keras.layers.Layer):
+    """An augmentation of our own that counts the pictures it sees."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.pictures = 0
 
-def _counting_identity(images):
-    _CALLS["n"] += 1
-    return images
+    def call(self, images):
+        self.pictures += int(images.shape[0])
+        return images
 
 
 def test_hit_is_not_recomputed(tmp_path):
+    # A hit runs neither the model nor the augmentation over the data: the
+    # augmentation (code of ours) only sees the one probe picture.
     x = _images(10)
-    _CALLS["n"] = 0
-    kwargs = dict(augmentation=_counting_identity, augment_rounds=1, batch_size=4)
-    _extract(conv_model(), x, tmp_path, **kwargs)
-    assert _CALLS["n"] == 3
+    counting = _CountingIdentity()
+    kwargs = dict(augmentation=counting, augment_rounds=1, batch_size=4)
+    first = _extract(conv_model(), x, tmp_path, **kwargs)
+    assert not first.from_cache
+    assert counting.pictures == 10 + 2  # the data, and the probe twice
     again = _extract(conv_model(), x, tmp_path, **kwargs)
-    assert again.from_cache and _CALLS["n"] == 3
+    assert again.from_cache and counting.pictures == 12 + 1
+    np.testing.assert_array_equal(again.features, first.features)
 
 
 def test_shuffled_dataset_and_rebuilt_model_hit(tmp_path, folder):
@@ -127,22 +140,47 @@ def test_miss_on_input_size(tmp_path, folder):
     assert not _extract(any_size, _images(4, size=20)[:, :16], tmp_path).from_cache
 
 
+def _rewrite_keeping_size_and_time(path, value):
+    """Rewrites a picture with new pixels, then gives it back its size and times."""
+    stat = path.stat()
+    constant_picture(path, value, size=16)
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_miss_on_file_changes(tmp_path, folder):
     model = mean_model(size=16)
-    _extract(model, _directory_dataset(folder, shuffle=False), tmp_path)
-    # Changed content (size and time change).
-    constant_picture(folder / "a" / "img_00.png", 200, size=20)
-    changed = _extract(model, _directory_dataset(folder, shuffle=False), tmp_path)
-    assert not changed.from_cache
-    assert np.rint(changed.features[0, 0]) == 200
-    # Same size, only the modification time changes.
-    path = folder / "b" / "img_11.png"
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert not _extract(model, _directory_dataset(folder, shuffle=False), tmp_path).from_cache
+
+    def extract():
+        return _extract(model, _directory_dataset(folder, shuffle=False), tmp_path)
+
+    first = extract()
+    assert np.rint(first.features[0, 0]) == 3
+    # New content, same size and modification time (as after `cp -p` or `rsync -t`).
+    _rewrite_keeping_size_and_time(folder / "a" / "img_00.png", 200)
+    changed = extract()
+    assert not changed.from_cache and np.rint(changed.features[0, 0]) == 200
+    # Two files swapped between the classes, sizes and times kept: the labels follow the bytes.
+    a, b = folder / "a" / "img_01.png", folder / "b" / "img_06.png"
+    a_bytes, b_bytes = a.read_bytes(), b.read_bytes()
+    a_stat, b_stat = a.stat(), b.stat()
+    assert a_stat.st_size == b_stat.st_size
+    a.write_bytes(b_bytes)
+    b.write_bytes(a_bytes)
+    os.utime(a, ns=(a_stat.st_atime_ns, a_stat.st_mtime_ns))
+    os.utime(b, ns=(b_stat.st_atime_ns, b_stat.st_mtime_ns))
+    swapped = extract()
+    assert not swapped.from_cache
+    values = np.rint(swapped.features[:, 0]).astype(int).tolist()
+    assert values[1] == 63 and values[6] == 13  # a/img_01 now holds picture 6, b/img_06 picture 1
+    assert swapped.labels.tolist() == [0] * 6 + [1] * 6
+    # Only the modification time changes: the pictures are the same, a hit.
+    stat = b.stat()
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert extract().from_cache
     # An added file.
     constant_picture(folder / "b" / "img_99.png", 77, size=16)
-    added = _extract(model, _directory_dataset(folder, shuffle=False), tmp_path)
+    added = extract()
     assert not added.from_cache and len(added) == 13
 
 
@@ -166,8 +204,8 @@ def test_miss_on_pipeline_options(tmp_path, folder):
 def test_mapped_directory_dataset_is_fingerprinted_by_its_files(tmp_path, folder):
     from keras_smalldata.features._sources import make_source
 
-    def preprocess(x, y):
-        return keras.applications.vgg16.preprocess_input(x), y
+    def preprocess(x, y):  # TensorFlow ops: tf.data runs them on every backend
+        return tf.reverse(x, axis=[-1]) - tf.constant([103.939, 116.779, 123.68]), y
 
     mapped = _directory_dataset(folder).map(preprocess).prefetch(2)
     parts = make_source(mapped, None, 4).fingerprint()
@@ -407,3 +445,140 @@ def test_cached_features_stay_on_disk(tmp_path):
     # The result is a read-only memory map onto the cache file.
     result = _extract(conv_model(), _images(5), tmp_path)
     assert isinstance(result.features, np.memmap) and not result.features.flags.writeable
+
+
+def _load(tmp_path, monkeypatch, name, source):
+    """Imports ``source`` as the module ``name``, as a new session would."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+_USER_CODE = """
+import keras
+
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return x * {factor}
+
+def shift(images):
+    return images + {shift}
+
+def model():
+    inputs = keras.Input((4, 4, 3))
+    return keras.Model(inputs, keras.layers.Flatten()(Scale()(inputs)))
+
+def augment(images):
+    return shift(images)
+"""
+
+
+def test_miss_when_user_code_changes(tmp_path, monkeypatch):
+    x = _images(3, size=4)
+    cache = tmp_path / "cache"
+
+    def extract(factor, shift):
+        code = _load(tmp_path, monkeypatch, "user_code_v", _USER_CODE.format(factor=factor, shift=shift))
+        return _extract(code.model(), x, cache, augmentation=code.augment, augment_rounds=1)
+
+    first = extract(2.0, 1.0)
+    assert not first.from_cache and extract(2.0, 1.0).from_cache
+    layer_changed = extract(3.0, 1.0)  # the layer's code
+    assert not layer_changed.from_cache
+    np.testing.assert_allclose(layer_changed.features[:3], 3.0 * x.reshape(3, -1), rtol=1e-6)
+    helper_changed = extract(3.0, 5.0)  # a helper function the augmentation calls
+    assert not helper_changed.from_cache
+    np.testing.assert_allclose(helper_changed.features[3:], 3.0 * (x + 5.0).reshape(3, -1), rtol=1e-6)
+
+
+class _ScaleFromEnvironment(keras.layers.Layer):
+    """Reads its factor from the environment: state the fingerprint cannot read."""
+
+    def call(self, x):
+        return x * float(os.environ["KS_TEST_FACTOR"])
+
+
+def test_probe_catches_what_the_fingerprint_cannot_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("KS_TEST_FACTOR", "2")
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Flatten()(_ScaleFromEnvironment()(inputs)))
+    factor_file = tmp_path / "factor.txt"
+    factor_file.write_text("1.0")
+
+    def brighten(images):  # reads a file: the fingerprint sees the code, not the file
+        return images * float(factor_file.read_text())
+
+    x = _images(3, size=4)
+    kwargs = dict(augmentation=brighten, augment_rounds=1)
+    assert not _extract(model, x, tmp_path, **kwargs).from_cache
+    assert _extract(model, x, tmp_path, **kwargs).from_cache
+    monkeypatch.setenv("KS_TEST_FACTOR", "3")  # the model's output changes
+    with pytest.warns(StaleCacheWarning, match="probe picture"):
+        model_changed = _extract(model, x, tmp_path, **kwargs)
+    assert not model_changed.from_cache
+    np.testing.assert_allclose(model_changed.features[:3], 3 * x.reshape(3, -1), rtol=1e-6)
+    assert _extract(model, x, tmp_path, **kwargs).from_cache  # the entry was replaced
+    factor_file.write_text("0.5")  # the augmentation's output changes
+    with pytest.warns(StaleCacheWarning, match="probe picture"):
+        augmentation_changed = _extract(model, x, tmp_path, **kwargs)
+    np.testing.assert_allclose(augmentation_changed.features[3:], 1.5 * x.reshape(3, -1), rtol=1e-6)
+    assert len(_entries(tmp_path)) == 1
+
+
+def test_infinite_dataset_is_refused_at_once(tmp_path):
+    x = _images(4)
+    for dataset in (
+        tf.data.Dataset.from_tensor_slices(x).repeat(),
+        tf.data.Dataset.from_tensor_slices((x, np.arange(4))).batch(2).repeat(),
+    ):
+        assert int(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY
+        for cache_dir in (None, tmp_path):
+            with pytest.raises(ValueError, match=r"infinite dataset.*\.repeat\(\)"):
+                extract_features(conv_model(), dataset, cache_dir=cache_dir, verbose=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_size_shows_progress_without_a_total(capsys):
+    x = _images(7)
+    dataset = tf.data.Dataset.from_tensor_slices(x).filter(lambda image: True).batch(3)
+    assert int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    result = extract_features(conv_model(), dataset, verbose=1)
+    assert len(result) == 7
+    out = capsys.readouterr().out
+    assert "7/Unknown" in out and "samples/s" in out
+
+
+def test_concurrent_writers_both_finish_with_one_valid_entry(tmp_path):
+    # This process and a second, real one fill the same cache at the same
+    # moment, round after round (before the fix, most rounds failed).
+    rounds = 6
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    results = context.Queue()
+    other = context.Process(target=fill_cache_in_rounds, args=(str(tmp_path), rounds, barrier, results))
+    other.start()
+    try:
+        fill_cache_in_rounds(str(tmp_path), rounds, barrier, results)
+        outcomes = [results.get(timeout=300) for _ in range(2 * rounds)]
+    finally:
+        other.join(timeout=300)
+    assert other.exitcode == 0
+    assert [message for _, status, message, _ in outcomes if status != "ok"] == []
+    model = conv_model(seed=0)
+    x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    expected = extract_features(model, (x, np.arange(12)), batch_size=4, verbose=0)
+    for _, _, features, labels in outcomes:
+        np.testing.assert_allclose(features, expected.features, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(labels, np.arange(12))
+    for round_ in range(rounds):
+        folder = tmp_path / str(round_)
+        (entry,) = [p for p in folder.iterdir() if p.is_dir()]
+        manifest = json.loads((entry / "manifest.json").read_text())
+        named = {manifest["features"]["file"], manifest["labels"]["file"]}
+        assert sorted(p.name for p in entry.iterdir()) == sorted(named | {"manifest.json"})
+        hit = extract_features(model, (x, np.arange(12)), batch_size=4, cache_dir=folder, verbose=0)
+        assert hit.from_cache
