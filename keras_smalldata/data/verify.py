@@ -8,17 +8,22 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keras_smalldata import _arguments as args
 from keras_smalldata import _backend
 from keras_smalldata._files import atomic_write_text
 from keras_smalldata.data._files import (
+    BROKEN_LINK,
     IMAGE_EXTENSIONS,
+    SPECIAL,
+    entry_kind,
     format_table,
     is_image_name,
-    natural_key,
+    walk_entries,
 )
 
-# What the first bytes of a file say it is. These are the formats TensorFlow's
+# What the first bytes of a picture say it is: the formats TensorFlow's
 # `decode_image` (the decoder of `image_dataset_from_directory`) understands.
+# They only explain a failure: the verdict always comes from the decoder.
 _SIGNATURES = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -27,19 +32,27 @@ _SIGNATURES = (
     (b"BM", "BMP"),
 )
 _OTHER_SIGNATURES = (
-    (b"RIFF", "WEBP/RIFF"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
     (b"%PDF", "PDF"),
     (b"<", "HTML/XML text"),
 )
+# `image_dataset_from_directory(color_mode=...)` -> channels given to the decoder.
+COLOR_MODES = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
 EMPTY = "empty"
 NOT_AN_IMAGE = "not an image"
 UNSUPPORTED = "unsupported format"
 CORRUPT = "corrupt"
+BROKEN = BROKEN_LINK
+NOT_A_FILE = "not a file"
+UNREADABLE = "unreadable"
+UNREADABLE_FOLDER = "unreadable folder"
 SKIPPED = "skipped by loader"
-PROBLEMS = (EMPTY, NOT_AN_IMAGE, UNSUPPORTED, CORRUPT)
+PROBLEMS = (
+    EMPTY, NOT_AN_IMAGE, UNSUPPORTED, CORRUPT, BROKEN, NOT_A_FILE, UNREADABLE,
+    UNREADABLE_FOLDER,
+)
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,16 @@ class ImageProblem:
 
     Attributes:
         path: The file (where it was found).
-        reason: One of ``"empty"``, ``"not an image"``, ``"unsupported format"``,
-            ``"corrupt"`` (bad files) or ``"skipped by loader"`` (a file whose
-            extension the loader ignores: it is left out of the dataset).
-        detail: What the decoder or the file's first bytes said.
+        reason: One of ``"empty"``, ``"not an image"``, ``"unsupported
+            format"``, ``"corrupt"``, ``"broken link"`` (a link to nothing),
+            ``"not a file"`` (a named pipe, socket or device: never opened),
+            ``"unreadable"`` (the file cannot be read, e.g. permissions),
+            ``"unreadable folder"`` (a folder that cannot be listed: the
+            loader silently leaves out its pictures), or ``"skipped by
+            loader"`` (a file whose extension the loader ignores: it is left
+            out of the dataset).
+        detail: What the decoder, the file system or the file's first bytes
+            said.
     """
 
     path: Path
@@ -65,11 +84,13 @@ class VerificationReport:
 
     Attributes:
         directory: The folder that was checked.
-        checked: How many files with an image extension were decoded.
-        problems: Every bad file (`ImageProblem`), in natural path order.
+        checked: How many entries with an image extension were checked.
+        problems: Every bad file or folder (`ImageProblem`), in natural path order.
         skipped: Files the loader would silently leave out (wrong extension).
         quarantine_dir: Where bad files were moved, or None.
         moved: ``{original path: new path}`` for each quarantined file.
+        not_moved: ``{original path: why}`` for each bad file that could
+            not be moved (it is still in place).
     """
 
     directory: Path
@@ -78,20 +99,22 @@ class VerificationReport:
     skipped: list[ImageProblem] = field(default_factory=list)
     quarantine_dir: Path | None = None
     moved: dict[Path, Path] = field(default_factory=dict)
+    not_moved: dict[Path, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when every picture decodes (skipped files do not count)."""
+        """True when every picture loads (skipped files do not count)."""
         return not self.problems
 
     @property
     def bad_files(self) -> list[Path]:
-        """Paths of the bad files, as they were found."""
+        """Paths of the bad files and folders, as they were found."""
         return [problem.path for problem in self.problems]
 
     def counts(self) -> dict[str, int]:
-        """Number of files per reason, including ``"loads"`` for the good ones."""
-        result = {"loads": self.checked - len(self.problems)}
+        """Number of entries per reason, including ``"loads"`` for the good ones."""
+        bad_pictures = sum(p.reason != UNREADABLE_FOLDER for p in self.problems)
+        result = {"loads": self.checked - bad_pictures}
         for reason in PROBLEMS:
             result[reason] = sum(p.reason == reason for p in self.problems)
         result[SKIPPED] = len(self.skipped)
@@ -109,6 +132,7 @@ class VerificationReport:
                     "reason": p.reason,
                     "detail": p.detail,
                     "moved_to": str(self.moved[p.path]) if p.path in self.moved else None,
+                    "not_moved": self.not_moved.get(p.path),
                 }
                 for p in self.problems
             ],
@@ -118,7 +142,7 @@ class VerificationReport:
     def __str__(self) -> str:
         counts = self.counts()
         summary = format_table(
-            ["result", "files"], [[reason, f"{n:,}"] for reason, n in counts.items()]
+            ["result", "files"], [[reason, f"{n:,}"] for reason, n in counts.items() if n or reason == "loads"]
         )
         lines = [f"Checked {self.checked:,} pictures in {self.directory}", summary]
         listed = self.problems + self.skipped
@@ -126,8 +150,12 @@ class VerificationReport:
             rows = []
             for p in listed:
                 where = os.path.relpath(p.path, self.directory)
-                moved = self.moved.get(p.path)
-                rows.append([where, p.reason, p.detail[:60] + (f" -> {moved}" if moved else "")])
+                detail = p.detail[:60]
+                if p.path in self.moved:
+                    detail += f" -> {self.moved[p.path]}"
+                elif p.path in self.not_moved:
+                    detail += f" (not moved: {self.not_moved[p.path]})"
+                rows.append([where, p.reason, detail])
             lines += ["", format_table(["file", "reason", "detail"], rows)]
         return "\n".join(lines)
 
@@ -140,32 +168,49 @@ def verify_images(
     quarantine: bool = False,
     quarantine_dir: str | os.PathLike | None = None,
     verbose: int = 1,
+    color_mode: str = "rgb",
 ) -> VerificationReport:
     """Finds every file that `keras.utils.image_dataset_from_directory` cannot load.
 
-    Each file with an extension the loader takes (.bmp .gif .jpeg .jpg .png)
-    is read and decoded with the loader's own decoder
-    (``tf.image.decode_image(..., channels=3, expand_animations=False)``), so
-    "verified" means "loads". A file is reported as:
+    Every entry with an extension the loader takes (.bmp .gif .jpeg .jpg
+    .png, in any case) is read and decoded with the loader's own decoder
+    (``tf.image.decode_image(..., channels=..., expand_animations=False)``,
+    with the channels of ``color_mode``), so "verified" means "loads": a
+    WebP picture named ``.jpg`` loads, a GIF does not load with
+    ``color_mode="grayscale"``. An entry is reported as:
 
     - ``"empty"``: zero bytes;
     - ``"not an image"``: its first bytes are not any picture format (HTML
-      error pages, text, truncated downloads of nothing);
-    - ``"unsupported format"``: a picture in a format the loader does not
-      decode (WEBP or TIFF renamed ``.jpg``);
-    - ``"corrupt"``: a JPEG/PNG/GIF/BMP the decoder rejects (truncated, damaged).
+      error pages, text, the ``._x.jpg`` files a Mac leaves in archives);
+    - ``"unsupported format"``: a picture the loader does not decode (a
+      TIFF renamed ``.jpg``), or not with this ``color_mode``;
+    - ``"corrupt"``: a JPEG/PNG/GIF/BMP/WebP the decoder rejects (truncated,
+      damaged);
+    - ``"broken link"``: a link to a file that does not exist;
+    - ``"not a file"``: a named pipe, socket or device, which is never
+      opened (reading a pipe waits forever, and so would the loader);
+    - ``"unreadable"``: a file that cannot be read (permissions, I/O
+      error). The scan goes on;
+    - ``"unreadable folder"``: a folder that cannot be listed; the loader
+      leaves out its pictures without a word.
 
     Files with other extensions are listed as ``"skipped by loader"``: the
-    loader leaves them out without a word. They are never moved.
+    loader leaves them out without a word. They are never moved. Folders
+    reached through links are checked too, each once.
 
     Args:
         directory: The folder to check, recursively (class folders included).
         quarantine: If True, bad files are MOVED (never deleted) to
             ``quarantine_dir``, keeping their relative paths, and the report
-            is written there as ``report.txt`` and ``report.json``.
+            is written there as ``report.txt`` and ``report.json``. A file
+            that cannot be moved stays where it is and the report says why.
         quarantine_dir: Where to move bad files. Default: a sibling folder
-            ``<directory>_quarantine``.
+            ``<directory>_quarantine``. It is checked before the scan starts:
+            it must be a folder (or not exist yet) that can be written to,
+            outside ``directory``.
         verbose: 0 for silence, 1 for a progress bar.
+        color_mode: The ``color_mode`` you give the loader: ``"rgb"`` (the
+            default), ``"grayscale"`` or ``"rgba"``.
 
     Returns:
         A `VerificationReport`; ``print(report)`` shows a table.
@@ -180,30 +225,27 @@ def verify_images(
     ```
     """
     directory = Path(directory).expanduser()
+    quarantine = args.check_bool("quarantine", quarantine)
+    verbose = args.check_int("verbose", int(verbose) if isinstance(verbose, bool) else verbose, minimum=0)
+    args.check_choice("color_mode", color_mode, tuple(COLOR_MODES))
     if not directory.is_dir():
         raise FileNotFoundError(f"directory={str(directory)!r} is not a folder.")
     if quarantine_dir is not None and not quarantine:
         raise ValueError("quarantine_dir is only used with quarantine=True.")
-    target_dir = Path(quarantine_dir).expanduser() if quarantine_dir else None
-    if quarantine and target_dir is None:
-        target_dir = directory.parent / f"{directory.name}_quarantine"
-    if target_dir is not None:
-        resolved = target_dir.resolve()
-        if resolved == directory.resolve() or directory.resolve() in resolved.parents:
-            raise ValueError(
-                f"quarantine_dir={str(target_dir)!r} is inside the folder being checked; "
-                "the loader would still read it. Choose a folder outside it."
-            )
+    target_dir = None
+    if quarantine:
+        target_dir = _check_quarantine_dir(directory, quarantine_dir)
 
-    files = sorted(
-        (p for p in directory.rglob("*") if p.is_file()),
-        key=lambda p: natural_key(str(p.relative_to(directory))),
-    )
-    pictures = [p for p in files if is_image_name(p)]
+    entries, folder_errors = walk_entries(directory)
+    pictures = [p for p in entries if is_image_name(p)]
     skipped = [
         ImageProblem(p, SKIPPED, f"extension {p.suffix or '(none)'} not in {IMAGE_EXTENSIONS}")
-        for p in files
+        for p in entries
         if not is_image_name(p) and not p.name.startswith(".")
+    ]
+    problems = [
+        ImageProblem(folder, UNREADABLE_FOLDER, f"{type(error).__name__}: {error.strerror or error}")
+        for folder, error in folder_errors
     ]
 
     progbar = None
@@ -211,9 +253,9 @@ def verify_images(
         import keras
 
         progbar = keras.utils.Progbar(len(pictures), unit_name="file")
-    problems = []
+    channels = COLOR_MODES[color_mode]
     for index, path in enumerate(pictures, start=1):
-        problem = _check_file(path)
+        problem = _check_file(path, channels, color_mode)
         if problem is not None:
             problems.append(problem)
         if progbar is not None:
@@ -225,24 +267,91 @@ def verify_images(
     return report
 
 
-def _check_file(path: Path) -> ImageProblem | None:
-    contents = path.read_bytes()
+def _check_quarantine_dir(directory: Path, quarantine_dir) -> Path:
+    """The quarantine folder, checked before the scan: usable, writable, outside."""
+    if quarantine_dir is None:
+        resolved = directory.resolve()
+        target = resolved.parent / f"{resolved.name}_quarantine"
+    else:
+        if not isinstance(quarantine_dir, (str, os.PathLike)) or not os.fspath(quarantine_dir):
+            raise ValueError(
+                "`quarantine_dir` must be a folder path, or None for "
+                f"'<directory>_quarantine'. {args.received('quarantine_dir', quarantine_dir)}"
+            )
+        target = Path(quarantine_dir).expanduser()
+    resolved = target.resolve()
+    if resolved == directory.resolve() or directory.resolve() in resolved.parents:
+        raise ValueError(
+            f"quarantine_dir={str(target)!r} is inside the folder being checked; "
+            "the loader would still read it. Choose a folder outside it."
+        )
+    existing = target
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == target else f"is inside {str(existing)!r}, a file"
+        raise FileExistsError(
+            f"quarantine_dir={str(target)!r} {what}, not a folder. Choose a folder "
+            "(it is created if needed); nothing was checked or moved."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"quarantine_dir={str(target)!r}: {str(existing)!r} cannot be written to, "
+            "so no bad file could be moved there. Choose another folder; nothing was "
+            "checked or moved."
+        )
+    return target
+
+
+def _read_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _signature(contents: bytes, table) -> str | None:
+    return next((name for sig, name in table if contents.startswith(sig)), None)
+
+
+def _check_file(path: Path, channels: int, color_mode: str) -> ImageProblem | None:
+    kind, detail = entry_kind(path)
+    if kind == BROKEN_LINK:
+        return ImageProblem(path, BROKEN, detail)
+    if kind == SPECIAL:
+        return ImageProblem(path, NOT_A_FILE, f"{detail}; not opened (reading it could wait forever)")
+    try:
+        contents = _read_bytes(path)
+    except OSError as error:
+        return ImageProblem(path, UNREADABLE, f"{type(error).__name__}: {error.strerror or error}")
     if not contents:
         return ImageProblem(path, EMPTY, "0 bytes")
-    kind = next((name for sig, name in _SIGNATURES if contents.startswith(sig)), None)
-    if kind is None:
-        other = next((name for sig, name in _OTHER_SIGNATURES if contents.startswith(sig)), None)
-        if other in ("WEBP/RIFF", "TIFF"):
-            return ImageProblem(path, UNSUPPORTED, f"{other} data; the loader decodes {IMAGE_EXTENSIONS}")
-        start = contents[:12]
-        described = other or "unknown data"
-        return ImageProblem(path, NOT_AN_IMAGE, f"{described}, starts with {start!r}")
+    message = _decode_error(contents, channels)
+    if message is None:
+        return None
+    kind = _signature(contents, _SIGNATURES)
+    if kind is None and contents[:4] == b"RIFF" and contents[8:12] == b"WEBP":
+        kind = "WebP"
+    if kind is not None:
+        # Decoded with the file's own channels, is it only the color mode? With
+        # 3 channels, only a WebP with alpha can fail so (and a second decode
+        # of a damaged JPEG would print libjpeg's warnings twice).
+        if (channels != 3 or kind == "WebP") and _decode_error(contents, 0) is None:
+            return ImageProblem(
+                path, UNSUPPORTED, f"{kind} that does not load with color_mode={color_mode!r}: {message}"
+            )
+        return ImageProblem(path, CORRUPT, f"{kind}: {message}")
+    other = _signature(contents, _OTHER_SIGNATURES)
+    if other == "TIFF":
+        return ImageProblem(path, UNSUPPORTED, "TIFF data; the loader decodes BMP, GIF, JPEG, PNG and WebP")
+    return ImageProblem(path, NOT_AN_IMAGE, f"{other or 'unknown data'}, starts with {contents[:12]!r}")
+
+
+def _decode_error(contents: bytes, channels: int) -> str | None:
+    """The decoder's complaint about ``contents``, or None when it decodes."""
     tf = _backend.tensorflow()
     try:
-        tf.image.decode_image(contents, channels=3, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as error:
-        message = str(getattr(error, "message", error)).strip().splitlines()[0]
-        return ImageProblem(path, CORRUPT, f"{kind}: {message}")
+        tf.image.decode_image(contents, channels=channels, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as error:
+        text = str(getattr(error, "message", error)).strip()
+        return text.splitlines()[0] if text else type(error).__name__
     return None
 
 
@@ -250,10 +359,16 @@ def _quarantine(report: VerificationReport, target_dir: Path) -> None:
     target_dir.mkdir(parents=True, exist_ok=True)
     report.quarantine_dir = target_dir
     for problem in report.problems:
+        if problem.reason == UNREADABLE_FOLDER:
+            continue  # Its good pictures would go too: the folder is only reported.
         relative = problem.path.relative_to(report.directory)
         target = _free_path(target_dir / relative)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(problem.path), str(target))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(problem.path), str(target))
+        except OSError as error:
+            report.not_moved[problem.path] = f"{type(error).__name__}: {error}"
+            continue
         report.moved[problem.path] = target
     atomic_write_text(target_dir / "report.txt", str(report) + "\n")
     atomic_write_text(target_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
@@ -262,7 +377,7 @@ def _quarantine(report: VerificationReport, target_dir: Path) -> None:
 def _free_path(path: Path) -> Path:
     """``path``, or ``name.1.ext``, ``name.2.ext``... when it is taken."""
     candidate, n = path, 0
-    while candidate.exists():
+    while os.path.lexists(candidate):
         n += 1
         candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
     return candidate

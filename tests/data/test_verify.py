@@ -1,13 +1,21 @@
 import hashlib
 import io
 import json
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from keras_smalldata.data import verify_images
+from keras_smalldata.data.verify import PROBLEMS
 from tests.conftest import write_picture
 
 
@@ -70,7 +78,8 @@ def test_finds_every_bad_file_and_only_those(messy):
     counts = report.counts()
     assert counts == {
         "loads": 7, "empty": 1, "not an image": 1, "unsupported format": 1,
-        "corrupt": 3, "skipped by loader": 2,
+        "corrupt": 3, "broken link": 0, "not a file": 0, "unreadable": 0,
+        "unreadable folder": 0, "skipped by loader": 2,
     }
 
 
@@ -150,3 +159,281 @@ def test_clean_folder_is_ok(tmp_path):
     write_picture(tmp_path / "c" / "x" / "1.jpg", fmt="JPEG")
     report = verify_images(tmp_path / "c", verbose=0)
     assert report.ok and report.checked == 1 and report.problems == []
+
+
+# --- entries the loader meets that are not plain pictures (issue 14 items 6, 13) --
+
+
+def keras_loads(folder, color_mode="rgb"):
+    """The reference: does the Keras loader get through every picture of ``folder``?"""
+    dataset = keras.utils.image_dataset_from_directory(
+        folder, labels=None, image_size=(8, 8), color_mode=color_mode, batch_size=1,
+        shuffle=False, verbose=False,
+    )
+    try:
+        for _ in dataset:
+            pass
+    except Exception:  # noqa: BLE001 - any failure of the loader counts
+        return False
+    return True
+
+
+@pytest.fixture
+def no_hang():
+    """Fails the test instead of hanging for ever (a FIFO that gets opened)."""
+    def alarm(signum, frame):
+        raise TimeoutError("verify_images blocked on a file")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_broken_links_and_pipes_are_reported(tmp_path, no_hang):
+    root = tmp_path / "data"
+    write_picture(root / "cat" / "ok.png", fmt="PNG")
+    (root / "cat" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    (root / "cat" / "loop.jpg").symlink_to(root / "cat" / "loop.jpg")
+    os.mkfifo(root / "cat" / "pipe.png")
+    report = verify_images(root, verbose=0)
+    found = {p.path.name: (p.reason, p.detail) for p in report.problems}
+    assert set(found) == {"gone.jpg", "loop.jpg", "pipe.png"}
+    assert found["gone.jpg"] == ("broken link", f"link to {str(tmp_path / 'deleted.jpg')!r}, which does not exist")
+    assert found["loop.jpg"][0] == "broken link"
+    assert found["pipe.png"][0] == "not a file" and "named pipe" in found["pipe.png"][1]
+    assert report.checked == 4 and report.counts()["loads"] == 1
+    # Each one on its own breaks the Keras loader.
+    os.remove(root / "cat" / "pipe.png")  # (the loader would wait on it for ever)
+    assert not keras_loads(root)
+    moved = verify_images(root, quarantine=True, verbose=0).moved
+    assert {p.name for p in moved} == {"gone.jpg", "loop.jpg"}
+    assert all(os.path.islink(target) for target in moved.values())  # the links, moved
+    assert keras_loads(root)
+
+
+def test_an_unreadable_file_is_reported_and_the_scan_goes_on(messy, monkeypatch):
+    from keras_smalldata.data import verify
+
+    root, good, bad = messy
+    locked = root / "Cat" / "0.jpg"
+    real_read = verify._read_bytes
+
+    def read(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(verify, "_read_bytes", read)
+    report = verify_images(root, verbose=0)
+    found = {str(p.path.relative_to(root)): p.reason for p in report.problems}
+    assert found == {**bad, "Cat/0.jpg": "unreadable"}
+    assert report.counts()["unreadable"] == 1 and report.counts()["loads"] == len(good) - 1
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(messy, monkeypatch):
+    root, good, bad = messy
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path) == root / "Dog":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = verify_images(root, verbose=0)
+    reasons = {str(p.path.relative_to(root)): p.reason for p in report.problems}
+    assert reasons["Dog"] == "unreadable folder"
+    assert {k for k in reasons if k.startswith("Dog/")} == set()
+    assert report.counts()["unreadable folder"] == 1
+    assert report.counts()["loads"] == 2  # Cat/0.jpg and Cat/1.png
+    quarantined = verify_images(root, quarantine=True, verbose=0)
+    assert root / "Dog" not in quarantined.moved and (root / "Dog").is_dir()
+
+
+def test_links_to_folders_are_followed_once(tmp_path):
+    root = tmp_path / "data"
+    outside = tmp_path / "elsewhere"
+    (outside / "bad.jpg").parent.mkdir(parents=True)
+    (outside / "bad.jpg").write_bytes(b"<html>")
+    root.mkdir()
+    (root / "linked").symlink_to(outside)  # the loader reads a linked class folder
+    (outside / "again").symlink_to(outside)  # a loop
+    report = verify_images(root, verbose=0)
+    assert [str(p.path.relative_to(root)) for p in report.problems] == ["linked/bad.jpg"]
+
+
+# --- the quarantine folder is checked before the scan (issue 14 item 14) -----
+
+
+@pytest.fixture
+def count_checks(monkeypatch):
+    from keras_smalldata.data import verify
+
+    calls = []
+    real = verify._check_file
+    monkeypatch.setattr(verify, "_check_file", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
+def test_a_quarantine_dir_that_is_a_file_is_refused_before_the_scan(messy, tmp_path, count_checks):
+    root, _, bad = messy
+    (tmp_path / "q").write_text("my notes")
+    with pytest.raises(FileExistsError, match=r"quarantine_dir='.*q' is a file, not a folder"):
+        verify_images(root, quarantine=True, quarantine_dir=tmp_path / "q", verbose=0)
+    with pytest.raises(FileExistsError, match=r"is inside '.*q', a file"):
+        verify_images(root, quarantine=True, quarantine_dir=tmp_path / "q" / "sub", verbose=0)
+    assert count_checks == []
+    assert (tmp_path / "q").read_text() == "my notes"
+    assert all((root / rel).exists() for rel in bad)
+
+
+def test_a_quarantine_dir_that_cannot_be_written_is_refused_before_the_scan(messy, tmp_path, monkeypatch, count_checks):
+    root, _, _ = messy
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != tmp_path and real_access(p, mode))
+    with pytest.raises(PermissionError, match="cannot be written to"):
+        verify_images(root, quarantine=True, quarantine_dir=tmp_path / "q", verbose=0)
+    assert count_checks == []
+
+
+def test_more_bad_arguments(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match="`quarantine_dir` must be a folder path"):
+        verify_images(tmp_path / "d", quarantine=True, quarantine_dir="")
+    with pytest.raises(TypeError, match="`quarantine` must be True or False"):
+        verify_images(tmp_path / "d", quarantine="yes")
+    with pytest.raises(ValueError, match="Did you mean 'grayscale'"):
+        verify_images(tmp_path / "d", color_mode="greyscale")
+    with pytest.raises(ValueError, match="Received: verbose=-1"):
+        verify_images(tmp_path / "d", verbose=-1)
+
+
+def test_the_default_quarantine_of_the_current_folder_is_its_sibling(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.jpg").write_bytes(b"junk")
+    monkeypatch.chdir(root)
+    report = verify_images(".", quarantine=True, verbose=0)
+    assert report.quarantine_dir == tmp_path / "data_quarantine"
+    assert (tmp_path / "data_quarantine" / "a" / "x.jpg").read_bytes() == b"junk"
+
+
+def test_a_file_that_cannot_be_moved_stays_and_is_reported(messy, monkeypatch):
+    root, _, bad = messy
+    real_move = shutil.move
+
+    def move(source, target):
+        if source.endswith("html.jpg"):
+            raise PermissionError(13, "Permission denied")
+        return real_move(source, target)
+
+    monkeypatch.setattr(shutil, "move", move)
+    report = verify_images(root, quarantine=True, verbose=0)
+    assert set(report.not_moved) == {root / "Cat" / "html.jpg"}
+    assert (root / "Cat" / "html.jpg").exists()
+    assert len(report.moved) == len(bad) - 1
+    saved = json.loads((report.quarantine_dir / "report.json").read_text())
+    assert [p["not_moved"] for p in saved["problems"] if p["not_moved"]] == [
+        "PermissionError: [Errno 13] Permission denied"
+    ]
+    assert "not moved: PermissionError" in str(report)
+
+
+# --- the verdict is the loader's (WebP, color modes) ---------------------------
+
+
+def _picture_bytes(fmt, mode="RGB", size=8, seed=0):
+    channels = {"L": (size, size), "RGB": (size, size, 3), "RGBA": (size, size, 4)}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, channels, dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode=mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "fmt, mode, color_mode, reason",
+    [
+        ("WEBP", "RGB", "rgb", None),  # decode_image reads WebP: it loads
+        ("WEBP", "RGBA", "rgb", "unsupported format"),
+        ("GIF", "RGB", "grayscale", "unsupported format"),
+        ("JPEG", "RGB", "rgba", "unsupported format"),
+        ("PNG", "RGBA", "grayscale", None),
+    ],
+)
+def test_the_verdict_is_the_keras_loaders(tmp_path, fmt, mode, color_mode, reason):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "picture.jpg").write_bytes(_picture_bytes(fmt, mode))
+    report = verify_images(root, verbose=0, color_mode=color_mode)
+    assert [p.reason for p in report.problems] == ([] if reason is None else [reason])
+    assert keras_loads(root, color_mode) == (reason is None)
+
+
+mutations = st.one_of(
+    st.just(("none", 0)),
+    st.tuples(st.just("truncate"), st.integers(0, 400)),
+    st.tuples(st.just("flip"), st.integers(0, 400)),
+    st.tuples(st.just("prefix"), st.integers(1, 8)),
+)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    fmt=st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"]),
+    mode=st.sampled_from(["L", "RGB", "RGBA"]),
+    mutation=mutations,
+    color_mode=st.sampled_from(["rgb", "grayscale", "rgba"]),
+)
+def test_property_verified_means_the_keras_loader_loads_it(fmt, mode, mutation, color_mode):
+    """Pictures of every format, whole or damaged: the report agrees with the loader."""
+    if fmt in ("JPEG", "BMP") and mode == "RGBA":
+        mode = "RGB"
+    contents = _picture_bytes(fmt, mode)
+    kind, where = mutation
+    if kind == "truncate":
+        contents = contents[: where % (len(contents) + 1)]
+    elif kind == "flip":
+        data = bytearray(contents)
+        data[where % len(data)] ^= 0xFF
+        contents = bytes(data)
+    elif kind == "prefix":
+        contents = b"\x00" * where + contents
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "p.png").write_bytes(contents)
+        report = verify_images(folder, verbose=0, color_mode=color_mode)
+        assert report.checked == 1
+        assert all(p.reason in PROBLEMS for p in report.problems)
+        assert report.ok == keras_loads(folder, color_mode)
+
+
+names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
+    min_size=1, max_size=10,
+).filter(lambda s: s not in (".", "..") and not s.startswith("."))
+
+
+@settings(max_examples=15, deadline=None)
+@given(entries=st.lists(st.tuples(names, st.booleans()), min_size=1, max_size=6,
+                        unique_by=lambda t: t[0]))
+def test_property_quarantine_moves_exactly_the_bad_files(entries):
+    """File names with dots, spaces and unicode: bad ones move, byte for byte, to the same path."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "data set"
+        expected_bad = {}
+        for index, (name, good) in enumerate(entries):
+            path = root / "class é" / f"{name}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            content = _picture_bytes("PNG", seed=index) if good else f"<html>{index}".encode()
+            path.write_bytes(content)
+            if not good:
+                expected_bad[path.relative_to(root)] = content
+        report = verify_images(root, quarantine=True, verbose=0)
+        quarantine = Path(folder) / "data set_quarantine"
+        assert {p.relative_to(root) for p in report.moved} == set(expected_bad)
+        for relative, content in expected_bad.items():
+            assert (quarantine / relative).read_bytes() == content
+            assert not (root / relative).exists()
+        assert report.ok == (not expected_bad)
+        assert verify_images(root, verbose=0).ok
