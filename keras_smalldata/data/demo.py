@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata._files import atomic_write_text
+from keras_smalldata._files import _umask, atomic_write_bytes, atomic_write_text
 
 DEMO_CLASSES = ("faces", "not_faces")
 DEMO_SPLITS = ("train", "validation", "test")
@@ -27,8 +28,8 @@ def default_demo_dir(image_size: int = 64) -> Path:
 
 def demo_dataset(
     directory: str | os.PathLike | None = None,
-    image_size: int = 64,
-    split: tuple[int, int, int] = (60, 20, 20),
+    image_size: int | tuple[int, int] = 64,
+    splits: tuple[int, int, int] = (60, 20, 20),
     seed: int = 1337,
 ) -> Path:
     """Writes the demo dataset (faces vs. not faces) as class folders, offline.
@@ -47,8 +48,9 @@ def demo_dataset(
     Args:
         directory: Where to write. Default: ``~/.keras/datasets/
             smalldata_faces_<size>px`` (``$KERAS_HOME`` is respected).
-        image_size: Side of the square pictures, in pixels (16 to 1024).
-        split: Pictures per class in train, validation and test; they must
+        image_size: Side of the square pictures, in pixels (16 to 1024), or
+            a ``(size, size)`` pair as `image_dataset_from_directory` takes.
+        splits: Pictures per class in train, validation and test; they must
             add up to at most 100.
         seed: Seed of the shuffle that assigns pictures to splits.
 
@@ -65,24 +67,24 @@ def demo_dataset(
     # ['faces', 'not_faces']
     ```
     """
-    args.check_int("image_size", image_size, minimum=16, maximum=1024, what="pixels")
+    image_size = _check_image_size(image_size)
     args.check_seed(seed)
     if (
-        not isinstance(split, (tuple, list))
-        or len(split) != 3
-        or not all(args.is_integer(n) and n >= 1 for n in split)
-        or sum(split) > 100
+        not isinstance(splits, (tuple, list))
+        or len(splits) != 3
+        or not all(args.is_integer(n) and n >= 1 for n in splits)
+        or sum(splits) > 100
     ):
         raise ValueError(
-            f"split={split!r} must be three positive ints (train, validation, test "
-            "pictures per class) adding up to at most 100."
+            "`splits` must be three positive ints (train, validation, test pictures "
+            f"per class) adding up to at most 100. {args.received('splits', splits)}"
         )
     root = Path(directory).expanduser() if directory is not None else default_demo_dir(image_size)
     settings = {
         "format_version": _FORMAT_VERSION,
         "source": "skimage.data.lfw_subset",
-        "image_size": int(image_size),
-        "split": [int(n) for n in split],
+        "image_size": image_size,
+        "split": [int(n) for n in splits],
         "seed": int(seed),
     }
     state = _state(root, settings)
@@ -92,6 +94,11 @@ def demo_dataset(
         # Our own folder with some pictures missing: write back only those.
         _restore_missing(root, settings)
         return root
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(
+            f"{str(root)!r} exists and is a file, not a folder. Choose another "
+            "directory; nothing was written."
+        )
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(
             f"{str(root)!r} exists and does not hold this demo dataset (settings {settings}). "
@@ -102,8 +109,10 @@ def demo_dataset(
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
-        files = _write_pictures(staging, pictures, image_size, split, seed)
+        files = _write_pictures(staging, pictures, image_size, splits, seed)
         atomic_write_text(staging / _MANIFEST, json.dumps({**settings, "files": files}, indent=1))
+        # mkdtemp makes a private (0700) folder: give the dataset the usual mode.
+        os.chmod(staging, 0o777 & ~_umask())
         if root.exists():
             root.rmdir()  # empty, checked above
         os.replace(staging, root)
@@ -111,6 +120,20 @@ def demo_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root
+
+
+def _check_image_size(image_size) -> int:
+    """The side of the square pictures: an int, or a ``(size, size)`` pair."""
+    if isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        height = args.check_int("image_size", image_size[0], minimum=16, maximum=1024, what="pixels")
+        width = args.check_int("image_size", image_size[1], minimum=16, maximum=1024, what="pixels")
+        if height != width:
+            raise ValueError(
+                "The demo pictures are square: `image_size` must be one int or a "
+                f"(size, size) pair. {args.received('image_size', image_size)}"
+            )
+        return height
+    return args.check_int("image_size", image_size, minimum=16, maximum=1024, what="pixels")
 
 
 def _load_lfw_subset() -> dict[str, np.ndarray]:
@@ -125,7 +148,7 @@ def _load_lfw_subset() -> dict[str, np.ndarray]:
     return {"faces": faces_and_not[:100], "not_faces": faces_and_not[100:]}
 
 
-def _write_pictures(root: Path, pictures, image_size, split, seed) -> list[str]:
+def _write_pictures(root: Path, pictures, image_size, splits, seed) -> list[str]:
     from PIL import Image
 
     written = []
@@ -133,7 +156,7 @@ def _write_pictures(root: Path, pictures, image_size, split, seed) -> list[str]:
         grey = pictures[class_name]
         order = np.random.default_rng([seed, class_index]).permutation(len(grey))
         start = 0
-        for split_name, count in zip(DEMO_SPLITS, split):
+        for split_name, count in zip(DEMO_SPLITS, splits):
             folder = root / split_name / class_name
             folder.mkdir(parents=True)
             for index in order[start : start + count]:
@@ -142,7 +165,9 @@ def _write_pictures(root: Path, pictures, image_size, split, seed) -> list[str]:
                     (image_size, image_size), Image.Resampling.BICUBIC
                 )
                 name = f"{class_name}_{index:03d}.png"
-                picture.convert("RGB").save(folder / name, format="PNG")
+                encoded = io.BytesIO()
+                picture.convert("RGB").save(encoded, format="PNG")
+                atomic_write_bytes(folder / name, encoded.getvalue())
                 written.append(f"{split_name}/{class_name}/{name}")
             start += count
     return written

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -67,9 +69,31 @@ def test_refuses_a_foreign_folder(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"image_size": 8}, "image_size=8"), ({"split": (60, 30, 20)}, "at most 100"),
+    [({"image_size": 8}, "image_size=8"), ({"splits": (60, 30, 20)}, "at most 100"),
+     ({"splits": (60, 0, 20)}, "three positive ints"), ({"seed": -1}, "seed=-1"),
      ({"image_size": "64"}, "must be an int")],
 )
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         demo_dataset(tmp_path / "x", **kwargs)
+
+
+def test_the_dataset_folder_and_files_have_the_usual_modes(demo_root):
+    umask = os.umask(0)
+    os.umask(umask)
+    # Not the private 0700 of mkdtemp / 0600 of mkstemp: what mkdir and open give.
+    assert demo_root.stat().st_mode & 0o777 == 0o777 & ~umask
+    picture = next((demo_root / "train" / "faces").glob("*.png"))
+    assert picture.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_image_size_as_keras_takes_it_and_a_file_in_the_way(tmp_path):
+    root = demo_dataset(tmp_path / "pair", image_size=(16, 16), splits=(2, 1, 1))
+    assert len(list(root.rglob("*.png"))) == 8
+    assert Image.open(next(root.rglob("*.png"))).size == (16, 16)
+    with pytest.raises(ValueError, match="The demo pictures are square"):
+        demo_dataset(tmp_path / "x", image_size=(16, 32))
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        demo_dataset(tmp_path / "file", image_size=16)
+    assert (tmp_path / "file").read_text() == "mine"
