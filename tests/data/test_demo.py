@@ -68,14 +68,17 @@ def test_refuses_a_foreign_folder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [({"image_size": 8}, "image_size=8"), ({"splits": (60, 30, 20)}, "at most 100"),
-     ({"splits": (60, 0, 20)}, "three positive ints"), ({"seed": -1}, "seed=-1"),
-     ({"image_size": "64"}, "must be an int")],
+    "kwargs, error, message",
+    [({"image_size": 8}, ValueError, "image_size=8"),
+     ({"splits": (60, 30, 20)}, ValueError, "at most 100"),
+     ({"splits": (60, 0, 20)}, ValueError, "three positive ints"),
+     ({"seed": -1}, ValueError, "seed=-1"),
+     ({"image_size": "64"}, TypeError, "must be an int")],
 )
-def test_bad_arguments(tmp_path, kwargs, message):
-    with pytest.raises((ValueError, TypeError), match=message):
+def test_bad_arguments(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
         demo_dataset(tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_dataset_folder_and_files_have_the_usual_modes(demo_root):

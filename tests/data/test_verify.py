@@ -100,10 +100,21 @@ def test_verdict_matches_the_keras_loader(messy):
 
 def test_report_prints_as_a_table(messy):
     root, _, _ = messy
-    text = str(verify_images(root, verbose=0))
-    assert "Checked 13 pictures" in text
-    assert "Dog/truncated.jpg" in text and "corrupt" in text
-    assert "Cat/666.jpg" in text and "empty" in text
+    lines = str(verify_images(root, verbose=0)).splitlines()
+    assert lines[:9] == [
+        f"Checked 13 pictures in {root}",
+        "result              files",
+        "------------------  -----",
+        "loads                   7",
+        "empty                   1",
+        "not an image            1",
+        "unsupported format      1",
+        "corrupt                 3",
+        "skipped by loader       2",
+    ]
+    rows = {line.split()[0]: line.split()[1] for line in lines[12:]}
+    assert rows["Dog/truncated.jpg"] == "corrupt" and rows["Cat/666.jpg"] == "empty"
+    assert len(rows) == 6 + 2  # every problem and every skipped file, one row each
 
 
 def test_quarantine_moves_every_byte_and_then_the_loader_works(messy):
