@@ -13,7 +13,7 @@ from keras_smalldata._arguments import check_positive_int
 def small_convnet(
     input_shape: Sequence[int] = (150, 150, 3),
     filters: Sequence[int] = (32, 64, 128, 128),
-    dense_units: int | None = 256,
+    hidden_units: int | None = 256,
     dropout: float = 0.5,
     num_classes: int = 2,
     augmentation: keras.layers.Layer | None = None,
@@ -33,7 +33,7 @@ def small_convnet(
     Args:
         input_shape: Shape of one picture, channels last.
         filters: Filters of each convolution block (one block per entry).
-        dense_units: Units of the hidden dense layer, or None for none.
+        hidden_units: Units of the hidden dense layer, or None for none.
         dropout: Dropout rate before the dense layers (0 for none).
         num_classes: 2 gives one sigmoid unit (``binary_crossentropy``),
             more gives a softmax (``sparse_categorical_crossentropy``).
@@ -59,8 +59,8 @@ def small_convnet(
         raise ValueError(f"filters={filters!r} must list at least one block, e.g. (32, 64).")
     for value in filters:
         check_positive_int("filters", value)
-    if dense_units is not None:
-        check_positive_int("dense_units", dense_units)
+    if hidden_units is not None:
+        check_positive_int("hidden_units", hidden_units)
     args.check_number("dropout", dropout, 0.0, 1.0, include_maximum=False)
     args.check_int("num_classes", num_classes, minimum=2)
     args.check_seed(seed)
@@ -73,8 +73,8 @@ def small_convnet(
     x = keras.layers.Flatten(name="flatten")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    if dense_units is not None:
-        x = keras.layers.Dense(dense_units, activation="relu", name="dense")(x)
+    if hidden_units is not None:
+        x = keras.layers.Dense(hidden_units, activation="relu", name="dense")(x)
     if num_classes == 2:
         outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
     else:

@@ -8,7 +8,7 @@ from keras_smalldata.augment import RandomAffine
 from keras_smalldata.training import small_convnet
 
 
-def _expected_params(size, filters, dense_units, outputs):
+def _expected_params(size, filters, hidden_units, outputs):
     """Counts the weights by hand: 3x3 kernels + biases, then the dense layers."""
     total, channels = 0, 3
     for count in filters:
@@ -16,20 +16,20 @@ def _expected_params(size, filters, dense_units, outputs):
         channels = count
         size //= 2
     flat = size * size * channels
-    if dense_units:
-        total += flat * dense_units + dense_units
-        flat = dense_units
+    if hidden_units:
+        total += flat * hidden_units + hidden_units
+        flat = hidden_units
     return total + flat * outputs + outputs
 
 
 @pytest.mark.parametrize(
-    "size, filters, dense_units, classes",
+    "size, filters, hidden_units, classes",
     [(150, (32, 64, 128, 128), 256, 2), (64, (32, 64, 128), None, 2), (32, (8,), 16, 5)],
 )
-def test_parameter_count(size, filters, dense_units, classes):
-    model = small_convnet((size, size, 3), filters, dense_units, num_classes=classes)
+def test_parameter_count(size, filters, hidden_units, classes):
+    model = small_convnet((size, size, 3), filters, hidden_units, num_classes=classes)
     outputs = 1 if classes == 2 else classes
-    assert model.count_params() == _expected_params(size, filters, dense_units, outputs)
+    assert model.count_params() == _expected_params(size, filters, hidden_units, outputs)
     assert model.output.shape == (None, outputs)
 
 
@@ -51,7 +51,7 @@ def test_softmax_for_more_classes_and_stable_names():
 
 def test_augmentation_first_and_inactive_at_inference(tmp_path):
     augmentation = RandomAffine(rotation_range=30, seed=0)
-    model = small_convnet((32, 32, 3), filters=(4,), dense_units=None, augmentation=augmentation)
+    model = small_convnet((32, 32, 3), filters=(4,), hidden_units=None, augmentation=augmentation)
     assert model.layers[1] is augmentation and model.layers[2].name == "rescaling"
     pictures = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     bare = keras.Model(model.get_layer("rescaling").input, model.output)
@@ -67,7 +67,7 @@ def test_augmentation_first_and_inactive_at_inference(tmp_path):
     [
         ({"filters": ()}, "at least one block"),
         ({"filters": (32, 0)}, r"`filters` must be a positive int\. Received: filters=0"),
-        ({"dense_units": 0}, "`dense_units` must be a positive int"),
+        ({"hidden_units": 0}, "`hidden_units` must be a positive int"),
         ({"dropout": 1.0}, r"`dropout` must be a number in \[0, 1\)\. Received: dropout=1.0"),
         ({"num_classes": 1}, "`num_classes` must be an int >= 2. Received: num_classes=1"),
         ({"seed": -1}, "Received: seed=-1"),
@@ -80,9 +80,9 @@ def test_bad_arguments(kwargs, match):
 
 def test_seeded_dropout_keeps_the_initial_weights_of_the_model_without_it():
     keras.utils.set_random_seed(3)
-    plain = small_convnet((32, 32, 3), filters=(4,), dense_units=8, dropout=0.0, seed=1)
+    plain = small_convnet((32, 32, 3), filters=(4,), hidden_units=8, dropout=0.0, seed=1)
     keras.utils.set_random_seed(3)
-    with_dropout = small_convnet((32, 32, 3), filters=(4,), dense_units=8, dropout=0.5, seed=1)
+    with_dropout = small_convnet((32, 32, 3), filters=(4,), hidden_units=8, dropout=0.5, seed=1)
     for a, b in zip(plain.get_weights(), with_dropout.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert with_dropout.get_layer("dropout").seed == 1
