@@ -15,7 +15,8 @@ Scaling out uses the engines Keras already has:
 
 - TensorFlow: a model built under a `tf.distribute` strategy with several
   replicas runs through ``model.predict``, which splits each batch across
-  the replicas and gathers the rows in order;
+  the replicas and gathers the rows in order (a last batch with fewer rows
+  than replicas runs on one device);
 - JAX: under a `keras.distribution` distribution (e.g. ``DataParallel``)
   each batch is sharded along the batch axis when its size divides among
   the devices (the last, shorter batch may run replicated instead).
@@ -84,7 +85,10 @@ def make_forward(model, dtype: str, fresh: bool):
 
     def forward(images):
         images = np.asarray(images, dtype=dtype)
-        if _replica_count(model) > 1:
+        replicas = _replica_count(model)
+        # Keras' predict fails when a replica gets no rows: a batch smaller
+        # than the replica count runs on one device instead.
+        if replicas > 1 and len(images) >= replicas:
             outputs = model.predict(images, batch_size=len(images), verbose=0)
         else:
             if not compiled:

@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_smalldata.features import CorruptedCacheWarning, StaleCacheWarning, extract_features
+from keras_smalldata.features import (
+    CorruptedCacheWarning,
+    StaleCacheWarning,
+    extract_features,
+)
 from keras_smalldata.features import cache as cache_module
 from keras_smalldata.features._npy_writer import NpyAppender
 from tests.features._concurrent_writer import fill_cache_in_rounds
