@@ -1,5 +1,9 @@
 """Fixtures for the feature-extraction tests: tiny models and picture folders."""
 
+import importlib.util
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,3 +50,14 @@ def numbered_folder(tmp_path_factory):
         label = "a" if k < 20 else "b"
         constant_picture(root / label / f"img_{k:03d}.png", 3 * k + 5)
     return root
+
+
+def load_module(tmp_path, monkeypatch, name, source):
+    """Imports ``source`` as the module ``name``, as a new session would (again if imported before)."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(textwrap.dedent(source))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module

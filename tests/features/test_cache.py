@@ -1,12 +1,9 @@
 """The feature cache: hits, a miss for each fingerprint part, interruptions, damage."""
 
-import importlib.util
 import json
 import multiprocessing
 import os
 import socket
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -21,7 +18,12 @@ from keras_smalldata.features import (
 from keras_smalldata.features import cache as cache_module
 from keras_smalldata.features._npy_writer import NpyAppender
 from tests.features._concurrent_writer import fill_cache_in_rounds
-from tests.features.conftest import constant_picture, conv_model, mean_model
+from tests.features.conftest import (
+    constant_picture,
+    conv_model,
+    load_module,
+    mean_model,
+)
 
 
 def _images(n, size=16, seed=0):
@@ -451,17 +453,6 @@ def test_cached_features_stay_on_disk(tmp_path):
     assert isinstance(result.features, np.memmap) and not result.features.flags.writeable
 
 
-def _load(tmp_path, monkeypatch, name, source):
-    """Imports ``source`` as the module ``name``, as a new session would."""
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 _USER_CODE = """
 import keras
 
@@ -486,7 +477,7 @@ def test_miss_when_user_code_changes(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
 
     def extract(factor, shift):
-        code = _load(tmp_path, monkeypatch, "user_code_v", _USER_CODE.format(factor=factor, shift=shift))
+        code = load_module(tmp_path, monkeypatch, "user_code_v", _USER_CODE.format(factor=factor, shift=shift))
         return _extract(code.model(), x, cache, augmentation=code.augment, augment_rounds=1)
 
     first = extract(2.0, 1.0)

@@ -1,9 +1,6 @@
 """Fingerprints: what makes two models, augmentations or folders the same for the cache."""
 
 import functools
-import importlib.util
-import sys
-import textwrap
 import warnings
 
 import keras
@@ -16,6 +13,7 @@ from keras_smalldata.features import extract_features
 from keras_smalldata.features._probe import signature, signatures_match
 from keras_smalldata.features._sources import files_digest
 from keras_smalldata.features.fingerprint import describe, layer_config_digest
+from tests.features.conftest import load_module
 
 
 def _vgg16():
@@ -86,17 +84,6 @@ def test_closure_values_count_exactly(a, b):
     assert same == (type(a) is type(b) and a == b)
 
 
-def _load(tmp_path, monkeypatch, name, source):
-    """Imports ``source`` as the module ``name`` (again, if it was imported before)."""
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 _LAYER = """
 import keras
 
@@ -124,7 +111,7 @@ def test_code_of_user_layers_counts(tmp_path, monkeypatch, kind):
     name = f"user_layers_{kind.replace(' ', '_')}"
 
     def digest(source):
-        model = _load(tmp_path, monkeypatch, name, source).model(kind)
+        model = load_module(tmp_path, monkeypatch, name, source).model(kind)
         part = describe(model)
         assert part.user_code
         return part.description
@@ -137,8 +124,8 @@ def test_code_of_user_layers_counts(tmp_path, monkeypatch, kind):
 
 def test_code_of_helper_functions_counts(tmp_path, monkeypatch):
     helper = "def brighten(images):\n    return images * {factor}\n"
-    helpers = _load(tmp_path, monkeypatch, "user_helpers", helper.format(factor=1.5))
-    callers = _load(
+    helpers = load_module(tmp_path, monkeypatch, "user_helpers", helper.format(factor=1.5))
+    callers = load_module(
         tmp_path,
         monkeypatch,
         "user_augment",
@@ -154,7 +141,7 @@ def test_code_of_helper_functions_counts(tmp_path, monkeypatch):
         """,
     )
     before = [describe(f).description for f in (callers.through_module, callers.through_import)]
-    helpers = _load(tmp_path, monkeypatch, "user_helpers", helper.format(factor=1.6))
+    helpers = load_module(tmp_path, monkeypatch, "user_helpers", helper.format(factor=1.6))
     callers.user_helpers = helpers
     callers.brighten = helpers.brighten
     after = [describe(f).description for f in (callers.through_module, callers.through_import)]
@@ -164,7 +151,7 @@ def test_code_of_helper_functions_counts(tmp_path, monkeypatch):
 def test_source_edited_but_not_reloaded_keeps_the_digest(tmp_path, monkeypatch):
     # The compiled code is what runs; a source file edited after import
     # has not changed the computation until the module is imported again.
-    module = _load(tmp_path, monkeypatch, "user_edited", _LAYER.format(factor=2.0))
+    module = load_module(tmp_path, monkeypatch, "user_edited", _LAYER.format(factor=2.0))
     before = describe(module.model("layer class")).description
     (tmp_path / "user_edited.py").write_text(_LAYER.format(factor=9.0))
     assert describe(module.model("layer class")).description == before
