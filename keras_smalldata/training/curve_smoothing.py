@@ -299,7 +299,10 @@ def check_callbacks(
     - a `CurveSmoothing` smoothing the raw key comes before it;
     - its `mode` is not `"auto"` (Keras cannot infer the direction of a
       smoothed key and raises at the end of the first epoch), and does not
-      contradict the metric (`mode="min"` on an accuracy).
+      contradict the metric (`mode="min"` on an accuracy);
+    - it reads the logs at the end of epochs (a `ModelCheckpoint` with an
+      int `save_freq` reads them after batches, where no smoothed key
+      exists).
 
     Checked during `fit`: the metric names only exist once training runs, so
     these monitors are registered with the first `CurveSmoothing` of the
@@ -349,6 +352,7 @@ def check_callbacks(
         if _monitors_smoothed_key(callback):
             problems += _placement_problems(callback, items[:position], items[position + 1 :])
             problems += _mode_problems(callback)
+            problems += _frequency_problems(callback)
     if problems:
         raise ValueError(
             "The callbacks cannot monitor the smoothed metrics:\n- "
@@ -437,6 +441,17 @@ def _mode_problems(callback) -> list[str]:
             f"would keep the worst epochs. Pass mode={direction!r}."
         ]
     return []
+
+
+def _frequency_problems(callback) -> list[str]:
+    save_freq = getattr(callback, "save_freq", "epoch")
+    if save_freq == "epoch":
+        return []
+    return [
+        f"{_describe(callback)} has save_freq={save_freq!r}: it reads its monitor at "
+        "the end of batches, and smoothed keys are only written at the end of "
+        "epochs. Pass save_freq='epoch'."
+    ]
 
 
 def _mode_hint(direction: str | None) -> str:

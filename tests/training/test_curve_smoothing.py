@@ -256,6 +256,14 @@ def test_check_callbacks_refuses_a_mode_against_the_metric(monitor, mode, direct
         check_callbacks(callbacks)
 
 
+def test_check_callbacks_refuses_a_checkpoint_saving_every_few_batches():
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        "m.keras", monitor="val_loss_smoothed", mode="min", save_best_only=True, save_freq=5
+    )
+    with pytest.raises(ValueError, match="has save_freq=5: it reads its monitor at the end of batches"):
+        check_callbacks([CurveSmoothing(), checkpoint])
+
+
 def test_check_callbacks_warns_when_csvlogger_comes_first(tmp_path):
     callbacks = [keras.callbacks.CSVLogger(str(tmp_path / "log.csv")), CurveSmoothing()]
     with pytest.warns(UserWarning, match="CSVLogger comes before CurveSmoothing"):
@@ -353,6 +361,7 @@ def test_mistyped_training_key_raises_too(tiny):
         fit(tiny, callbacks, epochs=2)
 
 
+@pytest.mark.filterwarnings("ignore:Early stopping conditioned on metric")
 def test_validation_keys_are_checked_at_the_first_epoch_with_validation(tiny):
     recorder = EpochRecorder()
     callbacks = check_callbacks([
@@ -382,6 +391,7 @@ def test_a_good_list_trains_on_every_backend(tiny):
     assert stop.stopped_epoch == 0
 
 
+@pytest.mark.filterwarnings("ignore:Early stopping conditioned on metric")
 def test_validation_monitor_without_validation_warns_at_train_end(tiny):
     callbacks = check_callbacks([
         CurveSmoothing(),
