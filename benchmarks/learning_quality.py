@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -245,7 +244,9 @@ def main() -> None:
     try:
         base = ks.PretrainedBase("mobilenet_v2", input_shape=shape, weights="imagenet")
     except FileNotFoundError as error:
-        raise SystemExit(f"This benchmark needs MobileNetV2's ImageNet weights.\n{error}")
+        raise SystemExit(
+            f"This benchmark needs MobileNetV2's ImageNet weights.\n{error}"
+        ) from None
     base.freeze()
     (train_x, train_y), test = load_demo()
     test_features = ks.extract_features(base, test, verbose=0)

@@ -21,6 +21,7 @@
 # %%
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +67,6 @@ IMAGE_SIZE, EPOCHS = (32, 1) if args.quick else (args.image_size, args.epochs)
 # tutorial 1.
 
 # %%
-import warnings
-
 keras = ks.import_keras_quietly()
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -175,16 +174,16 @@ histories = {}
 for name, options in runs.items():
     keras.utils.set_random_seed(SEED)
     model = ks.small_convnet((IMAGE_SIZE, IMAGE_SIZE, 3), seed=SEED, **options)
-    model.compile(keras.optimizers.RMSprop(1e-4), "binary_crossentropy", ["accuracy"])
+    model.compile(
+        keras.optimizers.RMSprop(1e-4), "binary_crossentropy", metrics=["accuracy"]
+    )
     history = model.fit(train, validation_data=validation, epochs=EPOCHS, verbose=0)
     histories[name] = history.history
-    last = slice(-5, None)
-    print(
-        f"{name:>9}: best validation accuracy {max(history.history['val_accuracy']):.3f}; "
-        f"mean of the last 5 epochs: training loss "
-        f"{np.mean(history.history['loss'][last]):.3f}, validation loss "
-        f"{np.mean(history.history['val_loss'][last]):.3f}"
-    )
+    best = max(history.history["val_accuracy"])
+    loss = np.mean(history.history["loss"][-5:])
+    val_loss = np.mean(history.history["val_loss"][-5:])
+    print(f"{name:>9}: best validation accuracy {best:.3f}; mean of the last 5 "
+          f"epochs: training loss {loss:.3f}, validation loss {val_loss:.3f}")
 
 # %% [markdown]
 # ## The curves

@@ -18,6 +18,7 @@
 import argparse
 import os
 import time
+import warnings
 from pathlib import Path
 
 import keras_smalldata as ks
@@ -70,8 +71,6 @@ if args.quick:
     IMAGE_SIZE, EPOCHS, AUGMENT_ROUNDS = 32, 1, 1
 
 # %%
-import warnings
-
 keras = ks.import_keras_quietly()
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -166,7 +165,9 @@ histories = {}
 for name in ("train", "train_augmented"):
     keras.utils.set_random_seed(SEED)
     head = ks.classifier_model(features[name].feature_shape)
-    head.compile(keras.optimizers.RMSprop(2e-5), "binary_crossentropy", ["accuracy"])
+    head.compile(
+        keras.optimizers.RMSprop(2e-5), "binary_crossentropy", metrics=["accuracy"]
+    )
     start = time.perf_counter()
     history = head.fit(
         features[name].as_dataset(batch_size=20, shuffle=True, seed=SEED),

@@ -18,6 +18,7 @@
 # %%
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 import keras_smalldata as ks
@@ -58,8 +59,6 @@ WEIGHTS = None if args.weights.lower() == "none" else args.weights
 IMAGE_SIZE, EPOCHS = (32, 1) if args.quick else (args.image_size, args.epochs)
 
 # %%
-import warnings
-
 keras = ks.import_keras_quietly()
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 keras.utils.set_random_seed(SEED)
@@ -74,7 +73,9 @@ def load(split, shuffle):
     )
 
 
-train, validation, test = load("train", True), load("validation", False), load("test", False)
+train = load("train", shuffle=True)
+validation = load("validation", shuffle=False)
+test = load("test", shuffle=False)
 
 # %% [markdown]
 # ## The model: augmentation, the base, a head
@@ -109,7 +110,9 @@ model = keras.Model(inputs, outputs)
 # %%
 base.freeze()
 print(base.trainable_summary())
-model.compile(keras.optimizers.RMSprop(1e-4), "binary_crossentropy", ["accuracy"])
+model.compile(
+    keras.optimizers.RMSprop(1e-4), "binary_crossentropy", metrics=["accuracy"]
+)
 head_phase = model.fit(train, validation_data=validation, epochs=EPOCHS, verbose=0)
 _, head_accuracy = model.evaluate(test, verbose=0)
 print(f"phase 1, frozen base: test accuracy {head_accuracy:.3f}")

@@ -14,6 +14,7 @@
 # %%
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 import keras_smalldata as ks
@@ -65,8 +66,6 @@ IMAGE_SIZE, EPOCHS = (32, 1) if args.quick else (args.image_size, args.epochs)
 # `tf.data` dataset (our datasets shuffle themselves).
 
 # %%
-import warnings
-
 keras = ks.import_keras_quietly()
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 keras.utils.set_random_seed(SEED)

@@ -1,175 +1,259 @@
-"""Looking inside a convnet: activations, filter patterns, Grad-CAM, mistakes.
+# %% [markdown]
+# # 5. Visualising what the convnet learned
+#
+# A convnet is not a black box: what each layer computes can be drawn. This page
+# shows the three classic views into a network, and where a model looks when it
+# decides:
+#
+# 1. **activations**: what the layers of a small convnet output for one picture;
+# 2. **filter patterns**: for each filter, the picture it responds to most, found by
+#    gradient ascent, for the small convnet and for ImageNet-trained MobileNetV2;
+# 3. **Grad-CAM heatmaps**: which parts of a picture the decision rests on, on
+#    photos with ImageNet's classes, then on a MobileNetV2 fine-tuned on the demo
+#    data, with the pictures it gets wrong.
+#
+# The page is the script `examples/visualization.py`, run top to bottom; every
+# number and figure comes from that run, which prints the weights it used.
 
-Trains the seeds' small convnet on the demo data (real LFW faces vs.
-non-faces shipped with scikit-image) for a few epochs, or loads your model,
-then draws the three classic views into the network and the test pictures
-it gets wrong:
-
-    python examples/visualization.py --output-dir outputs/visualization
-    python examples/visualization.py --model my_model.keras --data-dir path/to/data
-
-With ``--pretrained vgg16`` the model is a `PretrainedBase` (VGG16) with a
-dense head, trained with the base frozen; Grad-CAM then finds the last
-convolution inside the nested base by itself. ``--weights imagenet`` (the
-default) needs Keras' ImageNet weights file; when it cannot be loaded the
-script says so loudly and goes on with random weights.
-"""
-
-from __future__ import annotations
-
+# %%
 import argparse
 import os
+import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("MPLBACKEND", "Agg")
+import numpy as np
+from matplotlib.figure import Figure
+from skimage import data as photos
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras_smalldata as ks
 
-from keras_smalldata.data import demo_dataset  # noqa: E402
-from keras_smalldata.pretrained import add_classifier_head, pretrained_base_or_random  # noqa: E402
-from keras_smalldata.training import small_convnet  # noqa: E402
-from keras_smalldata.viz import (  # noqa: E402
-    filter_patterns,
-    get_activations,
-    grad_cam,
-    layer_paths,
-    plot_activations,
-    plot_filter_patterns,
-    plot_grad_cam,
-    plot_misclassified,
+# %% [markdown]
+# ## Settings
+
+# %%
+DATA_DIR = None  # None: the demo data; or a folder with train/, validation/, test/
+OUTPUT_DIR = Path("outputs/visualization")
+WEIGHTS = "imagenet"  # MobileNetV2's ImageNet weights, or None for random weights
+IMAGE_SIZE = 96  # pixels per side of the demo pictures
+EPOCHS = 15
+FILTERS = 16  # filter patterns drawn per layer
+SEED = 42
+
+parser = argparse.ArgumentParser(
+    description="Tutorial 5: activations, filter patterns and Grad-CAM heatmaps.",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
+parser.add_argument("--weights", default=WEIGHTS, help="'imagenet' or 'none'")
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+parser.add_argument("--epochs", type=int, default=EPOCHS)
+parser.add_argument("--filters", type=int, default=FILTERS)
+parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument(
+    "--quick",
+    action="store_true",
+    default=os.environ.get("KERAS_SMALLDATA_QUICK") == "1",
+    help="32 px, 1 epoch, 4 filters, random weights: a smoke test",
+)
+args, _ = parser.parse_known_args()
+DATA_DIR, OUTPUT_DIR, SEED = args.data_dir, args.output_dir, args.seed
+WEIGHTS = None if args.weights.lower() == "none" else args.weights
+IMAGE_SIZE, EPOCHS, FILTERS = args.image_size, args.epochs, args.filters
+if args.quick:
+    IMAGE_SIZE, EPOCHS, FILTERS, WEIGHTS = 32, 1, 4, None
+
+# %%
+keras = ks.import_keras_quietly()
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+keras.utils.set_random_seed(SEED)
+OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+data_dir = DATA_DIR or ks.demo_dataset(image_size=IMAGE_SIZE)
 
 
-def build_pretrained(architecture: str, weights, image_size: int) -> keras.Model:
-    """A frozen `PretrainedBase` with the seeds' head; random weights if offline."""
-    shape = (image_size, image_size, 3)
-    base, _ = pretrained_base_or_random(architecture, weights, input_shape=shape)
-    base.freeze()
-    inputs = keras.Input(shape)
-    return keras.Model(inputs, add_classifier_head(base(inputs)), name=f"{architecture}_classifier")
+def load(split, shuffle):
+    return keras.utils.image_dataset_from_directory(
+        data_dir / split, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=16,
+        label_mode="binary", shuffle=shuffle, seed=SEED, verbose=False,
+    )
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="folder with train/, validation/, test/ class folders (default: demo data)")
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/visualization"))
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a saved .keras model to look at instead of training one")
-    parser.add_argument("--pretrained", default=None, help="e.g. vgg16: a PretrainedBase + head")
-    parser.add_argument("--weights", default="imagenet",
-                        help="with --pretrained: 'imagenet' (default), 'none' or a weights file")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--filters", type=int, default=16, help="filter patterns to draw")
-    parser.add_argument("--steps", type=int, default=30, help="gradient-ascent steps per pattern")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    weights = None if args.weights.lower() == "none" else args.weights
+train = load("train", shuffle=True)
+validation = load("validation", shuffle=False)
+test = load("test", shuffle=False)
+class_names = train.class_names
+# The test pictures in folder order: faces first, then the other patches.
+test_pictures = np.concatenate([x.numpy() for x, _ in test])
 
-    keras.utils.set_random_seed(args.seed)
-    data_dir = args.data_dir or demo_dataset(image_size=args.image_size)
-    size = (args.image_size, args.image_size)
+# %% [markdown]
+# ## 1. Activations of a small convnet
+#
+# Tutorial 1's convnet, trained from scratch on the demo data. `ks.get_activations`
+# runs the model once on a picture and records what the chosen layers output;
+# `ks.plot_activations` draws every channel of each layer as a small picture, each
+# standardised on its own so that weak and strong channels are equally visible.
 
-    def load(split, shuffle):
-        return keras.utils.image_dataset_from_directory(
-            data_dir / split, image_size=size, batch_size=16, label_mode="binary",
-            shuffle=shuffle, seed=args.seed)
+# %%
+convnet = ks.small_convnet((IMAGE_SIZE, IMAGE_SIZE, 3), filters=(32, 64, 128))
+convnet.compile(
+    keras.optimizers.RMSprop(1e-3), "binary_crossentropy", metrics=["accuracy"]
+)
+convnet.fit(train, validation_data=validation, epochs=EPOCHS, verbose=0)
+_, accuracy = convnet.evaluate(test, verbose=0)
+print(f"small convnet: test accuracy {accuracy:.3f}")
 
-    train, validation, test = load("train", True), load("validation", False), load("test", False)
-    class_names = train.class_names
-    output_dir = args.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
+face = test_pictures[:1]
+activations = ks.get_activations(convnet, face, ["conv1", "conv2", "conv3"])
+for name, values in activations.items():
+    print(f"{name}: {values.shape[1:]}")
 
-    # --8<-- [start:model]
-    if args.model is not None:
-        model = keras.models.load_model(args.model)
-    else:
-        if args.pretrained:
-            model = build_pretrained(args.pretrained, weights, args.image_size)
-            optimizer = keras.optimizers.RMSprop(2e-5)
-        else:
-            # Three Conv/MaxPool blocks named conv1/pool1 ... conv3/pool3.
-            model = small_convnet((args.image_size, args.image_size, 3),
-                                  filters=(32, 64, 128), dense_units=None)
-            optimizer = keras.optimizers.RMSprop(1e-3)
-        model.compile(optimizer, "binary_crossentropy", metrics=["accuracy"])
-        model.fit(train, validation_data=validation, epochs=args.epochs, verbose=2)
-    _, accuracy = model.evaluate(test, verbose=0)
-    print(f"test accuracy {accuracy:.3f} ({class_names[0]} = 0, {class_names[1]} = 1)")
-    # --8<-- [end:model]
+# %%
+figure = ks.plot_activations(activations, images_per_row=16, one_figure=True)
+figure.savefig(OUTPUT_DIR / "activations.png", dpi=80)
+figure
 
-    batches = list(test)  # the whole test split (a few dozen pictures here)
-    pictures = np.concatenate([x.numpy() for x, _ in batches])
-    labels = np.concatenate([y.numpy()[:, 0] for _, y in batches]).astype(int)
-    figures = {}
+# %% [markdown]
+# The first layer keeps most of the picture (edges, light and dark areas); deeper
+# layers are smaller and more abstract, and more of their channels stay dark: the
+# pattern they detect is not in this face.
+#
+# ## 2. Filter patterns
+#
+# `ks.filter_patterns` starts from a grey picture with a little noise and climbs the
+# gradient of each filter's mean value, many filters in one batch. It climbs the
+# value *before* the layer's activation function: a filter whose ReLU output is zero
+# on the grey start picture has no gradient after the ReLU, and would come back as
+# the grey noise it started from (as it did, for a quarter to a third of the filters
+# of a pretrained VGG16's middle layers, with the classic recipe). Each filter is
+# reported as excited or not.
 
-    # --8<-- [start:activations]
-    conv_layers = [p for p in layer_paths(model)
-                   if isinstance(_layer(model, p), keras.layers.Conv2D)]
-    shown = conv_layers[:3]
-    activations = get_activations(model, pictures[:1], layers=shown)
-    for path, figure in zip(shown, plot_activations(activations)):
-        name = f"activations_{path.replace('/', '_')}.png"
-        figure.savefig(output_dir / name, dpi=80)
-        figures[name] = figure
-        print(f"{path}: activations of shape {activations[path].shape[1:]}")
-    # --8<-- [end:activations]
+# %%
+patterns = ks.filter_patterns(
+    convnet, "conv2", filters=range(FILTERS), seed=SEED, verbose=0
+)
+print(patterns)
+figure = ks.plot_filter_patterns(patterns, title="small convnet, conv2")
+figure.savefig(OUTPUT_DIR / "filters_convnet.png", dpi=100)
+figure
 
-    # --8<-- [start:filters]
-    layer = conv_layers[min(1, len(conv_layers) - 1)]
-    patterns = filter_patterns(model, layer, filters=range(args.filters), steps=args.steps,
-                               seed=args.seed, verbose=0)
-    figure = plot_filter_patterns(patterns, title=f"{layer}: filters 0-{args.filters - 1}")
-    name = f"filters_{layer.replace('/', '_')}.png"
-    figure.savefig(output_dir / name, dpi=80)
-    figures[name] = figure
-    # --8<-- [end:filters]
+# %% [markdown]
+# A small convnet trained on 120 pictures learns little more than colour blobs and
+# edges. A network trained on ImageNet has filters for textures and object parts.
+# MobileNetV2's layers are named by block; each `block_N_expand` convolution feeds
+# the block's ReLU6. The base takes 0-255 pictures (its preprocessing is inside).
 
-    # --8<-- [start:grad_cam]
-    chosen = _one_picture_per_class(labels, per_class=2)
-    # Evidence for each picture's predicted class...
-    figure = plot_grad_cam(model, pictures[chosen], class_names=class_names)
-    figure.savefig(output_dir / "grad_cam.png", dpi=80)
-    figures["grad_cam.png"] = figure
-    # ...and, for the single sigmoid unit, for class 0 and for class 1 explicitly.
-    for class_index in (0, 1):
-        heatmaps = grad_cam(model, pictures[chosen], class_index=class_index)
-        print(f"Grad-CAM for {class_names[class_index]!r}: heatmaps {heatmaps.shape}, "
-              f"mean heat {heatmaps.mean():.3f}")
-    figure = plot_grad_cam(model, pictures[chosen], class_index=1, class_names=class_names)
-    figure.savefig(output_dir / f"grad_cam_{class_names[1]}.png", dpi=80)
-    figures[f"grad_cam_{class_names[1]}.png"] = figure
-    # --8<-- [end:grad_cam]
+# %%
+pretrained, weights = ks.pretrained_base_or_random(
+    "mobilenet_v2", WEIGHTS, input_shape=(128, 128, 3)
+)
+print(f"{pretrained.name}: weights: {weights}")
+layers = ("block_2_expand", "block_6_expand", "block_12_expand")
+figure = Figure(figsize=(12, 4.6), layout="constrained")
+for ax, layer in zip(figure.subplots(1, len(layers)), layers):
+    patterns = ks.filter_patterns(
+        pretrained, layer, filters=range(FILTERS), seed=SEED, verbose=0
+    )
+    print(f"{layer}: {int(patterns.excited.sum())} of {len(patterns)} filters excited")
+    ks.plot_filter_patterns(patterns, images_per_row=4, title=layer, ax=ax)
+figure.savefig(OUTPUT_DIR / "filters_mobilenet_v2.png", dpi=100)
+figure
 
-    # --8<-- [start:mistakes]
-    held_out = validation.concatenate(test)  # every picture the model did not train on
-    figure = plot_misclassified(model, held_out, class_names=class_names, max_images=8,
-                                show_heatmap=True)
-    figure.savefig(output_dir / "misclassified.png", dpi=80)
-    figures["misclassified.png"] = figure
-    # --8<-- [end:mistakes]
+# %% [markdown]
+# Early layers respond to colours and to edges at one orientation, middle layers to
+# textures, and later layers to patterns that start to look like parts of objects.
 
-    print(f"figures in {output_dir}: {sorted(figures)}")
-    return {"test_accuracy": accuracy, "figures": sorted(figures)}
+# %% [markdown]
+# ## 3. Grad-CAM on photos, with ImageNet's classes
+#
+# Grad-CAM (Selvaraju et al., 2017) weights each channel of the last convolution
+# block by how much the class score depends on it, and keeps the positive evidence:
+# a heatmap of where the class was seen. Here it runs on MobileNetV2 with its
+# ImageNet classifier, on three photos shipped with scikit-image. This model is a
+# bare `keras.applications` model: it takes pictures preprocessed by its
+# `preprocess_input` (scaled to [-1, 1]).
+#
+# Class names: `keras.applications.mobilenet_v2.decode_predictions` turns scores
+# into names, but it downloads ImageNet's class index on first use, which this
+# offline run cannot; the names of the classes the photos get are written below
+# (ImageNet-1k indices, in the order of that class index).
 
+# %%
+IMAGENET_NAMES = {
+    281: "tabby", 282: "tiger cat", 285: "Egyptian cat", 504: "coffee mug",
+    872: "tripod", 925: "consomme", 967: "espresso", 968: "cup",
+}
+names = [IMAGENET_NAMES.get(index, f"class {index}") for index in range(1000)]
 
-def _layer(model: keras.Model, path: str):
-    """The layer at a path such as 'vgg16/block5_conv3' (nested models)."""
-    layer = model
-    for part in path.split("/"):
-        layer = layer.get_layer(part)
-    return layer
+imagenet_model = keras.applications.MobileNetV2(weights=WEIGHTS)
+cameraman = np.stack([photos.camera()] * 3, axis=-1)  # grey: three equal channels
+photo_batch = np.stack([
+    keras.ops.convert_to_numpy(keras.ops.image.resize(photo, (224, 224)))
+    for photo in (photos.chelsea(), photos.coffee(), cameraman)
+])
+inputs = keras.applications.mobilenet_v2.preprocess_input(photo_batch)
+probabilities = imagenet_model.predict(inputs, verbose=0)
+for name, row in zip(("chelsea", "coffee", "camera"), probabilities):
+    top = np.argsort(row)[::-1][:3]
+    print(f"{name}: " + ", ".join(f"{names[i]} {row[i]:.2f}" for i in top))
 
+# %%
+figure = ks.plot_grad_cam(
+    imagenet_model, inputs, class_names=names, value_range=(-1, 1)
+)
+figure.savefig(OUTPUT_DIR / "grad_cam_photos.png", dpi=80)
+figure
 
-def _one_picture_per_class(labels: np.ndarray, per_class: int) -> list[int]:
-    chosen = []
-    for value in np.unique(labels):
-        chosen += [int(i) for i in np.flatnonzero(labels == value)[:per_class]]
-    return chosen
+# %% [markdown]
+# The heatmaps sit on the cat's face, on the cup of espresso and on the tripod the
+# cameraman stands behind: the network decides from the object, not from the
+# background. `ks.grad_cam` returns the heatmaps themselves (values in [0, 1]) for
+# your own figures; `ks.overlay_heatmap` blends one over its picture.
+#
+# ## 4. Grad-CAM on a model fine-tuned on the demo data
+#
+# The same view on tutorial 4's model: MobileNetV2 with a head trained on the demo
+# pictures, its last block fine-tuned. Grad-CAM finds the last convolution inside
+# the nested base by itself.
 
+# %%
+base, weights = ks.pretrained_base_or_random(
+    "mobilenet_v2", WEIGHTS, input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3)
+)
+inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+model = keras.Model(inputs, ks.add_classifier_head(base(inputs)))
+base.freeze()
+model.compile(
+    keras.optimizers.RMSprop(1e-4), "binary_crossentropy", metrics=["accuracy"]
+)
+model.fit(train, validation_data=validation, epochs=EPOCHS, verbose=0)
+base.unfreeze_last_block(recompile=model, optimizer=keras.optimizers.RMSprop(1e-5))
+model.fit(train, validation_data=validation, epochs=EPOCHS, verbose=0)
+_, accuracy = model.evaluate(test, verbose=0)
+print(f"fine-tuned MobileNetV2, weights: {weights}, test accuracy {accuracy:.3f}")
 
-if __name__ == "__main__":
-    main()
+# %%
+two_of_each = test_pictures[[0, 1, -2, -1]]  # two faces, two other patches
+figure = ks.plot_grad_cam(model, two_of_each, class_names=class_names)
+figure.savefig(OUTPUT_DIR / "grad_cam_demo.png", dpi=80)
+figure
+
+# %% [markdown]
+# For a single sigmoid output, the class "not_faces" (1) is explained by the logit
+# and "faces" (0) by its negation, so each picture's map shows the evidence for the
+# class the model chose.
+#
+# ## The pictures it gets wrong
+#
+# `ks.find_misclassified` predicts every held-out picture and keeps the mistakes;
+# `ks.plot_misclassified` draws them, here with the Grad-CAM of the (wrong)
+# predicted class: what the model looked at when it was wrong.
+
+# %%
+held_out = validation.concatenate(test)
+mistakes = ks.find_misclassified(model, held_out)
+print(f"{mistakes.count} of {mistakes.total} held-out pictures misclassified")
+figure = ks.plot_misclassified(
+    model, held_out, class_names=class_names, max_images=8, show_heatmap=True
+)
+figure.savefig(OUTPUT_DIR / "misclassified.png", dpi=80)
+figure
