@@ -27,6 +27,8 @@ from keras_smalldata.data._files import (
 
 _CLASS_IN_NAME = re.compile(r"^(?P<label>.+?)[._\- ]\d+$")
 _LAYOUTS = ("auto", "flat", "folders")
+# Folder names that mean a split, not a class.
+_SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval")
 _METHODS = ("copy", "hardlink")
 
 
@@ -337,6 +339,7 @@ def _collect(source: Path, layout: str, label_of) -> dict[str, list[tuple[Path, 
         for folder in subfolders:
             pictures = _regular_files(_pictures_below(folder, left_out), left_out)
             by_class[folder.name] = [(p, p.relative_to(folder)) for p in pictures]
+        _check_not_split_folders(source, by_class)
         _warn_left_out(left_out)
         return by_class
     left_out += [
@@ -372,6 +375,22 @@ def _collect(source: Path, layout: str, label_of) -> dict[str, list[tuple[Path, 
             "per class."
         )
     return dict(sorted(by_class.items()))
+
+
+def _check_not_split_folders(source: Path, by_class) -> None:
+    """Refuses a source whose "classes" are splits holding class folders (``train/cat``)."""
+    names = [name for name, pictures in by_class.items() if pictures]
+    if len(names) < 2 or not all(name.casefold() in _SPLIT_NAMES for name in names):
+        return
+    if all(len(relative.parts) > 1 for name in names for _, relative in by_class[name]):
+        inner = sorted({relative.parts[0] for _, relative in by_class[names[0]]})
+        example = next((n for n in names if n.casefold().startswith("train")), names[0])
+        raise ValueError(
+            f"The class folders of {str(source)!r} are {names}, which are splits, each "
+            f"holding sub-folders ({inner[:4]}...): their pictures would get the split "
+            "as their class. Pass one split as the source, e.g. "
+            f"source={str(source / example)!r}."
+        )
 
 
 def _pictures_below(folder: Path, left_out: list[str] | None = None) -> list[Path]:

@@ -346,6 +346,24 @@ def test_auto_layout_refuses_pictures_at_the_top_and_in_class_folders(folder_sou
     assert summary.class_names == ["ants", "bees"]
 
 
+def test_a_source_of_split_folders_is_refused(tmp_path):
+    # An archive that comes already split (chest_xray/train/NORMAL/...): with a
+    # recursive read, "train" and "test" would be the classes.
+    source = tmp_path / "chest_xray"
+    for split in ("train", "test"):
+        for label in ("NORMAL", "PNEUMONIA"):
+            write_picture(source / split / label / "1.png")
+    with pytest.raises(ValueError, match=r"\['test', 'train'\], which are splits.*source='.*train'"):
+        make_subsets(source, tmp_path / "out", {"train": 1})
+    summary = make_subsets(source / "train", tmp_path / "out", {"train": 1})
+    assert summary.class_names == ["NORMAL", "PNEUMONIA"]
+    # Classes that are merely named like splits, with their pictures in them, are fine.
+    plain = tmp_path / "plain"
+    for label in ("train", "test"):
+        write_picture(plain / label / "1.png")
+    assert make_subsets(plain, tmp_path / "out2", {"a": 1}).class_names == ["test", "train"]
+
+
 def test_hidden_files_are_not_pictures(flat_source, tmp_path):
     # What a Mac leaves in an archive: AppleDouble files and __MACOSX.
     (flat_source / "._cat.1.jpg").write_bytes(b"\x00\x05\x16\x07")
