@@ -47,7 +47,17 @@ _MAX_NODES = 20_000
 _DUNDER_SKIP = {
     "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
     "__annotations__", "__firstlineno__", "__static_attributes__", "__slotnames__",
+    "_abc_impl",  # ABCMeta's cache of subclass checks
 }
+# Methods and attributes implemented in C (``object.__init__``, ``str.join``...).
+_SLOT_TYPES = (
+    types.MethodWrapperType,
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,12 +77,11 @@ def _library_roots() -> tuple[str, ...]:
 def _module_is_library(module_name: str) -> bool:
     """True for built-in, standard-library and installed modules (not the user's own)."""
     top = module_name.split(".")[0]
-    if top in sys.builtin_module_names or top in ("builtins", "__future__"):
+    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
         return True
-    module = sys.modules.get(top)
-    path = getattr(module, "__file__", None)
-    if path is None:
-        return module is not None  # a namespace or frozen module: not user code
+    path = getattr(sys.modules.get(top), "__file__", None)
+    if path is None:  # a notebook's __main__, code run with exec: the user's
+        return False
     return os.path.realpath(path).startswith(_library_roots())
 
 
@@ -210,6 +219,9 @@ class CodeWalker:
         if isinstance(value, (types.BuiltinFunctionType, types.BuiltinMethodType)):
             module = getattr(value, "__module__", None) or type(getattr(value, "__self__", None)).__module__
             return ["builtin", f"{module}.{value.__qualname__}", _package_version(module or "builtins")]
+        if isinstance(value, _SLOT_TYPES):
+            owner = getattr(value, "__objclass__", None) or type(value.__self__)
+            return self._library("slot", owner.__module__, f"{owner.__qualname__}.{value.__name__}")
         if isinstance(value, type):
             return self._class(value, depth)
         if isinstance(value, types.ModuleType):

@@ -1,6 +1,8 @@
 """Fingerprints: what makes two models, augmentations or folders the same for the cache."""
 
 import functools
+import sys
+import types
 import warnings
 
 import keras
@@ -146,6 +148,31 @@ def test_code_of_helper_functions_counts(tmp_path, monkeypatch):
     callers.brighten = helpers.brighten
     after = [describe(f).description for f in (callers.through_module, callers.through_import)]
     assert before[0] != after[0] and before[1] != after[1]
+
+
+def test_code_without_a_file_is_the_users(monkeypatch):
+    # A notebook's __main__ has no file: its functions are code of the user's.
+    notebook = types.ModuleType("notebook_main")
+    monkeypatch.setitem(sys.modules, "notebook_main", notebook)
+
+    def define(factor):
+        exec(f"def augment(images):\n    return images * {factor}\n", notebook.__dict__)  # noqa: S102
+        notebook.augment.__module__ = "notebook_main"
+        return describe(notebook.augment)
+
+    first = define(2)
+    assert first.user_code and first.needs_probe
+    assert define(3).description != first.description
+
+
+def test_this_librarys_layers_need_no_probe():
+    from keras_smalldata.augment import augmentation_preset
+    from keras_smalldata.pretrained import PretrainedBase
+
+    base = PretrainedBase("MobileNetV2", weights=None, input_shape=(32, 32, 3))
+    for component in (base, augmentation_preset("flip_rotate_zoom", seed=1)):
+        part = describe(component)
+        assert not part.user_code and part.opaque == [] and not part.needs_probe
 
 
 def test_source_edited_but_not_reloaded_keeps_the_digest(tmp_path, monkeypatch):
