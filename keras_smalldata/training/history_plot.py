@@ -406,18 +406,28 @@ def _mark_best(ax, best, drawn):
 
 
 def _add_legend(fig, entries, factor, debias):
-    """One legend for the whole figure, below the panels: it covers no data."""
-    labels = []
-    for label in entries:
-        if label.endswith(", smoothed"):
-            kind = "bias-corrected" if debias else "classic"
-            label = f"{label} (factor {factor:g}, {kind})"
-        labels.append(label)
-    fig.legend(
-        list(entries.values()),
-        labels,
-        loc="outside lower center",
-        ncols=min(len(labels), 3),
-        fontsize="small",
-        frameon=False,
-    )
+    """One legend for the whole figure, below the panels: it covers no data.
+
+    It gets as many columns (up to 3) as fit in the figure's width, and a
+    smaller font if one column does not fit.
+    """
+    title = None
+    if any(label.endswith(", smoothed") for label in entries):
+        title = f"Lines: factor {factor:g}, {'bias-corrected' if debias else 'classic'}"
+    renderer = fig.canvas.get_renderer()
+    layouts = [(n, "small") for n in range(min(len(entries), 3), 0, -1)] + [(1, "x-small")]
+    for ncols, fontsize in layouts:
+        legend = fig.legend(
+            list(entries.values()),
+            list(entries),
+            loc="outside lower center",
+            ncols=ncols,
+            fontsize=fontsize,
+            title=title,
+            title_fontsize=fontsize,
+            frameon=False,
+        )
+        if legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return
+        if (ncols, fontsize) != layouts[-1]:
+            legend.remove()

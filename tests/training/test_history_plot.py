@@ -47,6 +47,10 @@ def legend_texts(fig):
     return [text.get_text() for text in fig.legends[0].get_texts()]
 
 
+def legend_title(fig):
+    return fig.legends[0].get_title().get_text()
+
+
 def check_panel(ax, name, history, factor=0.8, debias=True):
     lines = lines_by_label(ax)
     epochs = np.arange(1, len(history[name]) + 1)
@@ -82,11 +86,12 @@ def test_dict_panels_titles_lines_and_one_best_epoch():
     assert best_marks(fig.axes[1]) == (4, [(4.0, 0.5)])
     assert legend_texts(fig) == [
         "Training",
-        "Training, smoothed (factor 0.8, bias-corrected)",
+        "Training, smoothed",
         "Validation",
-        "Validation, smoothed (factor 0.8, bias-corrected)",
+        "Validation, smoothed",
         "Best epoch 4: lowest val_loss (0.5)",
     ]
+    assert legend_title(fig) == "Lines: factor 0.8, bias-corrected"
 
 
 def test_monitor_and_mode_choose_the_best_epoch():
@@ -111,8 +116,9 @@ def test_monitor_and_mode_choose_the_best_epoch():
 def test_the_legend_is_outside_every_panel():
     many = {name: [1.0, 2.0, 1.5] for name in ["loss", "mae", "mse", "auc", "precision"]}
     many.update({f"val_{name}": [2.0, 1.0, 1.2] for name in list(many)})
-    for history in (HISTORY, many):
-        fig = plot_history(history)
+    for history, kwargs in [(HISTORY, {}), (many, {}), (HISTORY, {"metrics": "loss"}),
+                            (HISTORY, {"figsize": (3, 2.5)})]:
+        fig = plot_history(history, **kwargs)
         fig.canvas.draw()
         legend_box = fig.legends[0].get_window_extent()
         assert all(ax.get_legend() is None for ax in fig.axes)
@@ -120,7 +126,7 @@ def test_the_legend_is_outside_every_panel():
             assert not legend_box.overlaps(ax.get_window_extent())
             # and no data point of any panel lies under it
             for line in ax.get_lines():
-                xy = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+                xy = line.get_transform().transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
                 assert not any(legend_box.contains(x, y) for x, y in xy)
         # Inside the figure: nothing is cut off.
         figure_box = fig.bbox
@@ -132,7 +138,7 @@ def test_debias_false_draws_the_classic_average():
     fig = plot_history(HISTORY, debias=False)
     for ax, name in zip(fig.axes, ["accuracy", "loss"]):
         check_panel(ax, name, HISTORY, debias=False)
-    assert "Training, smoothed (factor 0.8, classic)" in legend_texts(fig)
+    assert legend_title(fig) == "Lines: factor 0.8, classic"
 
 
 def test_with_few_epochs_the_default_line_stays_near_the_points():
@@ -165,6 +171,7 @@ def test_factor_none_and_figsize():
     labels = set(lines_by_label(fig.axes[1]))
     assert not any("smoothed" in label for label in labels)
     assert not any("smoothed" in text for text in legend_texts(fig))
+    assert legend_title(fig) == ""
     fig = plot_history(HISTORY, factor=0.0)
     smoothed = lines_by_label(fig.axes[1])["Training loss (smoothed)"]
     np.testing.assert_array_equal(smoothed.get_ydata(), HISTORY["loss"])
