@@ -252,3 +252,16 @@ def model_scope(model):
     import contextlib
 
     return contextlib.nullcontext()
+
+
+def in_model_scope(model, variable) -> bool:
+    """True when ``variable`` was created in ``model``'s scope (see `model_scope`).
+
+    Only TensorFlow has such scopes: a variable made outside the model's
+    `tf.distribute` strategy (an optimizer created outside
+    ``strategy.scope()``) cannot be used with it. Always True elsewhere.
+    """
+    if is_tensorflow():
+        extended = model.distribute_strategy.extended
+        return extended.variable_created_in_scope(variable.value)
+    return True
