@@ -11,7 +11,10 @@ the real model:
   last conv layer found by type), the last-block boundary names (present and
   not auto-numbered), that every block pattern finds blocks and that blocks do
   not interleave;
-- the preprocessing mode against the family's own ``preprocess_input``.
+- the preprocessing mode against the family's own ``preprocess_input``;
+- the weights-file facts (file name, URL, hash) against the ``get_file`` call
+  the constructor makes for ``include_top=False`` ImageNet weights (recorded,
+  then stopped before any download).
 
 Run it after upgrading Keras (takes several minutes and ~2 GB of memory):
 
@@ -31,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras.src.applications import imagenet_utils  # noqa: E402
+from keras.src.utils import file_utils  # noqa: E402
 
 from keras_smalldata.pretrained import (  # noqa: E402
     ImageNetPreprocessing,
@@ -60,9 +64,36 @@ def _recorded_sizes(spec):
     return calls
 
 
+class _Recorded(Exception):
+    pass
+
+
+def _recorded_weights_file(spec):
+    """The (file name, URL, hash) the constructor asks get_file for, default options."""
+    calls = []
+    original = file_utils.get_file
+
+    def recording(fname=None, origin=None, **kwargs):
+        calls.append((fname, origin, kwargs.get("file_hash")))
+        raise _Recorded
+
+    file_utils.get_file = recording
+    try:
+        spec.constructor(include_top=False, weights="imagenet")
+    except _Recorded:
+        pass
+    finally:
+        file_utils.get_file = original
+    return calls[0] if calls else None
+
+
 def check(name: str) -> list[str]:
     spec = get_architecture(name)
     problems = []
+    facts = (spec.weights_file, spec.weights_url, spec.weights_hash)
+    recorded = _recorded_weights_file(spec)
+    if recorded != facts:
+        problems.append(f"weights file: keras asks for {recorded}, registry says {facts}")
     sizes = _recorded_sizes(spec)
     if sizes:
         default, minimum = sizes[0]
@@ -85,7 +116,7 @@ def check(name: str) -> list[str]:
 
     rng = np.random.default_rng(0)
     pictures = rng.uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
-    mode = "none" if spec.preprocessing == "builtin" else spec.preprocessing
+    mode = spec.preprocessing
     ours = keras.ops.convert_to_numpy(ImageNetPreprocessing(mode)(pictures))
     reference = np.asarray(spec.preprocess_input(pictures.copy()))
     if not np.allclose(ours, reference, atol=1e-4):
