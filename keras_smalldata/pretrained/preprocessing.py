@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
+
+from keras_smalldata import _arguments as args
+from keras_smalldata import _backend
 
 PREPROCESSING_LAYER_MODES = ("caffe", "tf", "torch", "none")
 
@@ -28,13 +30,15 @@ class ImageNetPreprocessing(keras.layers.Layer):
       ``x / 127.5 - 1``, i.e. [-1, 1].
     - ``"torch"`` (DenseNet): ``x / 255``, then ImageNet mean
       ``[0.485, 0.456, 0.406]`` and std ``[0.229, 0.224, 0.225]`` per channel.
-    - ``"none"``: identity (the model rescales itself: EfficientNet,
-      EfficientNetV2, ConvNeXt, MobileNetV3).
+    - ``"none"``: no preprocessing, only the cast (the families whose model
+      rescales itself: EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3;
+      or pictures already preprocessed).
 
     Feeding pictures already scaled to [0, 1] is the classic silent error: the
     network then sees nearly black images. This layer is the same in training
-    and inference, has no weights, and is safe in `tf.data` pipelines with the
-    TensorFlow backend.
+    and inference, has no weights, and is safe in `tf.data` pipelines
+    (``dataset.map(layer)``) under every backend: there it computes with
+    TensorFlow, as Keras' own preprocessing layers do.
 
     Input shape:
         ``(..., height, width, 3)`` (channels last).
@@ -57,29 +61,32 @@ class ImageNetPreprocessing(keras.layers.Layer):
 
     def __init__(self, mode: str = "caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in PREPROCESSING_LAYER_MODES:
-            raise ValueError(
-                f"mode={mode!r} is not a preprocessing mode; use one of "
-                f"{PREPROCESSING_LAYER_MODES}."
-            )
-        self.mode = mode
+        self.mode = args.check_choice("mode", mode, PREPROCESSING_LAYER_MODES)
         self.supports_masking = True
         self.built = True
 
+    def __call__(self, inputs, *call_args, **kwargs):
+        if _backend.runs_in_tf_data(inputs):
+            # Inside tf.data under JAX or PyTorch, Keras' __call__ would turn the
+            # TensorFlow tensor into one of the backend's, which a tf.data graph
+            # cannot hold: compute with TensorFlow directly.
+            return self.call(inputs)
+        return super().__call__(inputs, *call_args, **kwargs)
+
     def call(self, inputs):
-        x = ops.cast(inputs, self.compute_dtype)
+        xp = _backend.numpy_ops_for(inputs)
+        dtype = self.compute_dtype
+        x = xp.array(inputs, dtype=dtype)
         if self.mode == "none":
             return x
         if self.mode == "tf":
             return x / 127.5 - 1.0
         if self.mode == "torch":
-            mean = ops.convert_to_tensor(_TORCH_MEAN, dtype=self.compute_dtype)
-            std = ops.convert_to_tensor(_TORCH_STD, dtype=self.compute_dtype)
+            mean = xp.array(_TORCH_MEAN, dtype=dtype)
+            std = xp.array(_TORCH_STD, dtype=dtype)
             return (x / 255.0 - mean) / std
         # caffe: RGB -> BGR, then zero-centre each channel.
-        x = ops.flip(x, axis=-1)
-        mean = ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=self.compute_dtype)
-        return x - mean
+        return xp.flip(x, axis=-1) - xp.array(_CAFFE_MEAN_BGR, dtype=dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -40,9 +40,8 @@ def test_known_values_by_hand():
 @pytest.mark.parametrize("name", available_architectures())
 def test_each_family_matches_its_preprocess_input(name):
     spec = get_architecture(name)
-    mode = "none" if spec.preprocessing == "builtin" else spec.preprocessing
     expected = np.asarray(spec.preprocess_input(KNOWN.copy()))
-    np.testing.assert_allclose(_ours(mode, KNOWN), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(_ours(spec.preprocessing, KNOWN), expected, rtol=1e-5, atol=1e-4)
 
 
 @settings(max_examples=25, deadline=None)
@@ -65,7 +64,8 @@ def test_integer_pictures_give_floats():
 
 
 def test_bad_mode_names_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"mode='imagenet'.*'caffe', 'tf', 'torch', 'none'"):
+    with pytest.raises(ValueError, match=r"`mode` must be one of \['caffe', 'tf', 'torch', 'none'\]"
+                                          r".*Received: mode='imagenet'"):
         ImageNetPreprocessing("imagenet")
 
 
@@ -77,6 +77,12 @@ def test_config_round_trip_and_dataset_map():
     assert clone.mode == "caffe" and clone.name == "prep"
     ds = tf.data.Dataset.from_tensor_slices(KNOWN).batch(1).map(layer)
     np.testing.assert_allclose(next(iter(ds)).numpy(), _ours("caffe", KNOWN), rtol=1e-6)
+    # Integer pictures, as image_dataset_from_directory can give, under every backend.
+    for mode in ("tf", "torch", "none"):
+        ds = tf.data.Dataset.from_tensors(KNOWN.astype("uint8")).map(ImageNetPreprocessing(mode))
+        out = next(iter(ds))
+        assert out.dtype == tf.float32
+        np.testing.assert_allclose(out.numpy(), _ours(mode, KNOWN), rtol=1e-6, atol=1e-6)
 
 
 def test_base_equals_keras_model_fed_with_preprocess_input(vgg16, pictures):
