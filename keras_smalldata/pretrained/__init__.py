@@ -6,6 +6,7 @@ from keras_smalldata.pretrained.fallback import (
     pretrained_base_or_random,
 )
 from keras_smalldata.pretrained.freezing import (
+    StaleCompileWarning,
     TrainableSummary,
     is_auto_named,
     recompile,
@@ -25,6 +26,7 @@ __all__ = [
     "ImageNetPreprocessing",
     "PretrainedBase",
     "RandomWeightsFallbackWarning",
+    "StaleCompileWarning",
     "TrainableSummary",
     "add_classifier_head",
     "available_architectures",

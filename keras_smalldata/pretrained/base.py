@@ -28,20 +28,24 @@ layer: Keras' InceptionV3 example freezes ``layers[:249]``; here that is
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import warnings
 
 import keras
+import numpy as np
 
+from keras_smalldata import _arguments as args
+from keras_smalldata._models import CONVOLUTION_TYPES, contains_layer
 from keras_smalldata.pretrained.freezing import (
-    contains_layer,
+    StaleCompileWarning,
     is_auto_named,
-    leaf_layers,
     recompile,
     set_trainable,
     trainable_summary,
+    weight_layers,
 )
 from keras_smalldata.pretrained.preprocessing import ImageNetPreprocessing
 from keras_smalldata.pretrained.registry import Architecture, get_architecture
@@ -52,6 +56,8 @@ from keras_smalldata.pretrained.weights import (
 )
 
 POOLING_MODES = (None, "avg", "max")
+# "auto": the family's own mode; "none": no preprocessing (pictures already
+# preprocessed, or a family whose model rescales itself).
 PREPROCESSING_CHOICES = ("auto", "caffe", "tf", "torch", "none")
 _RESERVED_APPLICATION_KWARGS = (
     "include_top",
@@ -64,11 +70,23 @@ _RESERVED_APPLICATION_KWARGS = (
     "include_preprocessing",
     "name",
 )
-_CONV_TYPES = (
-    keras.layers.Conv2D,
-    keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv2D,
+# Arguments of keras.applications constructors that a conv base does not take,
+# with what to do instead.
+_HEAD_ADVICE = (
+    "A PretrainedBase is a conv base: it never has Keras' ImageNet classifier "
+    "(include_top=False is built in). Add your own head on top of it, e.g. "
+    "outputs = add_classifier_head(base(inputs), num_classes=5)."
 )
+_APPLICATION_ONLY_ARGUMENTS = {
+    "include_top": _HEAD_ADVICE,
+    "classes": _HEAD_ADVICE,
+    "classifier_activation": _HEAD_ADVICE,
+    "input_tensor": "Call the base on your tensor instead: x = base(tensor).",
+    "include_preprocessing": (
+        "Use preprocessing='none' to leave the pictures as they are, or "
+        "preprocessing='auto' for the family's own preprocessing."
+    ),
+}
 INPUT_LAYER_NAME = "image"
 PREPROCESSING_LAYER_NAME = "imagenet_preprocessing"
 
@@ -103,11 +121,15 @@ class PretrainedBase(keras.Model):
     pretrained statistics. The default is False for pretrained weights and
     True for ``weights=None`` (training from scratch needs trainable BN).
 
-    Compiling: Keras reads the ``trainable`` flags when a model is compiled.
-    Every freezing method takes ``recompile=model`` (and optionally
-    ``optimizer=``): the model is then compiled again for you with its own
-    loss and metrics. Without it, compile the model yourself after freezing
-    (Keras 3.15 also warns at ``fit()`` when you forget).
+    Compiling: Keras fixes the weights a model trains when the model is
+    compiled; Keras 3.15 does not warn when ``trainable`` changes afterwards.
+    Every freezing method takes ``recompile=model`` (a model, or a list of
+    the models that contain the base; and optionally ``optimizer=``): the
+    models are compiled again for you, with their own loss and metrics,
+    inside their distribution scope. Without it, compile them yourself after
+    freezing. A freezing change made without ``recompile=`` after the base
+    has been trained emits a `StaleCompileWarning` at once: a model compiled
+    before the change would keep training the old set of weights.
 
     Args:
         architecture: A name from `available_architectures()`, e.g.
@@ -128,9 +150,9 @@ class PretrainedBase(keras.Model):
             or index into the full base's layers): the seeds' "only the first
             few layers when your data differ a lot from ImageNet". See also
             `cut_at`.
-        preprocessing: ``"auto"`` (the family's mode), or force
-            ``"caffe"``, ``"tf"``, ``"torch"`` or ``"none"`` (your pictures
-            are already preprocessed).
+        preprocessing: ``"auto"`` (the family's own mode), or force
+            ``"caffe"``, ``"tf"``, ``"torch"`` or ``"none"`` (no
+            preprocessing: your pictures are already preprocessed).
         train_batchnorm: See above; None means "True only for weights=None".
         application_kwargs: Extra arguments for the `keras.applications`
             constructor, e.g. ``{"alpha": 0.35}`` for MobileNetV2.
@@ -138,6 +160,13 @@ class PretrainedBase(keras.Model):
             index ranges of frozen layers.
         name: The model's name; default: the architecture's (``"vgg16"``).
         trainable: False freezes the whole base.
+        dtype: The dtype policy the layers are built with (e.g.
+            ``"mixed_float16"``); default: Keras' global policy.
+
+    Raises:
+        TypeError: For an argument the base does not take, e.g.
+            ``include_top`` or ``classes`` (add a head instead, see
+            `add_classifier_head`) or a misspelt name (with the closest ones).
 
     Example:
 
@@ -148,7 +177,9 @@ class PretrainedBase(keras.Model):
     outputs = add_classifier_head(x)
     model = keras.Model(inputs, outputs)
     base.freeze()                          # feature extraction
-    base.freeze_until("block5_conv1")      # later: fine-tuning
+    model.compile("rmsprop", "binary_crossentropy")
+    # ... model.fit(...), then fine-tuning (model compiled again for you):
+    base.freeze_until("block5_conv1", recompile=model)
     ```
     """
 
@@ -165,22 +196,17 @@ class PretrainedBase(keras.Model):
         frozen_ranges=None,
         name: str | None = None,
         trainable: bool = True,
+        dtype=None,
         _shared_graph=None,
         **kwargs,
     ):
+        _refuse_unknown_arguments(kwargs)
         spec = get_architecture(architecture)
-        if pooling not in POOLING_MODES:
-            raise ValueError(
-                f"pooling={pooling!r} is not supported; use None (feature map), "
-                "'avg' or 'max'."
-            )
-        if preprocessing not in PREPROCESSING_CHOICES:
-            raise ValueError(
-                f"preprocessing={preprocessing!r} is not supported; use one of "
-                f"{PREPROCESSING_CHOICES}."
-            )
-        if train_batchnorm is not None and not isinstance(train_batchnorm, bool):
-            raise TypeError(f"train_batchnorm={train_batchnorm!r} must be True, False or None.")
+        args.check_choice("pooling", pooling, POOLING_MODES)
+        args.check_choice("preprocessing", preprocessing, PREPROCESSING_CHOICES)
+        if train_batchnorm is not None:
+            args.check_bool("train_batchnorm", train_batchnorm)
+        args.check_bool("trainable", trainable)
         application_kwargs = dict(application_kwargs or {})
         reserved = sorted(set(application_kwargs) & set(_RESERVED_APPLICATION_KWARGS))
         if reserved:
@@ -199,16 +225,17 @@ class PretrainedBase(keras.Model):
         if train_batchnorm is None:
             train_batchnorm = weights is None
         mode = spec.preprocessing if preprocessing == "auto" else preprocessing
-        if mode == "builtin":
-            mode = "none"
+        policy = None if dtype is None else keras.dtype_policies.get(dtype)
 
-        if _shared_graph is not None:
-            inputs, outputs = _shared_graph
-        else:
-            inputs, outputs = _build_graph(
-                spec, input_shape, weights, pooling, output_layer, mode, application_kwargs
-            )
-        super().__init__(inputs, outputs, name=name or spec.default_name, **kwargs)
+        with _global_dtype_policy(policy):
+            if _shared_graph is not None:
+                inputs, outputs = _shared_graph
+            else:
+                inputs, outputs = _build_graph(
+                    spec, input_shape, weights, pooling, output_layer, mode,
+                    application_kwargs,
+                )
+            super().__init__(inputs, outputs, name=name or spec.default_name)
 
         self.architecture = spec
         self._base_input_shape = input_shape
@@ -226,6 +253,16 @@ class PretrainedBase(keras.Model):
                     set_trainable(layer, False)
         if not trainable:
             set_trainable(self, False)
+        self._remember_trainable_weights()
+
+    # --------------------------------------------------------------- calling
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        # Running on real tensors (not while a Functional model is being
+        # built) is what training needs: remember it for the freezing checks.
+        if not any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(inputs)):
+            self._ran_since_change = True
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     # ------------------------------------------------------------------ info
 
@@ -254,7 +291,7 @@ class PretrainedBase(keras.Model):
         if self.output_layer is None and self.architecture.last_conv in names:
             return self.architecture.last_conv
         for layer in reversed(self.layers[: self.feature_index + 1]):
-            if isinstance(layer, _CONV_TYPES):
+            if isinstance(layer, CONVOLUTION_TYPES):
                 return layer.name
             if isinstance(layer, keras.layers.Dense) and len(layer.output.shape) == 4:
                 return layer.name  # ConvNeXt's pointwise convolutions
@@ -268,15 +305,7 @@ class PretrainedBase(keras.Model):
         e.g. ``{"block1": (2, 4), ..., "block5": (15, 18)}`` for VGG16.
         Families without block names (Inception, NASNet, MobileNet) have none.
         """
-        found: dict[str, list[int]] = {}
-        for pattern in self.architecture.block_patterns:
-            regex = re.compile(pattern)
-            for index, layer in enumerate(self.layers):
-                match = regex.match(layer.name)
-                if match:
-                    span = found.setdefault(match.group(1), [index, index])
-                    span[1] = index
-        return {k: (v[0], v[1]) for k, v in sorted(found.items(), key=lambda kv: kv[1][0])}
+        return find_blocks(self.layers, self.architecture)
 
     def trainable_summary(self):
         """Returns a `TrainableSummary` of this base (print it for a table)."""
@@ -284,18 +313,32 @@ class PretrainedBase(keras.Model):
 
     # ------------------------------------------------------------- freezing
 
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # `base.trainable = False` (Keras' own idiom) gets the same check as
+        # the freezing methods.
+        if not hasattr(self, "_checksums"):  # Keras setting it while building
+            keras.layers.Layer.trainable.fset(self, value)
+            return
+        trainable_before = self._trainable_weight_ids()
+        keras.layers.Layer.trainable.fset(self, value)
+        self._after_change(trainable_before, models=(), optimizer=None, stacklevel=3)
+
     def freeze(self, recompile=None, optimizer=None) -> PretrainedBase:
         """Freezes the whole base (feature extraction). Returns the base.
 
         Args:
-            recompile: Optional compiled model containing this base, compiled
-                again for you (same loss and metrics) after the change.
+            recompile: Optional compiled model that contains this base (or a
+                list of them), compiled again for you (same loss and metrics)
+                after the change.
             optimizer: Optimizer for that recompilation (default: a fresh one
                 with the model's current optimizer settings).
         """
-        self._check_recompile(recompile, optimizer)
-        set_trainable(self, False)
-        return self._changed(recompile, optimizer)
+        return self._change(lambda: set_trainable(self, False), recompile, optimizer)
 
     def unfreeze(self, recompile=None, optimizer=None) -> PretrainedBase:
         """Makes the whole base trainable (BatchNormalization: see ``train_batchnorm``).
@@ -304,10 +347,12 @@ class PretrainedBase(keras.Model):
             recompile: See `freeze`.
             optimizer: See `freeze`.
         """
-        self._check_recompile(recompile, optimizer)
-        set_trainable(self, True)
-        self._apply_batchnorm_policy()
-        return self._changed(recompile, optimizer)
+
+        def unfreeze():
+            set_trainable(self, True)
+            self._apply_batchnorm_policy()
+
+        return self._change(unfreeze, recompile, optimizer)
 
     def freeze_until(self, layer, recompile=None, optimizer=None) -> PretrainedBase:
         """Freezes every layer before ``layer``; ``layer`` and what follows train.
@@ -329,9 +374,7 @@ class PretrainedBase(keras.Model):
         ```
         """
         index = self._resolve(layer, "freeze_until", block_end=False)
-        self._check_recompile(recompile, optimizer)
-        self._freeze_before(index)
-        return self._changed(recompile, optimizer)
+        return self._change(lambda: self._freeze_before(index), recompile, optimizer)
 
     def freeze_through(self, layer, recompile=None, optimizer=None) -> PretrainedBase:
         """Freezes ``layer`` and every layer before it; what follows trains.
@@ -344,9 +387,7 @@ class PretrainedBase(keras.Model):
             optimizer: See `freeze`.
         """
         index = self._resolve(layer, "freeze_through", block_end=True)
-        self._check_recompile(recompile, optimizer)
-        self._freeze_before(index + 1)
-        return self._changed(recompile, optimizer)
+        return self._change(lambda: self._freeze_before(index + 1), recompile, optimizer)
 
     def unfreeze_last_block(self, recompile=None, optimizer=None) -> PretrainedBase:
         """Trains only the last block (registry fact), e.g. ``block5`` of VGG16.
@@ -388,10 +429,9 @@ class PretrainedBase(keras.Model):
         small = base.cut_at("block3")      # VGG16 blocks 1-3 only
         ```
         """
+        args.check_choice("pooling", pooling, ("same", *POOLING_MODES))
         if pooling == "same":
             pooling = self.pooling
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling={pooling!r} is not supported; use 'same', None, 'avg' or 'max'.")
         index = self._resolve(layer, "cut_at", block_end=True)
         if index > self.feature_index:
             raise ValueError(
@@ -408,16 +448,15 @@ class PretrainedBase(keras.Model):
             frozen_ranges=None,
             trainable=self.trainable,
         )
-        clone = type(self)(**config, _shared_graph=(self.input, outputs))
         # Layers are shared: their trainable flags already are this base's.
-        return clone
+        return type(self)(**config, _shared_graph=(self.input, outputs))
 
     # -------------------------------------------------------------- helpers
 
     def _apply_batchnorm_policy(self) -> None:
         if self.train_batchnorm:
             return
-        for layer in leaf_layers(self):
+        for layer in weight_layers(self):
             if isinstance(layer, keras.layers.BatchNormalization):
                 set_trainable(layer, False)
 
@@ -427,112 +466,79 @@ class PretrainedBase(keras.Model):
             set_trainable(layer, False)
         self._apply_batchnorm_policy()
 
-    def _check_recompile(self, model, optimizer) -> None:
-        # Checked before any trainable flag changes, so a bad call changes nothing.
-        if model is None:
-            if optimizer is not None:
-                raise ValueError("optimizer= is only used with recompile=model.")
-            return
-        if not isinstance(model, keras.Model):
-            raise TypeError(
-                f"recompile={model!r} must be the keras.Model that contains this base."
-            )
-        if not contains_layer(model, self):
-            raise ValueError(
-                f"recompile=model {model.name!r} does not contain this base {self.name!r}."
-            )
-        if not model.compiled:
-            raise ValueError(
-                f"recompile=model: {model.name!r} is not compiled yet, so there is "
-                "nothing to recompile; call model.compile(...) after freezing, as usual."
-            )
+    def _resolve(self, ref, purpose: str, block_end: bool) -> int:
+        return resolve_layer(
+            self.layers, ref, self.architecture, owner=repr(self.name),
+            label=lambda value: f"{purpose}({value!r})",
+            block_end=block_end, refuse_auto_index=purpose == "cut_at",
+        )
 
-    def _changed(self, model, optimizer) -> PretrainedBase:
-        if model is not None:
-            recompile(model, optimizer)
-        elif self.compiled:
-            warnings.warn(
-                f"{self.name!r} is compiled: the trainable change has no effect on fit() "
-                "until you compile it again (or pass recompile=model).",
-                stacklevel=3,
-            )
+    def _change(self, change, recompile_models, optimizer) -> PretrainedBase:
+        # Arguments are checked before any trainable flag changes, so a bad
+        # call changes nothing.
+        models = self._models_to_recompile(recompile_models, optimizer)
+        trainable_before = self._trainable_weight_ids()
+        change()
+        self._after_change(trainable_before, models, optimizer, stacklevel=4)
         return self
 
-    def _resolve(self, ref, purpose: str, block_end: bool) -> int:
-        """Turns a layer reference into an index into ``self.layers``."""
-        layers = self.layers
-        if isinstance(ref, bool):
-            raise TypeError(f"{purpose}({ref!r}): pass a layer name, block name or index.")
-        if isinstance(ref, int):
-            if not -len(layers) <= ref < len(layers):
-                raise ValueError(
-                    f"{purpose}({ref}): index out of range; {self.name!r} has "
-                    f"{len(layers)} layers (indices {-len(layers)} to {len(layers) - 1})."
+    def _models_to_recompile(self, models, optimizer) -> tuple:
+        if models is None:
+            if optimizer is not None:
+                raise ValueError("optimizer= is only used with recompile=model.")
+            return ()
+        models = tuple(models) if isinstance(models, (list, tuple)) else (models,)
+        for model in models:
+            if not isinstance(model, keras.Model):
+                raise TypeError(
+                    f"recompile={model!r} must be the keras.Model that contains this "
+                    "base (or a list of them)."
                 )
-            index = ref % len(layers)
-            if purpose == "cut_at" and is_auto_named(layers[index]):
-                self._refuse_auto_name(layers[index].name, index, purpose)
-            return index
-        if isinstance(ref, keras.layers.Layer):
-            for index, layer in enumerate(layers):
-                if layer is ref:
-                    return index
-            raise ValueError(f"{purpose}: layer {ref.name!r} is not a layer of {self.name!r}.")
-        if not isinstance(ref, str):
-            raise TypeError(
-                f"{purpose}({ref!r}): pass a layer name, block name or index, not "
-                f"{type(ref).__name__}."
-            )
-        names = [layer.name for layer in layers]
-        if ref in names:
-            index = names.index(ref)
-            if is_auto_named(layers[index]):
-                self._refuse_auto_name(ref, index, purpose)
-            return index
-        blocks = self.blocks
-        if ref in blocks:
-            return blocks[ref][1 if block_end else 0]
-        stable = [n for n, layer in zip(names, layers) if not is_auto_named(layer)]
-        close = difflib.get_close_matches(ref, stable + list(blocks), n=5, cutoff=0.6)
-        message = f"{purpose}({ref!r}): {self.name!r} has no layer or block named {ref!r}."
-        if close:
-            message += f" Closest names: {close}."
-        if blocks:
-            message += f" Blocks: {list(blocks)}."
-        message += " See [layer.name for layer in base.layers] for all layer names."
-        raise ValueError(message)
+            if not contains_layer(model, self):
+                raise ValueError(
+                    f"recompile=model {model.name!r} does not contain this base "
+                    f"{self.name!r}."
+                )
+            if not model.compiled:
+                raise ValueError(
+                    f"recompile=model: {model.name!r} is not compiled yet, so there is "
+                    "nothing to recompile; call model.compile(...) after freezing, as "
+                    "usual."
+                )
+        return models
 
-    def _refuse_auto_name(self, name: str, index: int, purpose: str):
-        layers = self.layers
-        before = next(
-            (i for i in range(index - 1, -1, -1) if not is_auto_named(layers[i])), None
-        )
-        after = next(
-            (i for i in range(index + 1, len(layers)) if not is_auto_named(layers[i])), None
-        )
-        hints = []
-        if purpose != "cut_at":
-            hints.append(f"its index: {purpose}({index})  (base.layers[{index}])")
-        if before is not None:
-            hints.append(
-                f"the nearest stable layer before it: {layers[before].name!r} (index "
-                f"{before}); freeze_through({layers[before].name!r}) freezes up to and "
-                "including it"
-            )
-        if after is not None:
-            hints.append(
-                f"the nearest stable layer after it: {layers[after].name!r} (index {after})"
-            )
-        landmarks = self.architecture.landmarks
-        if landmarks:
-            marks = [layer.name for layer in layers if re.match(landmarks, layer.name)]
-            if marks:
-                hints.append(f"stable block outputs of {self.architecture.name}: {marks}")
-        raise ValueError(
-            f"{purpose}({name!r}): {name!r} is an automatic layer name. Keras numbers "
-            "unnamed layers per session, so this layer has another name in the next "
-            "model you build or load and the call would not mean the same thing. "
-            "Use instead:\n  - " + "\n  - ".join(hints)
+    def _after_change(self, trainable_before, models, optimizer, stacklevel) -> None:
+        """Recompiles ``models``, or warns when a compiled model would go stale."""
+        for model in models:
+            recompile(model, optimizer)
+        changed = self._trainable_weight_ids() != trainable_before
+        if changed and not models and self._trained_since_change(trainable_before):
+            warnings.warn(_stale_compile_message(self.name), StaleCompileWarning,
+                          stacklevel=stacklevel)
+        if changed or models:
+            self._remember_trainable_weights()
+
+    def _trainable_weight_ids(self) -> frozenset:
+        return frozenset(id(v) for v in self.trainable_weights)
+
+    def _remember_trainable_weights(self) -> None:
+        """Records the trainable weights' values, to tell later whether they trained."""
+        self._checksums = {id(v): _checksum(v) for v in self.trainable_weights}
+        self._ran_since_change = False
+
+    def _trained_since_change(self, trainable_ids) -> bool:
+        """True when this base ran and a trainable weight changed since the last change.
+
+        The weights' values tell training apart from inference (predicting,
+        extracting features): a model compiled with the current trainable set
+        has trained with it.
+        """
+        if not getattr(self, "_ran_since_change", False):
+            return False
+        return any(
+            id(v) in self._checksums and _checksum(v) != self._checksums[id(v)]
+            for v in self.weights
+            if id(v) in trainable_ids
         )
 
     # --------------------------------------------------------------- config
@@ -549,21 +555,21 @@ class PretrainedBase(keras.Model):
         return ranges
 
     def get_config(self):
+        config = super().get_config()  # name, trainable, dtype (Keras' layer config)
         # weights=None: rebuilding from a config must never download anything;
         # the weights come from the .keras file (or the caller's load_weights).
-        return {
-            "architecture": self.architecture.name,
-            "input_shape": list(self._base_input_shape),
-            "weights": None,
-            "pooling": self.pooling,
-            "output_layer": self.output_layer,
-            "preprocessing": self._preprocessing_arg,
-            "train_batchnorm": self.train_batchnorm,
-            "application_kwargs": dict(self._application_kwargs),
-            "frozen_ranges": self._frozen_ranges(),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
+        config.update(
+            architecture=self.architecture.name,
+            input_shape=list(self._base_input_shape),
+            weights=None,
+            pooling=self.pooling,
+            output_layer=self.output_layer,
+            preprocessing=self._preprocessing_arg,
+            train_batchnorm=self.train_batchnorm,
+            application_kwargs=dict(self._application_kwargs),
+            frozen_ranges=self._frozen_ranges(),
+        )
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -572,6 +578,175 @@ class PretrainedBase(keras.Model):
         if config.get("input_shape") is not None:
             config["input_shape"] = tuple(config["input_shape"])
         return cls(**config)
+
+
+def _stale_compile_message(name: str) -> str:
+    return (
+        f"{name!r} has trained since its trainable weights last changed, so a model "
+        "compiled before this change still trains the old set of weights: Keras fixes "
+        "what a model trains when it is compiled (and Keras 3.15 does not warn). "
+        "Until every model that contains the base is compiled again, on TensorFlow "
+        "the layers you froze keep training (and those you unfroze stay frozen), on "
+        "JAX fit() fails, and on PyTorch fit() fails for the layers you unfroze. Pass "
+        "recompile=model (or a list of models) to the freezing call, or call "
+        "model.compile(...) before the next fit()."
+    )
+
+
+def _checksum(variable) -> float:
+    # A sum in float64 changes when any value changes (an exact cancellation
+    # would need a coincidence); NumPy's sum is deterministic for one array.
+    return float(np.sum(keras.ops.convert_to_numpy(variable), dtype=np.float64))
+
+
+def _refuse_unknown_arguments(kwargs: dict) -> None:
+    """TypeError for arguments the base does not take, with what to use instead."""
+    for key, value in kwargs.items():
+        if key in _APPLICATION_ONLY_ARGUMENTS:
+            raise TypeError(
+                f"PretrainedBase does not take `{key}`. {_APPLICATION_ONLY_ARGUMENTS[key]} "
+                f"{args.received(key, value)}"
+            )
+    accepted = [
+        "architecture", "input_shape", "weights", "pooling", "output_layer",
+        "preprocessing", "train_batchnorm", "application_kwargs", "frozen_ranges",
+        "name", "trainable", "dtype",
+    ]
+    args.check_unknown_keywords("PretrainedBase", kwargs, accepted)
+
+
+@contextlib.contextmanager
+def _global_dtype_policy(policy):
+    """Builds layers under ``policy`` (Keras' global policy otherwise), then restores it."""
+    if policy is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+# ------------------------------------------------------------- layer look-ups
+
+
+def find_blocks(layers, architecture: Architecture) -> dict[str, tuple[int, int]]:
+    """The blocks of ``layers``: name -> (first index, last index), in layer order."""
+    found: dict[str, list[int]] = {}
+    for pattern in architecture.block_patterns:
+        regex = re.compile(pattern)
+        for index, layer in enumerate(layers):
+            match = regex.match(layer.name)
+            if match:
+                span = found.setdefault(match.group(1), [index, index])
+                span[1] = index
+    return {k: (v[0], v[1]) for k, v in sorted(found.items(), key=lambda kv: kv[1][0])}
+
+
+def resolve_layer(
+    layers,
+    ref,
+    architecture: Architecture,
+    *,
+    owner: str,
+    label,
+    block_end: bool,
+    min_index: int = 0,
+    refuse_auto_index: bool = False,
+) -> int:
+    """Turns a layer reference into an index into ``layers``.
+
+    Args:
+        layers: The layers of a base (or of the application being built).
+        ref: A layer name, a block name (its first layer, or its last with
+            ``block_end``), an index (negative allowed) or a layer object.
+        architecture: The registry row (block patterns, landmarks).
+        owner: What holds the layers, for messages (``"'vgg16'"``).
+        label: ``label(ref)`` names the call in messages
+            (``"freeze_until('block5')"``, ``"output_layer='block5'"``).
+        block_end: Whether a block name means its last layer.
+        min_index: The first index that may be referred to.
+        refuse_auto_index: Whether an index of an auto-named layer is refused
+            too (when the name, not the index, will be stored).
+    """
+    count = len(layers)
+    if isinstance(ref, keras.layers.Layer):
+        for index, layer in enumerate(layers):
+            if layer is ref:
+                return index
+        raise ValueError(f"{label(ref.name)}: layer {ref.name!r} is not a layer of {owner}.")
+    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+        raise TypeError(
+            f"{label(ref)}: pass a layer name, block name or index, not "
+            f"{type(ref).__name__}."
+        )
+    if isinstance(ref, int):
+        if not -count <= ref < count:
+            raise ValueError(
+                f"{label(ref)}: index out of range; {owner} has {count} layers "
+                f"(indices {-count} to {count - 1})."
+            )
+        index = ref % count
+        if index < min_index:
+            raise ValueError(
+                f"{label(ref)}: use an index from {min_index} to {count - 1} (or "
+                "negative): layers 0 and 1 are the input and the preprocessing."
+            )
+        if refuse_auto_index and is_auto_named(layers[index]):
+            _refuse_auto_name(layers, index, architecture, label, index_hint=False)
+        return index
+    names = [layer.name for layer in layers]
+    if ref in names:
+        index = names.index(ref)
+        if is_auto_named(layers[index]):
+            _refuse_auto_name(layers, index, architecture, label,
+                              index_hint=not refuse_auto_index)
+        return index
+    blocks = find_blocks(layers, architecture)
+    if ref in blocks:
+        return blocks[ref][1 if block_end else 0]
+    stable = [n for n, layer in zip(names, layers) if not is_auto_named(layer)]
+    close = difflib.get_close_matches(ref, stable + list(blocks), n=5, cutoff=0.6)
+    message = f"{label(ref)}: {owner} has no layer or block named {ref!r}."
+    if close:
+        message += f" Closest names: {close}."
+    if blocks:
+        message += f" Blocks: {list(blocks)}."
+    message += " See [layer.name for layer in base.layers] for all layer names."
+    raise ValueError(message)
+
+
+def _refuse_auto_name(layers, index: int, architecture, label, index_hint: bool):
+    name = layers[index].name
+    before = next((i for i in range(index - 1, -1, -1) if not is_auto_named(layers[i])), None)
+    after = next(
+        (i for i in range(index + 1, len(layers)) if not is_auto_named(layers[i])), None
+    )
+    hints = []
+    if index_hint:
+        hints.append(f"its index: {label(index)}  (base.layers[{index}])")
+    if before is not None:
+        hints.append(
+            f"the nearest stable layer before it: {layers[before].name!r} (index "
+            f"{before}); freeze_through({layers[before].name!r}) freezes up to and "
+            "including it"
+        )
+    if after is not None:
+        hints.append(
+            f"the nearest stable layer after it: {layers[after].name!r} (index {after})"
+        )
+    if architecture.landmarks:
+        marks = [layer.name for layer in layers if re.match(architecture.landmarks, layer.name)]
+        if marks:
+            hints.append(f"stable block outputs of {architecture.name}: {marks}")
+    raise ValueError(
+        f"{label(name)}: {name!r} is an automatic layer name. Keras numbers "
+        "unnamed layers per session, so this layer has another name in the next "
+        "model you build or load and the call would not mean the same thing. "
+        "Use instead:\n  - " + "\n  - ".join(hints)
+    )
 
 
 # ------------------------------------------------------------------ building
@@ -584,19 +759,20 @@ def _check_input_shape(input_shape, spec: Architecture) -> tuple:
         shape = tuple(None if d is None else int(d) for d in input_shape)
     except (TypeError, ValueError):
         raise TypeError(
-            f"input_shape={input_shape!r} must be a tuple (height, width, 3)."
+            f"`input_shape` must be a tuple (height, width, 3). "
+            f"{args.received('input_shape', input_shape)}"
         ) from None
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(
-            f"input_shape={input_shape!r} must be (height, width, 3): RGB pictures, "
-            "channels last, without the batch axis."
+            "`input_shape` must be (height, width, 3): RGB pictures, channels last, "
+            f"without the batch axis. {args.received('input_shape', input_shape)}"
         )
     for side in shape[:2]:
         if side is not None and side < spec.min_size:
             raise ValueError(
-                f"input_shape={input_shape!r} is too small for {spec.name}: each side "
-                f"must be at least {spec.min_size} pixels (default size "
-                f"{spec.default_size})."
+                f"`input_shape` is too small for {spec.name}: each side must be at "
+                f"least {spec.min_size} pixels (default size {spec.default_size}). "
+                f"{args.received('input_shape', input_shape)}"
             )
     return shape
 
@@ -607,7 +783,8 @@ def _check_weights(weights):
     if isinstance(weights, (str, os.PathLike)):
         return check_weights_path(weights)
     raise TypeError(
-        f"weights={weights!r} must be 'imagenet', None or the path of a weights file."
+        "`weights` must be 'imagenet', None or the path of a weights file. "
+        f"{args.received('weights', weights)}"
     )
 
 
@@ -637,7 +814,7 @@ def _build_graph(spec, input_shape, weights, pooling, output_layer, mode, applic
         return spec.constructor(weights=w, **kwargs)
 
     if weights == "imagenet":
-        application = build_with_imagenet_weights(spec, lambda: build("imagenet"))
+        application = build_with_imagenet_weights(spec, build, application_kwargs, input_shape)
     else:
         application = build(None)
         if weights is not None:
@@ -649,45 +826,8 @@ def _build_graph(spec, input_shape, weights, pooling, output_layer, mode, applic
             load_weights_file(application, weights, description)
     if output_layer is None:
         return inputs, application.output
-    index = _resolve_output_layer(application, spec, output_layer)
-    return inputs, _add_pooling(application.layers[index].output, pooling)
-
-
-def _resolve_output_layer(application, spec, output_layer) -> int:
-    layers = application.layers
-    names = [layer.name for layer in layers]
-    if isinstance(output_layer, bool) or not isinstance(output_layer, (int, str)):
-        raise TypeError(
-            f"output_layer={output_layer!r} must be a layer name, block name or index."
-        )
-    if isinstance(output_layer, int):
-        if not -len(layers) < output_layer < len(layers) or output_layer % len(layers) < 2:
-            raise ValueError(
-                f"output_layer={output_layer}: use an index from 2 to {len(layers) - 1} "
-                f"(or negative) into the {len(layers)} layers of {spec.name}."
-            )
-        return output_layer % len(layers)
-    if output_layer in names:
-        index = names.index(output_layer)
-        if is_auto_named(layers[index]):
-            raise ValueError(
-                f"output_layer={output_layer!r} is an automatic layer name that changes "
-                "between model instances; pass its index instead "
-                f"(output_layer={index}) or a stable name."
-            )
-        return index
-    last_index = {}
-    for pattern in spec.block_patterns:
-        regex = re.compile(pattern)
-        for index, name in enumerate(names):
-            match = regex.match(name)
-            if match:
-                last_index[match.group(1)] = index
-    if output_layer in last_index:
-        return last_index[output_layer]
-    stable = [n for n, layer in zip(names, layers) if not is_auto_named(layer)]
-    close = difflib.get_close_matches(output_layer, stable + list(last_index), n=5, cutoff=0.6)
-    raise ValueError(
-        f"output_layer={output_layer!r}: {spec.name} has no layer or block of that name."
-        + (f" Closest names: {close}." if close else "")
+    index = resolve_layer(
+        application.layers, output_layer, spec, owner=spec.name,
+        label=lambda value: f"output_layer={value!r}", block_end=True, min_index=2,
     )
+    return inputs, _add_pooling(application.layers[index].output, pooling)

@@ -6,6 +6,7 @@ import sys
 import warnings
 
 from keras_smalldata.pretrained.base import PretrainedBase
+from keras_smalldata.pretrained.weights import WeightsDownloadError
 
 
 class RandomWeightsFallbackWarning(UserWarning):
@@ -18,12 +19,13 @@ def pretrained_base_or_random(
     """Builds a `PretrainedBase`, with random weights if ImageNet's cannot be loaded.
 
     For scripts and notebooks that must run end to end on a machine without
-    network access. When ``weights="imagenet"`` fails (no network and no
-    file in Keras' cache), this prints the full error (which file, where
-    Keras looks for it, how to pass a local copy) in a banner on stderr,
-    emits a `RandomWeightsFallbackWarning`, and returns a base with random
-    weights. Any other failure, and a failure with a local weights file,
-    is raised as usual: a wrong path is never silently replaced.
+    network access. When Keras cannot get the ImageNet weights file (it is
+    not in Keras' cache and the download fails), this prints the full error
+    (which file, where Keras looks for it, how to pass a local copy) in a
+    banner on stderr, emits a `RandomWeightsFallbackWarning`, and returns a
+    base with random weights. Every other failure is raised as usual: a bad
+    argument, a damaged cached file, a local weights file (a wrong path is
+    never silently replaced).
 
     Args:
         architecture: As for `PretrainedBase`, e.g. "vgg16".
@@ -45,9 +47,7 @@ def pretrained_base_or_random(
     """
     try:
         return PretrainedBase(architecture, weights=weights, **kwargs), weights
-    except FileNotFoundError as error:
-        if weights != "imagenet":
-            raise
+    except WeightsDownloadError as error:
         message = (
             f"No ImageNet weights for {architecture!r}: using RANDOM weights instead. "
             "Results below are not transfer learning.\n" + str(error)

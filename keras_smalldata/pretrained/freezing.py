@@ -7,6 +7,21 @@ import re
 
 import keras
 
+from keras_smalldata import _backend
+from keras_smalldata._models import check_model, nested_layers
+
+
+class StaleCompileWarning(UserWarning):
+    """A trainable change that a model compiled before it does not see yet.
+
+    Keras fixes the weights a model trains when the model is compiled. After a
+    base that has already been trained is frozen or unfrozen, every model
+    compiled before the change keeps training the old set until it is compiled
+    again (on TensorFlow the layers you froze keep training; on JAX the next
+    ``fit()`` fails). Pass ``recompile=model`` to the freezing call, or call
+    ``model.compile(...)`` before the next ``fit()``.
+    """
+
 
 def _snake_case(name: str) -> str:
     # Keras' own rule for default layer names (keras.src.utils.naming).
@@ -38,22 +53,11 @@ def set_trainable(layer, value: bool) -> None:
     keras.layers.Layer.trainable.fset(layer, bool(value))
 
 
-def leaf_layers(model) -> list:
-    """Returns the layers of a model, descending into nested models."""
-    result = []
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, keras.Model):
-            result.extend(leaf_layers(layer))
-        else:
-            result.append(layer)
-    return result
-
-
-def contains_layer(model, target) -> bool:
-    """Returns True when ``target`` is ``model`` or one of its (nested) layers."""
-    if model is target:
-        return True
-    return any(contains_layer(layer, target) for layer in getattr(model, "layers", []))
+def weight_layers(model) -> list:
+    """The layers of ``model`` that hold weights themselves (nested models descended into)."""
+    if not isinstance(model, keras.Model):
+        return [model]
+    return [layer for layer in nested_layers(model) if not isinstance(layer, keras.Model)]
 
 
 def _count(weights) -> int:
@@ -135,7 +139,7 @@ def trainable_summary(model) -> TrainableSummary:
     print(trainable_summary(base.freeze()))
     ```
     """
-    layers = leaf_layers(model) if isinstance(model, keras.Model) else [model]
+    layers = weight_layers(model)
     trainable_layers = frozen_layers = frozen_bn = 0
     first = None
     for layer in layers:
@@ -170,7 +174,10 @@ def recompile(model, optimizer=None) -> None:
     is compiled again. This keeps the loss, metrics and other compile options
     and uses either ``optimizer`` or a fresh optimizer with the same settings
     (a new optimizer state: the right thing when the set of trained variables
-    changes).
+    changes). It compiles inside the model's own distribution scope (its
+    `tf.distribute` strategy on TensorFlow), so a model built under
+    ``MirroredStrategy`` can be recompiled from anywhere; an ``optimizer``
+    created outside that scope is created again inside it, from its config.
 
     Args:
         model: A compiled Keras model.
@@ -184,14 +191,20 @@ def recompile(model, optimizer=None) -> None:
     recompile(model, keras.optimizers.RMSprop(1e-5))
     ```
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"recompile needs a keras.Model, got {type(model).__name__}.")
+    check_model(model)
     if not model.compiled:
         raise ValueError(
             f"Model {model.name!r} is not compiled yet, so there is nothing to "
             "recompile: call model.compile(...) after freezing, as usual."
         )
-    config = keras.saving.deserialize_keras_object(model.get_compile_config())
-    if optimizer is not None:
-        config["optimizer"] = optimizer
-    model.compile(**config)
+    with _backend.model_scope(model):
+        config = keras.saving.deserialize_keras_object(model.get_compile_config())
+        if isinstance(optimizer, keras.optimizers.Optimizer) and not _backend.in_model_scope(
+            model, optimizer.iterations
+        ):
+            # Made outside the model's tf.distribute scope: the same optimizer,
+            # made again inside it (its state is new either way).
+            optimizer = type(optimizer).from_config(optimizer.get_config())
+        if optimizer is not None:
+            config["optimizer"] = optimizer
+        model.compile(**config)

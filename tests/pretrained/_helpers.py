@@ -5,10 +5,10 @@ import numpy as np
 
 def weights_by_layer(model):
     """Copies every layer's weights: {layer name: [arrays]} (descends into models)."""
-    from keras_smalldata.pretrained.freezing import leaf_layers
+    from keras_smalldata.pretrained.freezing import weight_layers
 
     return {
-        layer.name: [np.array(w) for w in layer.get_weights()] for layer in leaf_layers(model)
+        layer.name: [np.array(w) for w in layer.get_weights()] for layer in weight_layers(model)
     }
 
 

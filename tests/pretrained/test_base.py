@@ -52,7 +52,7 @@ def test_cut_at_a_block_shares_layers(vgg16, pictures):
     vgg16.unfreeze()
     with pytest.raises(ValueError, match=r"no layer or block named 'block6'"):
         vgg16.cut_at("block6")
-    with pytest.raises(ValueError, match="pooling='sum'"):
+    with pytest.raises(ValueError, match=r"`pooling` must be one of \['same', None, 'avg', 'max'\]"):
         vgg16.cut_at("block3", pooling="sum")
 
 
@@ -67,8 +67,10 @@ def test_output_layer_argument(pictures):
     assert by_block.feature_layer_name == "block2_pool"
     with pytest.raises(ValueError, match=r"output_layer='block2_conv': .*Closest names: \[.*'block2_conv1'"):
         PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block2_conv")
-    with pytest.raises(ValueError, match="use an index from 2 to 19"):
+    with pytest.raises(ValueError, match="output_layer=1: use an index from 2 to 19"):
         PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer=1)
+    with pytest.raises(ValueError, match=r"output_layer=20: index out of range; VGG16 has 20 layers"):
+        PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer=20)
 
 
 def test_pooling_on_the_full_base():
@@ -85,14 +87,76 @@ def test_pooling_on_the_full_base():
         ({"input_shape": (64, 64, 1)}, ValueError, r"must be \(height, width, 3\)"),
         ({"input_shape": (64, 64)}, ValueError, r"must be \(height, width, 3\)"),
         ({"input_shape": "64x64"}, TypeError, "must be a tuple"),
-        ({"pooling": "mean"}, ValueError, "pooling='mean' is not supported"),
+        ({"pooling": "mean"}, ValueError, r"`pooling` must be one of \[None, 'avg', 'max'\]"),
+        ({"preprocessing": "builtin"}, ValueError,
+         r"`preprocessing` must be one of \['auto', 'caffe', 'tf', 'torch', 'none'\]"),
         ({"application_kwargs": {"include_top": True}}, ValueError, r"cannot set \['include_top'\]"),
         ({"train_batchnorm": "yes"}, TypeError, "train_batchnorm='yes'"),
+        ({"trainable": "no"}, TypeError, "`trainable` must be True or False"),
+        ({"weights": 42}, TypeError, "`weights` must be 'imagenet', None or the path"),
     ],
 )
 def test_argument_checks(kwargs, error, message):
     with pytest.raises(error, match=message):
         PretrainedBase("vgg16", **{"weights": None, "input_shape": (32, 32, 3), **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"include_top": True}, r"does not take `include_top`.*never has Keras' ImageNet "
+         r"classifier.*add_classifier_head\(base\(inputs\), num_classes=5\).*"
+         r"Received: include_top=True"),
+        ({"classes": 5}, r"does not take `classes`.*add_classifier_head.*Received: classes=5"),
+        ({"classifier_activation": None}, r"does not take `classifier_activation`"),
+        ({"input_tensor": "x"}, r"does not take `input_tensor`.*x = base\(tensor\)"),
+        ({"include_preprocessing": False}, r"does not take `include_preprocessing`.*"
+         r"preprocessing='none'"),
+        ({"foo_bar": 1}, r"unexpected keyword argument foo_bar=1\. Accepted: architecture, "),
+        ({"input_shpe": (32, 32, 3)}, r"input_shpe=.*Did you mean 'input_shape'\?"),
+        ({"weight": None}, r"weight=None\. Did you mean 'weights'"),
+        ({"train_batch_norm": False}, r"Did you mean 'train_batchnorm'"),
+    ],
+)
+def test_unknown_arguments_are_refused_with_what_to_use(kwargs, message):
+    """Keras' Functional model ignores unknown keywords: the base must not."""
+    with pytest.raises(TypeError, match=message):
+        PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, **kwargs)
+
+
+def test_config_has_keras_layer_entries_and_rebuilds(vgg16):
+    config = vgg16.get_config()
+    assert config["name"] == "vgg16" and config["trainable"] is True
+    assert keras.dtype_policies.get(config["dtype"]).name == keras.config.dtype_policy().name
+    # Exactly what Keras passes back when it rebuilds the base from a config.
+    clone = PretrainedBase.from_config(config)
+    assert clone.get_config() == config
+    renamed = PretrainedBase.from_config({**config, "name": "other", "trainable": False})
+    assert renamed.name == "other" and renamed.trainable_weights == []
+
+
+def test_one_resolver_gives_output_layer_the_same_auto_name_hints():
+    """output_layer= and freeze_until() go through the same look-up, with its label.
+
+    An auto-numbered name of one instance does not exist in the next one (that
+    is the point), so the look-up is run on the layers of one built base.
+    """
+    from keras_smalldata.pretrained.base import resolve_layer
+
+    base = PretrainedBase("MobileNetV3Small", input_shape=(32, 32, 3), weights=None,
+                          application_kwargs={"alpha": 0.75, "minimalistic": True})
+    names = [layer.name for layer in base.layers]
+    index = next(i for i, name in enumerate(names) if name.startswith("re_lu") and i > 60)
+    with pytest.raises(ValueError) as info:
+        resolve_layer(base.layers, names[index], base.architecture, owner="MobileNetV3Small",
+                      label=lambda value: f"output_layer={value!r}", block_end=True, min_index=2)
+    message = str(info.value)
+    assert f"output_layer='{names[index]}': '{names[index]}' is an automatic layer name" in message
+    assert f"its index: output_layer={index}  (base.layers[{index}])" in message
+    with pytest.raises(ValueError) as same:
+        base.freeze_until(names[index])
+    assert str(same.value).split(":", 1)[1] == message.split(":", 1)[1].replace(
+        f"output_layer={index}", f"freeze_until({index})")
 
 
 def test_inception_minimum_size_is_named():

@@ -1,11 +1,14 @@
 """Freezing VGG16 by name, block, index; exact counts; refusals; recompiling."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
 
 from keras_smalldata.pretrained import (
     PretrainedBase,
+    StaleCompileWarning,
     add_classifier_head,
     recompile,
     trainable_summary,
@@ -27,9 +30,16 @@ def seeds_model():
 
 @pytest.fixture(autouse=True)
 def _reset(vgg16):
-    vgg16.unfreeze()
+    # The models a test compiled around the shared base end with the test, so
+    # none of them can go stale.
+    def unfreeze():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StaleCompileWarning)
+            vgg16.unfreeze()
+
+    unfreeze()
     yield
-    vgg16.unfreeze()
+    unfreeze()
 
 
 def test_seeds_counts(seeds_model):
@@ -198,6 +208,8 @@ def test_recompile_checks_its_arguments(vgg16):
         vgg16.freeze(recompile=other)
     with pytest.raises(TypeError, match="must be the keras.Model that contains this base"):
         vgg16.freeze(recompile="model")
+    with pytest.raises(TypeError, match="`model` must be a keras.Model"):
+        recompile("model")
     with pytest.raises(ValueError, match="optimizer= is only used with recompile=model"):
         vgg16.freeze(optimizer="sgd")
     inputs = keras.Input((32, 32, 3))
@@ -211,11 +223,113 @@ def test_recompile_checks_its_arguments(vgg16):
     assert vgg16.trainable_summary().trainable_params == BLOCK5_PARAMS
 
 
-def test_compiled_base_warns_without_recompile():
+def test_recompile_accepts_every_model_that_shares_the_base(vgg16):
+    first, second = _compiled_model(vgg16), _compiled_model(vgg16)
+    optimizers = first.optimizer, second.optimizer
+    vgg16.freeze(recompile=[first, second])
+    assert first.optimizer is not optimizers[0] and second.optimizer is not optimizers[1]
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="does not contain this base"):
+        vgg16.unfreeze(recompile=(first, other))
+    assert vgg16.trainable is False  # refused before any change
+
+
+# ------------------------------- a freezing change after training: "frozen" means frozen
+
+
+def _stale_warnings(change):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        change()
+    return [w for w in caught if issubclass(w.category, StaleCompileWarning)]
+
+
+def _small_trained(pictures, run_eagerly, training_false=False):
+    """Blocks 1-2 of VGG16 in a compiled model that has trained once."""
+    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block2")
+    inputs = keras.Input((32, 32, 3))
+    # training=False: Keras' transfer-learning idiom; it does not stop training.
+    features = base(inputs, training=False) if training_false else base(inputs)
+    model = keras.Model(inputs, add_classifier_head(features, hidden_units=4))
+    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=run_eagerly)
+    _fit_once(model, pictures)
+    return base, model
+
+
+def test_freeze_after_fit_warns_at_once_and_the_advice_keeps_weights_frozen(pictures):
+    """Issue 14: after a fit, freeze() without recompiling left the weights training.
+
+    Keras (3.15) compiled the old set into the model and said nothing. The
+    change now warns when it is made; compiling again, as the warning says,
+    makes the next fit leave every frozen weight as it was.
+    """
+    base, model = _small_trained(pictures, run_eagerly=False, training_false=True)
+    caught = _stale_warnings(base.freeze)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "'vgg16' has trained since its trainable weights last changed" in message
+    assert "recompile=model" in message and "model.compile(...)" in message
+    assert caught[0].filename == __file__  # it points at the freezing call
+    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy")
+    before = weights_by_layer(base)
+    _fit_once(model, pictures)
+    after = weights_by_layer(base)
+    assert not any(changed(before, after, layer.name) for layer in base.layers)
+
+
+def test_recompile_argument_keeps_frozen_weights_frozen_without_a_warning(pictures):
+    base, model = _small_trained(pictures, run_eagerly=False)
+    assert _stale_warnings(lambda: base.freeze_until("block2_conv1", recompile=model)) == []
+    before = weights_by_layer(base)
+    _fit_once(model, pictures)
+    after = weights_by_layer(base)
+    assert {name for name in before if changed(before, after, name)} == {
+        "block2_conv1", "block2_conv2"
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda base: base.freeze(),
+        lambda base: base.freeze_until("block2_conv1"),
+        lambda base: base.freeze_through("block1"),
+        lambda base: setattr(base, "trainable", False),  # Keras' own idiom
+    ],
+    ids=["freeze", "freeze_until", "freeze_through", "trainable=False"],
+)
+def test_every_freezing_change_after_training_warns(pictures, change):
+    base, _ = _small_trained(pictures, run_eagerly=True)
+    assert len(_stale_warnings(lambda: change(base))) == 1
+
+
+def test_unfreeze_after_training_a_frozen_base_warns(pictures):
     base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
-    base.compile("sgd", "mse")
-    with pytest.warns(UserWarning, match="no effect on fit\\(\\) until you compile it again"):
-        base.freeze()
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=4))
+    base.freeze_until("block1_conv2")
+    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
+    _fit_once(model, pictures)
+    assert len(_stale_warnings(base.unfreeze)) == 1
+    # No change at all (already unfrozen): nothing to warn about.
+    assert _stale_warnings(base.unfreeze) == []
+
+
+def test_no_warning_when_no_compiled_model_can_be_stale(pictures):
+    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=4))
+    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
+    # Compiled, not trained yet: the first fit sees the new flags.
+    assert _stale_warnings(lambda: base.freeze_until("block1_conv2")) == []
+    # Running without training (predict, feature extraction) changes no weight.
+    model.predict(pictures, verbose=0)
+    base(pictures, training=True)
+    assert _stale_warnings(base.freeze) == []
+    before = weights_by_layer(base)
+    _fit_once(model, pictures)
+    assert not any(changed(before, weights_by_layer(base), name) for name in before)
 
 
 # ------------------------------------------------- fine-tuning really trains...

@@ -3,17 +3,19 @@
 import keras
 import numpy as np
 import pytest
-from keras.src.utils import file_utils
 
 from keras_smalldata.pretrained import PretrainedBase, add_classifier_head
+from keras_smalldata.pretrained import base as base_module
 
 
 @pytest.fixture(autouse=True)
-def _no_download(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a download was attempted")
+def _no_imagenet(monkeypatch):
+    """Rebuilding from a config must never ask Keras for the ImageNet weights."""
 
-    monkeypatch.setattr(file_utils, "get_file", refuse)
+    def refuse(*args, **kwargs):
+        raise AssertionError("the ImageNet weights were asked for")
+
+    monkeypatch.setattr(base_module, "build_with_imagenet_weights", refuse)
 
 
 def _flags(base):
@@ -93,3 +95,20 @@ def test_auto_numbered_layers_keep_their_frozen_state(tmp_path):
     assert _flags(loaded) == _flags(base)
     assert loaded.train_batchnorm is False
     assert loaded.get_config()["frozen_ranges"] == base.get_config()["frozen_ranges"]
+
+
+def test_dtype_policy_round_trips(tmp_path):
+    """get_config carries Keras' layer entries (name, trainable, dtype), and they are obeyed."""
+    previous = keras.config.dtype_policy()
+    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1",
+                          dtype="mixed_bfloat16", name="half", trainable=False)
+    assert keras.config.dtype_policy() == previous  # the global policy is left alone
+    assert base.get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
+    config = base.get_config()
+    assert (config["name"], config["trainable"]) == ("half", False)
+    assert keras.dtype_policies.get(config["dtype"]).name == "mixed_bfloat16"
+    model = _model_around(base)
+    model.save(tmp_path / "half.keras")
+    loaded = keras.models.load_model(tmp_path / "half.keras").get_layer("half")
+    assert loaded.get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
+    assert loaded.trainable is False and loaded.get_config() == config
