@@ -66,8 +66,15 @@ def _all_layers(layer) -> list:
     return found
 
 
-def _neutral_names(config, names: set[str]):
-    """Replaces layer names by their order of first appearance.
+# Configuration entries that record how a layer was first built, not what it
+# computes: a layer gains them when it is first called (weights whose shape
+# depends on the input are digested with their values, and the data's shape
+# is part of the data's fingerprint).
+_BUILD_KEYS = ("build_config", "build_input_shape")
+
+
+def _neutral_names(config, names: set[str], sequential: bool = False):
+    """A layer configuration with what does not change the computation left out.
 
     Keras numbers automatic names per session (``input_layer_3``,
     ``dense_7``): the same architecture built twice gets different names.
@@ -75,6 +82,10 @@ def _neutral_names(config, names: set[str]):
     ``<layer 0>``, ``<layer 1>``... in the order they appear. Only values
     under a ``"name"`` key and the first item of ``[name, node, tensor]``
     references are renamed, and only when they are names of actual layers.
+    The ``trainable`` flags and the build records are left out, and so is
+    the ``InputLayer`` a `keras.Sequential` gains when it is first called
+    (``sequential``, or a nested config of class ``Sequential``), so that a
+    layer gives the same digest before and after its first use.
     """
     mapping: dict[str, str] = {}
 
@@ -85,14 +96,21 @@ def _neutral_names(config, names: set[str]):
             mapping[value] = f"<layer {len(mapping)}>"
         return mapping[value]
 
-    def walk(node):
+    def walk(node, in_sequential=False):
         if isinstance(node, dict):
+            if node.get("class_name") == "Sequential" and isinstance(node.get("config"), dict):
+                return {k: walk(v, in_sequential=k == "config") for k, v in sorted(node.items())}
             out = {}
             for k in sorted(node):
-                if k == "trainable":  # inference does not depend on it
+                if k == "trainable" or k in _BUILD_KEYS:
                     continue
                 v = node[k]
-                out[k] = rename(v) if (k == "name" and isinstance(v, str)) else walk(v)
+                if k == "name" and isinstance(v, str):
+                    out[k] = rename(v)
+                elif k == "layers" and in_sequential and isinstance(v, list):
+                    out[k] = [walk(item) for item in v if not _is_input_layer(item)]
+                else:
+                    out[k] = walk(v)
             return out
         if isinstance(node, (list, tuple)):
             items = list(node)
@@ -105,7 +123,11 @@ def _neutral_names(config, names: set[str]):
             return [walk(item) for item in items]
         return node
 
-    return walk(config)
+    return walk(config, in_sequential=sequential)
+
+
+def _is_input_layer(item) -> bool:
+    return isinstance(item, dict) and item.get("class_name") == "InputLayer"
 
 
 def weights_digest(layer) -> str:
@@ -137,10 +159,13 @@ def layer_config_digest(layer) -> str:
     description = {"class": f"{cls.__module__}.{cls.__qualname__}"}
     config = _config(layer)
     if config is not None:
-        description["config"] = _neutral_names(config, names)
+        description["config"] = _neutral_names(config, names, isinstance(layer, keras.Sequential))
     else:
         description["layers"] = [
-            [f"{type(item).__module__}.{type(item).__qualname__}", _neutral_names(_config(item), names)]
+            [
+                f"{type(item).__module__}.{type(item).__qualname__}",
+                _neutral_names(_config(item), names, isinstance(item, keras.Sequential)),
+            ]
             for item in layers[1:]
         ]
     return digest_json(description)

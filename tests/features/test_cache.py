@@ -292,6 +292,19 @@ def test_miss_on_augmentation_settings(tmp_path):
     assert not other.from_cache and other.cache_path != scaled.cache_path
 
 
+def test_an_augmentation_used_before_still_hits(tmp_path):
+    # A Keras layer's configuration gains a `build_config` once it has been
+    # called; that does not change what it computes.
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
+    x = _images(4)
+    augmentation = keras.Sequential([keras.layers.RandomFlip(seed=1), keras.layers.RandomRotation(0.1, seed=2)])
+    kwargs = dict(augmentation=augmentation, augment_rounds=1, seed=3)
+    first = _extract(model, x, tmp_path, **kwargs)  # builds the augmentation
+    again = _extract(model, x, tmp_path, **kwargs)
+    assert not first.from_cache and again.from_cache
+    np.testing.assert_array_equal(again.features, first.features)
+
+
 def _scaler(factor):
     def scale(images):
         return images * factor
