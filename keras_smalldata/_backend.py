@@ -8,8 +8,8 @@ so that the rest of the code stays written against ``keras.ops``.
 
 from __future__ import annotations
 
-import importlib
-import os
+import sys
+import weakref
 
 
 def backend_name() -> str:
@@ -27,12 +27,15 @@ def is_tensorflow() -> bool:
 def tensorflow():
     """Imports and returns the ``tensorflow`` module, quietly.
 
-    TensorFlow prints C++ start-up logs on import unless told not to. We only
-    lower that level when the user has not chosen one, so their own setting
-    always wins.
+    The first import goes through `_startup.import_tensorflow_quietly`, which
+    drops TensorFlow's C++ start-up notices (they ignore
+    ``TF_CPP_MIN_LOG_LEVEL``); ``TF_CPP_MIN_LOG_LEVEL=0`` keeps them.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return importlib.import_module("tensorflow")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    from keras_smalldata._startup import import_tensorflow_quietly
+
+    return import_tensorflow_quietly()
 
 
 # ---------------------------------------------------------------------------
@@ -236,6 +239,90 @@ def numpy_ops_for(x):
     import keras
 
     return keras.ops
+
+
+def keras_ops_for(x):
+    """`keras.ops`, or for the TensorFlow tensors of `runs_in_tf_data` the same
+    functions done by TensorFlow (`tf.experimental.numpy`, with Keras' ``cast``,
+    ``shape`` and ``arange``, which also take sizes known only as tensors)."""
+    if runs_in_tf_data(x):
+        return _TensorFlowOps()
+    import keras
+
+    return keras.ops
+
+
+class _TensorFlowOps:
+    def __getattr__(self, name):
+        return getattr(tensorflow().experimental.numpy, name)
+
+    @staticmethod
+    def cast(x, dtype):
+        return tensorflow().cast(x, dtype)
+
+    @staticmethod
+    def shape(x):
+        return tensorflow().shape(x)
+
+    @staticmethod
+    def arange(stop, dtype=None):
+        return tensorflow().range(stop, dtype=dtype)
+
+
+def xla_function(fn, tensorflow_tensors: bool = False):
+    """Compiles a pure ``fn(*tensors)`` with XLA where the backend has a compiler.
+
+    ``tf.function(jit_compile=True)`` on TensorFlow, and for the TensorFlow
+    tensors a layer gets inside ``tf.data`` under another backend
+    (``tensorflow_tensors=True``); ``jax.jit`` on JAX; ``fn`` itself on PyTorch
+    (eager). One TensorFlow trace serves every batch size; XLA compiles once
+    per input shape.
+    """
+    if tensorflow_tensors or is_tensorflow():
+        return tensorflow().function(
+            fn, jit_compile=True, reduce_retracing=True, autograph=False
+        )
+    return _for_backend({"jax": _jax_xla, "torch": lambda fn: fn})(fn)
+
+
+def _jax_xla(fn):
+    import jax
+
+    return jax.jit(fn)
+
+
+def without_autograph(fn):
+    """``fn`` marked for ``tf.data`` to trace as written, not through AutoGraph.
+
+    ``dataset.map`` converts the Python code it calls with AutoGraph; code that
+    only branches on Python values needs none of it (and the conversion warns
+    about library functions whose source it cannot read).
+    """
+    return tensorflow().autograph.experimental.do_not_convert(fn)
+
+
+_TF_DATA_GENERATORS = weakref.WeakKeyDictionary()
+
+
+def tf_data_uniform(owner, shape, seed: int | None = None):
+    """Float32 draws from U(0, 1) inside ``tf.data`` under JAX or PyTorch.
+
+    A layer's `keras.random.SeedGenerator` keeps its state in the running
+    backend, which a ``tf.data`` graph cannot advance. Here the state is a
+    ``tf.random.Generator`` made once per ``owner`` (outside any graph, from
+    ``seed``); each call advances it atomically, so parallel ``map`` calls never
+    repeat a draw, and a new owner with the same seed repeats the sequence.
+    """
+    tf = tensorflow()
+    generator = _TF_DATA_GENERATORS.get(owner)
+    if generator is None:
+        with tf.init_scope():
+            if seed is None:
+                generator = tf.random.Generator.from_non_deterministic_state()
+            else:
+                generator = tf.random.Generator.from_seed(seed)
+        _TF_DATA_GENERATORS[owner] = generator
+    return generator.uniform(shape, dtype=tf.float32)
 
 
 def model_scope(model):

@@ -160,7 +160,8 @@ def plot_history(
     model = getattr(history, "model", None) if hasattr(history, "history") else None
     best = _best_epoch(data, epochs, validation_freq, monitor, mode, model)
 
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     count = len(selected)
@@ -168,7 +169,11 @@ def plot_history(
     nrows = math.ceil(count / ncols)
     if figsize is None:
         figsize = (5.0 * ncols, 3.8 * nrows + 0.7)
-    fig = plt.figure(figsize=figsize, layout="constrained")
+    # Not a pyplot figure: nothing is registered globally (no "more than 20
+    # figures" warning in a loop, no second copy shown by a notebook); the Agg
+    # canvas measures the legend.
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
     legend_entries: dict[str, object] = {}
     for index, base in enumerate(selected):
         ax = fig.add_subplot(nrows, ncols, index + 1)
