@@ -204,10 +204,8 @@ def plot(results, sizes, path: Path) -> None:
         highs = np.array([results[strategy][str(n)]["max"] for n in sizes])
         offset = (index - (len(results) - 1) / 2) * 0.025
         positions = np.array(sizes, dtype=float) * (1 + offset)
-        ax.errorbar(
-            positions, means, yerr=[means - lows, highs - means], marker="o",
-            capsize=3, label=strategy,
-        )
+        spread = [np.maximum(means - lows, 0.0), np.maximum(highs - means, 0.0)]
+        ax.errorbar(positions, means, yerr=spread, marker="o", capsize=3, label=strategy)
     ax.set_xscale("log")
     ax.minorticks_off()
     ax.set_xticks(sizes, [str(n) for n in sizes])
@@ -217,6 +215,21 @@ def plot(results, sizes, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     figure.savefig(path, dpi=110)
+
+
+def replot(paths, output: Path) -> None:
+    """Prints the table and draws the plot of earlier runs (strategies merged)."""
+    results, settings = {}, []
+    for path in paths:
+        record = json.loads(Path(path).read_text())
+        results.update(record["results"])
+        settings.append(record["settings"])
+    sizes = sorted({int(n) for r in results.values() for n in r})
+    for record in settings:
+        print(record)
+    print(table(results, sizes))
+    output.mkdir(parents=True, exist_ok=True)
+    plot(results, sizes, output / "learning_quality.png")
 
 
 def main() -> None:
@@ -231,7 +244,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="sizes 5 and 25, 1 seed")
     parser.add_argument("--output", type=Path,
                         default=ROOT / "docs" / "benchmarks" / "learning_quality")
+    parser.add_argument("--from-results", type=Path, nargs="+", default=None,
+                        help="only print and plot these results.json files, merged")
     args = parser.parse_args()
+    if args.from_results:
+        replot(args.from_results, args.output)
+        return
     if args.quick:
         args.sizes, args.seeds = [5, 25], [0]
     args.output.mkdir(parents=True, exist_ok=True)
