@@ -36,6 +36,7 @@ _EXPORTS = {
     "ImageNetPreprocessing": "keras_smalldata.pretrained",
     "PretrainedBase": "keras_smalldata.pretrained",
     "RandomWeightsFallbackWarning": "keras_smalldata.pretrained",
+    "StaleCompileWarning": "keras_smalldata.pretrained",
     "pretrained_base_or_random": "keras_smalldata.pretrained",
     "add_classifier_head": "keras_smalldata.pretrained",
     "available_architectures": "keras_smalldata.pretrained",
