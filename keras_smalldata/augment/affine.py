@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import weakref
 
 import keras
+import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata import _backend
-from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
+from keras_smalldata.augment._image_layer import RandomImageLayer
+from keras_smalldata.augment._warp import warp
 
 # Columns of the uniform draw made once per image (one random op per batch).
 (
@@ -42,8 +42,8 @@ def _affine_rows(
 ):
     """Builds the (batch, 8) `affine_transform` rows from 1-D parameter tensors.
 
-    ``xnp`` is a NumPy-like op namespace (``keras.ops`` or a layer's
-    ``self.backend.numpy``). All parameters are float tensors of shape
+    ``xnp`` is `keras.ops` or its TensorFlow twin (`_backend.keras_ops_for`).
+    All parameters are float tensors of shape
     ``(batch,)``; ``flip_x``/``flip_y`` hold 0. or 1.
 
     The output-to-input map is M = C . R(theta) . T(-shift) . Sh(shear) .
@@ -96,35 +96,55 @@ _SETTINGS = (
 )
 _KIND_CODES = {"none": 0.0, "uniform": 1.0, "choice": 2.0}
 
+# The largest shift (pixels) and zoom factor the float32 pass computes without
+# overflow on any picture up to a million pixels wide: coordinates stay below
+# 1e25, far from float32's 3.4e38. A shift of 1e18 pixels is already "off the
+# picture" for every fill mode but "reflect" and "wrap", where it is reduced
+# modulo the period.
+_LARGEST_SHIFT = 1e18
+_ZOOM_BOUNDS = (1e-18, 1e18)
+_FLOAT32_MAX = float(np.finfo("float32").max)
+
+
+def _check_computable(name, value, low, high, unit):
+    """Refuses a setting beyond what the float32 computation can represent."""
+    if not low <= abs(value) <= high:
+        raise ValueError(
+            f"`{name}` must be between {low:g} and {high:g} {unit}: beyond that the "
+            f"float32 computation of the warp overflows. {args.received(name, value)}"
+        )
+
 
 def _draw_shift(
-    xnp, cast, kind, half_width, is_fraction, count, candidates, value, sign, size
+    ops, kind, half_width, is_fraction, count, candidates, value, sign, size
 ):
     """One shift per picture, by ImageDataGenerator's rules, without Python branches."""
+    xnp, cast = ops, ops.cast
     uniform = (2.0 * value - 1.0) * half_width
     index = cast(xnp.minimum(xnp.floor(value * count), count - 1.0), "int32")
-    choice = xnp.take(candidates, index) * xnp.where(sign < 0.5, -1.0, 1.0)
+    choice = xnp.take(candidates, index) * (1.0 - 2.0 * cast(sign < 0.5, "float32"))
     shift = xnp.where(kind == 1.0, uniform, xnp.where(kind == 2.0, choice, 0.0 * value))
     return shift * xnp.where(is_fraction > 0.5, size, 1.0)
 
 
 def _parameters_from_draws(
-    xnp, cast, draws, height, width, settings, candidates_x, candidates_y
+    ops, draws, height, width, settings, candidates_x, candidates_y
 ):
     """Turns ``(batch, 10)`` uniform draws into the parameters and the matrices.
 
     A pure function of tensors (the layer's ranges come in ``settings``), so
-    that it runs the same with `keras.ops` or a layer's `self.backend`.
+    that it runs the same with `keras.ops` or its TensorFlow twin.
     """
+    cast = ops.cast
     s = {name: settings[i] for i, name in enumerate(_SETTINGS)}
     column = [draws[:, i] for i in range(_N_DRAWS)]
     rotation = (2.0 * column[_ROTATION] - 1.0) * s["rotation_range"]
     shift_x = _draw_shift(
-        xnp, cast, s["x_kind"], s["x_half_width"], s["x_is_fraction"], s["x_count"],
+        ops, s["x_kind"], s["x_half_width"], s["x_is_fraction"], s["x_count"],
         candidates_x, column[_SHIFT_X], column[_SIGN_X], width,
     )  # fmt: skip
     shift_y = _draw_shift(
-        xnp, cast, s["y_kind"], s["y_half_width"], s["y_is_fraction"], s["y_count"],
+        ops, s["y_kind"], s["y_half_width"], s["y_is_fraction"], s["y_count"],
         candidates_y, column[_SHIFT_Y], column[_SIGN_Y], height,
     )  # fmt: skip
     shear = (2.0 * column[_SHEAR] - 1.0) * s["shear_range"]
@@ -133,7 +153,7 @@ def _parameters_from_draws(
     flip_h = cast(column[_FLIP_H] < 0.5, "float32") * s["horizontal_flip"]
     flip_v = cast(column[_FLIP_V] < 0.5, "float32") * s["vertical_flip"]
     matrix = _affine_rows(
-        xnp, height, width, rotation, shift_x, shift_y, shear, zoom_x, zoom_y, flip_h, flip_v
+        ops, height, width, rotation, shift_x, shift_y, shear, zoom_x, zoom_y, flip_h, flip_v
     )  # fmt: skip
     return {
         "rotation": rotation,
@@ -166,22 +186,6 @@ def _shift_spec(value):
     return "uniform", float(value), value < 1
 
 
-
-class _CompiledCall:
-    """A layer's training-time call, for `tf.function` (TensorFlow, eager mode).
-
-    Run op by op in eager mode, the random draws and the few dozen tiny ops
-    that build the matrices cost a third or more of the time of the warp
-    itself (Python dispatch); compiled together with the warp they cost
-    almost nothing (see benchmarks/augmentation.py). An object rather than a closure, so that TensorFlow keeps
-    its retracing statistics per layer.
-    """
-
-    def __init__(self, layer):
-        self._layer = weakref.ref(layer)
-
-    def __call__(self, images):
-        return BaseImagePreprocessingLayer.call(self._layer(), images, training=True)
 
 
 def affine_matrix(
@@ -281,7 +285,7 @@ def affine_matrix(
 
 
 @keras.saving.register_keras_serializable(package="keras_smalldata")
-class RandomAffine(BaseImagePreprocessingLayer):
+class RandomAffine(RandomImageLayer):
     """Random rotation, shift, shear, zoom and flips, fused in one pass.
 
     The augmentation of Keras 2's `ImageDataGenerator`, as a Keras 3 layer.
@@ -367,7 +371,8 @@ class RandomAffine(BaseImagePreprocessingLayer):
     ```
     """
 
-    _USE_BASE_FACTOR = False
+    draws_per_picture = _N_DRAWS
+    compiled = True
 
     def __init__(
         self,
@@ -385,7 +390,7 @@ class RandomAffine(BaseImagePreprocessingLayer):
         data_format: str | None = None,
         **kwargs,
     ):
-        super().__init__(data_format=data_format, **kwargs)
+        super().__init__(seed=seed, data_format=data_format, **kwargs)
         self.rotation_range = args.check_non_negative(
             "rotation_range", rotation_range, "degrees", "40", upper=360.0 + 1e-9
         )
@@ -398,7 +403,13 @@ class RandomAffine(BaseImagePreprocessingLayer):
         self.shear_range = args.check_non_negative(
             "shear_range", shear_range, "degrees", "10", upper=90.0
         )
+        for name in ("width_shift_range", "height_shift_range"):
+            value = getattr(self, name)
+            for v in value if isinstance(value, list) else [value]:
+                _check_computable(name, v, 0.0, _LARGEST_SHIFT, "pixels")
         self._zoom_bounds = args.check_zoom_range(zoom_range)
+        for bound in self._zoom_bounds:
+            _check_computable("zoom_range", bound, *_ZOOM_BOUNDS, "(zoom factors)")
         self.zoom_range = (
             float(zoom_range)
             if args.is_number(zoom_range)
@@ -407,17 +418,14 @@ class RandomAffine(BaseImagePreprocessingLayer):
         self.horizontal_flip = args.check_bool("horizontal_flip", horizontal_flip)
         self.vertical_flip = args.check_bool("vertical_flip", vertical_flip)
         self.fill_mode = args.check_choice("fill_mode", fill_mode, args.FILL_MODES)
-        if not args.is_number(fill_value):
-            raise TypeError(f"fill_value must be a number, got {fill_value!r}.")
-        self.fill_value = float(fill_value)
+        self.fill_value = args.check_number(
+            "fill_value", fill_value, -_FLOAT32_MAX, _FLOAT32_MAX
+        )
         self.interpolation = args.check_choice(
             "interpolation", interpolation, args.INTERPOLATIONS
         )
-        self.seed = args.check_seed(seed)
-        self.generator = keras.random.SeedGenerator(self.seed)
         width_shift = _shift_spec(self.width_shift_range)
         height_shift = _shift_spec(self.height_shift_range)
-        self._compiled_call = None
         self._candidates_x = self._candidates(width_shift)
         self._candidates_y = self._candidates(height_shift)
         self._settings = [
@@ -429,7 +437,7 @@ class RandomAffine(BaseImagePreprocessingLayer):
             *self._shift_settings(width_shift),
             *self._shift_settings(height_shift),
         ]
-        self._is_identity = (
+        self._identity = (
             self.rotation_range == 0
             and width_shift[0] == "none"
             and height_shift[0] == "none"
@@ -451,15 +459,16 @@ class RandomAffine(BaseImagePreprocessingLayer):
         count = len(values) if kind == "choice" else 1
         return [_KIND_CODES[kind], half_width, float(is_fraction), float(count)]
 
-    def _image_size(self, shape):
-        if len(shape) == 4:
-            shape = shape[1:]
-        if self.data_format == "channels_last":
-            return shape[0], shape[1]
-        return shape[1], shape[2]
+    def _is_identity(self) -> bool:
+        return self._identity
 
     def get_random_transformation(self, data, training=True, seed=None):
         """Draws one set of parameters per picture.
+
+        Args:
+            data: A batch of pictures (or a dict with ``"images"``).
+            training: With ``False``, nothing is drawn and None is returned.
+            seed: Optional seed for this draw instead of the layer's generator.
 
         Returns:
             ``None`` when not training, else a dict of float tensors of shape
@@ -467,75 +476,57 @@ class RandomAffine(BaseImagePreprocessingLayer):
             (pixels; positive moves the picture right/down), ``shear``
             (degrees), ``zoom_x``, ``zoom_y``, ``horizontal_flip`` and
             ``vertical_flip`` (0. or 1.), and ``matrix``, the ``(batch, 8)``
-            rows given to `affine_transform` (None for a layer that cannot
-            change anything).
+            rows of the warp (see `affine_matrix`).
         """
-        if not training:
-            return None
-        images = data["images"] if isinstance(data, dict) else data
-        shape = self.backend.core.shape(images)
-        batch_size = shape[0] if len(shape) == 4 else 1
-        if self._is_identity:
-            return {"matrix": None}
-        height, width = self._image_size(shape)
-        height = self.backend.cast(height, "float32")
-        width = self.backend.cast(width, "float32")
-        if seed is None:
-            seed = self._get_seed_generator(self.backend._backend)
-        draws = self.backend.random.uniform(shape=(batch_size, _N_DRAWS), seed=seed)
-        tensors = [
-            self.backend.convert_to_tensor(values, dtype="float32")
-            for values in (self._settings, self._candidates_x, self._candidates_y)
-        ]
-        return _parameters_from_draws(
-            self.backend.numpy, self.backend.cast, draws, height, width, *tensors
+        return super().get_random_transformation(data, training=training, seed=seed)
+
+    def _static_config(self) -> tuple:
+        return (
+            *super()._static_config(),
+            self.fill_mode,
+            self.fill_value,
+            self.interpolation,
         )
 
-    def call(self, data, training=True):
-        if (
-            training
-            and not self._is_identity
-            and not isinstance(data, dict)
-            and self._runs_eagerly_on_tensorflow()
-        ):
-            if self._compiled_call is None:
-                tf = _backend.tensorflow()
-                self._compiled_call = tf.function(
-                    _CompiledCall(self), reduce_retracing=True
-                )
-            return self._compiled_call(data)
-        return super().call(data, training=training)
+    def _setting_arrays(self) -> tuple:
+        return tuple(
+            np.asarray(values, "float32")
+            for values in (self._settings, self._candidates_x, self._candidates_y)
+        )
 
-    def _runs_eagerly_on_tensorflow(self) -> bool:
-        """True for an eager TensorFlow call (not in tf.data, fit or a traced function)."""
-        if self.backend.name != "tensorflow" or not _backend.is_tensorflow():
-            return False
-        return _backend.tensorflow().executing_eagerly()
+    def _draws_to_parameters(self, ops, draws, height, width, *settings):
+        settings = [ops.cast(values, "float32") for values in settings]
+        return _parameters_from_draws(ops, draws, height, width, *settings)
 
-    def _transform_images(self, images, transformation, interpolation):
-        if transformation is None or transformation["matrix"] is None:
-            return images
-        return self.backend.image.affine_transform(
-            images=images,
-            transform=transformation["matrix"],
-            interpolation=interpolation,
+    def _transform(self, ops, images, parameters):
+        return warp(
+            ops,
+            images,
+            parameters["matrix"],
+            interpolation=self.interpolation,
             fill_mode=self.fill_mode,
             fill_value=self.fill_value,
-            data_format=self.data_format,
+            dtype=self.compute_dtype,
         )
 
-    def transform_labels(self, labels, transformation, training=True):
-        return labels
+    def _transform_masks(self, ops, masks, parameters):
+        # Class indices are moved, never blended.
+        return warp(
+            ops,
+            masks,
+            parameters["matrix"],
+            interpolation="nearest",
+            fill_mode=self.fill_mode,
+            fill_value=self.fill_value,
+            dtype=keras.backend.standardize_dtype(masks.dtype),
+        )
 
-    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
+    def _transform_bounding_boxes(self, bounding_boxes):
         raise NotImplementedError(
             "RandomAffine does not move bounding boxes: shear and independent "
             "x/y zoom do not keep boxes axis-aligned. Use it for images and "
             "segmentation masks only."
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

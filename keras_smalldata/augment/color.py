@@ -5,41 +5,16 @@ from __future__ import annotations
 import keras
 
 from keras_smalldata import _arguments as args
-from keras_smalldata.augment._keras_internals import BaseImagePreprocessingLayer
+from keras_smalldata.augment._image_layer import RandomImageLayer
 
 
-class _PerImageColorLayer(BaseImagePreprocessingLayer):
-    """Shared plumbing: one uniform draw per picture, masks and labels untouched."""
-
-    _USE_BASE_FACTOR = False
-
-    def _draw(self, data, low, high, seed):
-        images = data["images"] if isinstance(data, dict) else data
-        shape = self.backend.core.shape(images)
-        batch_size = shape[0] if len(shape) == 4 else 1
-        if seed is None:
-            seed = self._get_seed_generator(self.backend._backend)
-        return self.backend.random.uniform(
-            shape=(batch_size,), minval=low, maxval=high, seed=seed
-        )
-
-    def transform_labels(self, labels, transformation, training=True):
-        return labels
-
-    def transform_segmentation_masks(
-        self, segmentation_masks, transformation, training=True
-    ):
-        return segmentation_masks
-
-    def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
-        return bounding_boxes
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+def _per_picture(xnp, values, images):
+    """Reshapes one value per picture to broadcast over ``(batch, ...)`` pictures."""
+    return xnp.reshape(values, (-1,) + (1,) * (len(images.shape) - 1))
 
 
 @keras.saving.register_keras_serializable(package="keras_smalldata")
-class RandomChannelShift(_PerImageColorLayer):
+class RandomChannelShift(RandomImageLayer):
     """Adds one random offset per picture to all its channels (ImageDataGenerator's channel shift).
 
     For each picture a delta is drawn from U(-intensity_range,
@@ -78,30 +53,28 @@ class RandomChannelShift(_PerImageColorLayer):
     """
 
     def __init__(self, intensity_range: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         self.intensity_range = args.check_non_negative(
             "intensity_range", intensity_range, "pixel-value units", "20.0"
         )
-        self.seed = args.check_seed(seed)
-        self.generator = keras.random.SeedGenerator(self.seed)
+
+    def _is_identity(self) -> bool:
+        return self.intensity_range == 0
 
     def get_random_transformation(self, data, training=True, seed=None):
         """Returns ``{"intensity": (batch,) tensor}`` or None when not training."""
-        if not training:
-            return None
-        r = self.intensity_range
-        return {"intensity": self._draw(data, -r, r, seed)}
+        return super().get_random_transformation(data, training=training, seed=seed)
 
-    def transform_images(self, images, transformation, training=True):
-        images = self.backend.cast(images, self.compute_dtype)
-        if not training or transformation is None or self.intensity_range == 0:
-            return images
-        xnp = self.backend.numpy
+    def _draws_to_parameters(self, ops, draws, height, width, *settings):
+        r = self.intensity_range
+        return {"intensity": (2.0 * draws[:, 0] - 1.0) * r}
+
+    def _transform(self, ops, images, parameters):
+        xnp, cast = ops, ops.cast
         axes = tuple(range(1, len(images.shape)))
         low = xnp.min(images, axis=axes, keepdims=True)
         high = xnp.max(images, axis=axes, keepdims=True)
-        delta = self.backend.cast(transformation["intensity"], self.compute_dtype)
-        delta = xnp.reshape(delta, (-1,) + (1,) * len(axes))
+        delta = _per_picture(xnp, cast(parameters["intensity"], self.compute_dtype), images)
         return xnp.minimum(xnp.maximum(images + delta, low), high)
 
     def get_config(self):
@@ -111,7 +84,7 @@ class RandomChannelShift(_PerImageColorLayer):
 
 
 @keras.saving.register_keras_serializable(package="keras_smalldata")
-class RandomBrightnessMultiplier(_PerImageColorLayer):
+class RandomBrightnessMultiplier(RandomImageLayer):
     """Multiplies each picture's brightness by a random factor, in float.
 
     ImageDataGenerator's ``brightness_range=(low, high)``: one factor per
@@ -161,7 +134,7 @@ class RandomBrightnessMultiplier(_PerImageColorLayer):
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if (
             not isinstance(brightness_range, (tuple, list))
             or len(brightness_range) != 2
@@ -179,24 +152,19 @@ class RandomBrightnessMultiplier(_PerImageColorLayer):
             )
         self.brightness_range = [low, high]
         self.value_range = list(args.check_value_range("value_range", value_range))
-        self.seed = args.check_seed(seed)
-        self.generator = keras.random.SeedGenerator(self.seed)
 
     def get_random_transformation(self, data, training=True, seed=None):
         """Returns ``{"factor": (batch,) tensor}`` or None when not training."""
-        if not training:
-            return None
-        low, high = self.brightness_range
-        return {"factor": self._draw(data, low, high, seed)}
+        return super().get_random_transformation(data, training=training, seed=seed)
 
-    def transform_images(self, images, transformation, training=True):
-        images = self.backend.cast(images, self.compute_dtype)
-        if not training or transformation is None:
-            return images
-        xnp = self.backend.numpy
+    def _draws_to_parameters(self, ops, draws, height, width, *settings):
+        low, high = self.brightness_range
+        return {"factor": low + (high - low) * draws[:, 0]}
+
+    def _transform(self, ops, images, parameters):
+        xnp, cast = ops, ops.cast
         lo, hi = self.value_range
-        factor = self.backend.cast(transformation["factor"], self.compute_dtype)
-        factor = xnp.reshape(factor, (-1,) + (1,) * (len(images.shape) - 1))
+        factor = _per_picture(xnp, cast(parameters["factor"], self.compute_dtype), images)
         return xnp.clip(lo + (images - lo) * factor, lo, hi)
 
     def get_config(self):

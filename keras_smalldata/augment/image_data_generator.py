@@ -7,6 +7,7 @@ import difflib
 import keras
 
 from keras_smalldata import _arguments as args
+from keras_smalldata.augment._image_layer import ImageLayer
 from keras_smalldata.augment.affine import RandomAffine
 from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChannelShift
 
@@ -63,17 +64,6 @@ UNSUPPORTED_ARGUMENTS = {
         "subset='training', seed=1337)` (and subset='validation'), or "
         "`keras_smalldata.make_subsets` to write split folders.",
     ),
-    "data_format": (
-        None,  # None or Keras' own setting: checked in code
-        "The layer follows Keras' setting, keras.config.image_data_format(). "
-        "Change that with keras.config.set_image_data_format(...), or build "
-        "`RandomAffine(..., data_format=...)` yourself.",
-    ),
-    "dtype": (
-        (None, "float32"),
-        "The layer outputs float32 (its compute dtype) whatever the input dtype; "
-        "cast the output with keras.ops.cast if you need another dtype.",
-    ),
 }
 
 _SUPPORTED_ARGUMENTS = (
@@ -92,21 +82,25 @@ _SUPPORTED_ARGUMENTS = (
     "interpolation_order",
     "value_range",
     "seed",
+    "data_format",
     "name",
+    "dtype",
 )
+
+# Keras layer arguments, as a saved config holds them.
+_LAYER_ARGUMENTS = ("trainable", "autocast")
 
 
 def _refuse_unsupported(kwargs: dict) -> None:
     """Raises a ValueError/TypeError for an argument this layer does not take."""
     for key, value in kwargs.items():
+        if key in _LAYER_ARGUMENTS:
+            continue
         if key in UNSUPPORTED_ARGUMENTS:
             accepted, advice = UNSUPPORTED_ARGUMENTS[key]
             if key == "zca_epsilon":
                 continue
-            if key == "data_format":
-                if value is None or value == keras.config.image_data_format():
-                    continue
-            elif any(
+            if any(
                 value is a or (type(value) is type(a) and value == a) for a in accepted
             ):
                 continue
@@ -124,7 +118,7 @@ def _refuse_unsupported(kwargs: dict) -> None:
 
 
 @keras.saving.register_keras_serializable(package="keras_smalldata")
-class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
+class ImageDataGeneratorAugmentation(ImageLayer):
     """Keras 2's ImageDataGenerator augmentation, as one Keras 3 layer.
 
     Takes the augmentation arguments of
@@ -143,18 +137,23 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
     columns and the height shift rows, as documented (Keras >= 2.9 and
     tf_keras swap them and use a swapped centre on non-square pictures);
     brightness stays in float instead of going through an 8-bit PIL picture
-    (which rounded values and destroyed 0-1 input); the output is float32.
+    (which rounded values and destroyed 0-1 input); ``fill_mode="wrap"``
+    tiles the picture as documented (SciPy's legacy "wrap" overlapped the
+    first and last rows).
 
     Arguments ImageDataGenerator took for other jobs (``featurewise_center``,
     ``samplewise_center``, ``featurewise_std_normalization``,
     ``samplewise_std_normalization``, ``zca_whitening``,
-    ``preprocessing_function``, ``validation_split``, ``data_format``,
-    ``dtype``) are accepted at their do-nothing default values; any other
-    value raises an error saying what to use instead.
+    ``preprocessing_function``, ``validation_split``) are accepted at their
+    do-nothing default values; any other value raises an error saying what to
+    use instead. ``data_format`` and ``dtype`` keep their meaning: they are
+    the layer's own.
 
     Random draws happen during training only; at inference
     (``training=False``) only ``rescale`` is applied. Inputs: uint8 or float
-    pictures, batched or not; safe in `tf.data` (``dataset.map(layer)``).
+    pictures, batched or not; the output has the layer's compute dtype
+    (float32 unless ``dtype`` says otherwise). Safe in `tf.data`
+    (``dataset.map(layer)``) under every backend.
 
     Args:
         rotation_range: Degrees, U(-r, r). E.g. ``40``.
@@ -177,7 +176,11 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
         value_range: The input's value range, used to clip the brightness
             multiplier. Default ``(0, 255)``.
         seed: Int seed for reproducible draws.
+        data_format: ``"channels_last"`` or ``"channels_first"``; ``None``
+            follows `keras.config.image_data_format()`.
         name: Layer name.
+        dtype: The layer's dtype policy, e.g. ``"float32"`` (the default) or
+            ``"float16"``: the output has its compute dtype.
         **legacy_kwargs: ImageDataGenerator's other arguments, at their
             defaults only (see above).
 
@@ -211,10 +214,14 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
         interpolation_order: int = 1,
         value_range=(0, 255),
         seed: int | None = None,
+        data_format: str | None = None,
         name: str | None = None,
+        dtype=None,
         **legacy_kwargs,
     ):
         _refuse_unsupported(legacy_kwargs)
+        layer_kwargs = {k: legacy_kwargs[k] for k in _LAYER_ARGUMENTS if k in legacy_kwargs}
+        super().__init__(data_format=data_format, name=name, dtype=dtype, **layer_kwargs)
         if not args.is_integer(interpolation_order) or interpolation_order not in (
             0,
             1,
@@ -238,7 +245,8 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
         def sub_seed(offset):
             return None if seed is None else seed + offset
 
-        prefix = name or "image_data_generator_augmentation"
+        prefix = self.name
+        common = {"dtype": self.dtype_policy}
         affine = RandomAffine(
             rotation_range=rotation_range,
             width_shift_range=width_shift_range,
@@ -251,7 +259,9 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
             fill_value=cval,
             interpolation="nearest" if interpolation_order == 0 else "bilinear",
             seed=sub_seed(0),
+            data_format=self.data_format,
             name=f"{prefix}_affine",
+            **common,
         )
         layers = [affine]
         if channel_shift_range:
@@ -260,6 +270,7 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
                     channel_shift_range,
                     seed=sub_seed(1),
                     name=f"{prefix}_channel_shift",
+                    **common,
                 )
             )
         if brightness_range is not None:
@@ -268,12 +279,15 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
                 value_range=value_range,
                 seed=sub_seed(2),
                 name=f"{prefix}_brightness",
+                **common,
             )
             brightness_range = brightness.brightness_range
             layers.append(brightness)
         if rescale:
-            layers.append(keras.layers.Rescaling(rescale, name=f"{prefix}_rescale"))
-        super().__init__(layers, name=name)
+            layers.append(
+                keras.layers.Rescaling(rescale, name=f"{prefix}_rescale", **common)
+            )
+        self._augmentation_layers = layers
         self.seed = seed
         self.interpolation_order = int(interpolation_order)
         self.value_range = value_range
@@ -282,43 +296,49 @@ class ImageDataGeneratorAugmentation(keras.layers.Pipeline):
         self.rescale = rescale
 
     @property
+    def layers(self) -> list:
+        """The layers applied in order (`RandomAffine` first)."""
+        return list(self._augmentation_layers)
+
+    @property
     def affine(self) -> RandomAffine:
         """The `RandomAffine` layer doing the geometric part."""
-        return self.layers[0]
+        return self._augmentation_layers[0]
 
     def build(self, input_shape=None):
-        for layer in self.layers:
+        for layer in self._augmentation_layers:
             if not layer.built:
                 layer.build(input_shape)
         self.built = True
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def call(self, data, training=True):
+        for layer in self._augmentation_layers:
+            data = layer(data, training=training)
+        return data
 
     def get_config(self):
+        config = super().get_config()
         affine = self.affine
-        return {
-            "rotation_range": affine.rotation_range,
-            "width_shift_range": affine.width_shift_range,
-            "height_shift_range": affine.height_shift_range,
-            "brightness_range": self.brightness_range,
-            "shear_range": affine.shear_range,
-            "zoom_range": affine.zoom_range,
-            "channel_shift_range": self.channel_shift_range,
-            "fill_mode": affine.fill_mode,
-            "cval": affine.fill_value,
-            "horizontal_flip": affine.horizontal_flip,
-            "vertical_flip": affine.vertical_flip,
-            "rescale": self.rescale,
-            "interpolation_order": self.interpolation_order,
-            "value_range": self.value_range,
-            "seed": self.seed,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        config.update(
+            {
+                "rotation_range": affine.rotation_range,
+                "width_shift_range": affine.width_shift_range,
+                "height_shift_range": affine.height_shift_range,
+                "brightness_range": self.brightness_range,
+                "shear_range": affine.shear_range,
+                "zoom_range": affine.zoom_range,
+                "channel_shift_range": self.channel_shift_range,
+                "fill_mode": affine.fill_mode,
+                "cval": affine.fill_value,
+                "horizontal_flip": affine.horizontal_flip,
+                "vertical_flip": affine.vertical_flip,
+                "rescale": self.rescale,
+                "interpolation_order": self.interpolation_order,
+                "value_range": self.value_range,
+                "seed": self.seed,
+            }
+        )
+        return config
 
 
 def from_image_data_generator(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
+import warnings
 
 import keras
 
@@ -25,7 +25,11 @@ SEEDS_IMAGE_DATA_GENERATOR = {
 
 
 def augmentation_preset(
-    name: str, seed: int | None = None, layer_name: str | None = None
+    preset: str,
+    seed: int | None = None,
+    name: str | None = None,
+    *,
+    layer_name: str | None = None,
 ) -> keras.layers.Layer:
     """Returns a ready-made augmentation block, as one layer.
 
@@ -49,9 +53,11 @@ def augmentation_preset(
     ``dataset.map``.
 
     Args:
-        name: One of ``PRESETS``.
+        preset: One of ``PRESETS``.
         seed: Int seed for reproducible draws.
-        layer_name: Name of the returned layer (default: Keras' automatic name).
+        name: Name of the returned layer (default: Keras' automatic name), as
+            for every layer and for `from_image_data_generator`.
+        layer_name: Deprecated spelling of ``name``.
 
     Returns:
         A `keras.layers.Pipeline` (an `ImageDataGeneratorAugmentation` for
@@ -60,34 +66,46 @@ def augmentation_preset(
     Example:
 
     ```python
-    augment = augmentation_preset("flip_rotate_zoom", seed=0)
+    augment = augmentation_preset("flip_rotate_zoom", seed=0, name="augmentation")
     inputs = keras.Input((64, 64, 3))
     x = augment(inputs)
     ```
     """
+    if layer_name is not None:
+        if name is not None:
+            raise TypeError(
+                "augmentation_preset got both name= and its deprecated spelling "
+                f"layer_name=; pass only name=. Received: name={name!r}, "
+                f"layer_name={layer_name!r}."
+            )
+        warnings.warn(
+            "augmentation_preset(..., layer_name=) is deprecated: use name=, as for "
+            "every layer and for from_image_data_generator.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = layer_name
     seed = args.check_seed(seed)
-    if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), PRESETS, n=2, cutoff=0.4)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if not isinstance(preset, str) or preset not in PRESETS:
+        hint = args.did_you_mean(preset, PRESETS, n=2, cutoff=0.4)
         raise ValueError(
-            f"Unknown augmentation preset name={name!r}.{hint} Available: {list(PRESETS)}."
+            f"Unknown augmentation preset.{hint} Available: {list(PRESETS)}. "
+            f"{args.received('preset', preset)}"
         )
 
     def sub_seed(offset):
         return None if seed is None else seed + offset
 
-    if name == "flip_rotate_zoom":
+    if preset == "flip_rotate_zoom":
         return keras.layers.Pipeline(
             [
                 keras.layers.RandomFlip("horizontal", seed=sub_seed(0)),
                 keras.layers.RandomRotation(0.1, seed=sub_seed(1)),
                 keras.layers.RandomZoom(0.2, seed=sub_seed(2)),
             ],
-            name=layer_name,
+            name=name,
         )
-    return ImageDataGeneratorAugmentation(
-        **SEEDS_IMAGE_DATA_GENERATOR, seed=seed, name=layer_name
-    )
+    return ImageDataGeneratorAugmentation(**SEEDS_IMAGE_DATA_GENERATOR, seed=seed, name=name)
 
 
 def _flatten(items):
@@ -146,7 +164,7 @@ def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipe
     return keras.layers.Pipeline(built, name=name)
 
 
-def keras_cv_layer(name: str, **kwargs) -> keras.layers.Layer:
+def keras_cv_layer(class_name: str, /, **kwargs) -> keras.layers.Layer:
     """Builds a keras-cv augmentation layer by class name (keras-cv is optional).
 
     keras-cv is imported only when this function is called; install it with
@@ -155,8 +173,9 @@ def keras_cv_layer(name: str, **kwargs) -> keras.layers.Layer:
     `CutMix`, `MixUp`...): prefer those when they fit.
 
     Args:
-        name: Class name in ``keras_cv.layers``, e.g. ``"RandAugment"``.
-        **kwargs: Arguments of that class.
+        class_name: Class name in ``keras_cv.layers``, e.g. ``"RandAugment"``
+            (positional, so that ``name=`` can name the layer).
+        **kwargs: Arguments of that class, ``name=`` included.
 
     Returns:
         The layer, ready for `augmentation_pipeline`.
@@ -172,19 +191,21 @@ def keras_cv_layer(name: str, **kwargs) -> keras.layers.Layer:
         keras_cv = importlib.import_module("keras_cv")
     except ImportError as error:
         raise ImportError(
-            f"keras_cv_layer({name!r}) needs keras-cv, which is not installed: "
+            f"keras_cv_layer({class_name!r}) needs keras-cv, which is not installed: "
             'pip install "keras-smalldata[cv]" (or keras-cv). Keras 3 has many such layers '
             "built in: keras.layers.RandAugment, AugMix, RandomColorJitter, CutMix, MixUp."
         ) from error
     available = sorted(n for n in dir(keras_cv.layers) if not n.startswith("_"))
-    if name not in available:
-        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"keras_cv.layers has no layer name={name!r}.{hint}")
-    layer = getattr(keras_cv.layers, name)(**kwargs)
+    if class_name not in available:
+        hint = args.did_you_mean(class_name, available, n=3, cutoff=0.5)
+        raise ValueError(
+            f"keras_cv.layers has no layer of that name.{hint} "
+            f"{args.received('class_name', class_name)}"
+        )
+    layer = getattr(keras_cv.layers, class_name)(**kwargs)
     if not isinstance(layer, keras.layers.Layer):
         raise TypeError(
-            f"keras_cv.layers.{name} did not build a Keras 3 layer ({type(layer).__name__}); "
+            f"keras_cv.layers.{class_name} did not build a Keras 3 layer ({type(layer).__name__}); "
             "keras-cv >= 0.9 with Keras 3 is required."
         )
     return layer

@@ -287,8 +287,29 @@ def test_unknown_fill_mode_suggests_the_closest():
         RandomAffine(fill_mode="nearst")
 
 
-def test_eager_calls_are_compiled_once_not_per_batch_size():
-    layer = RandomAffine(rotation_range=20, width_shift_range=0.1, seed=0)
-    for batch_size in (2, 3, 4, 5, 6, 7):
-        layer(np.zeros((batch_size, 12, 12, 3), "float32"), training=True)
-    assert layer._compiled_call.experimental_get_tracing_count() <= 2
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch", reason="PyTorch runs eagerly: nothing is compiled"
+)
+def test_eager_calls_reuse_the_compiled_augmentation(monkeypatch):
+    # A fill value of its own: compiled functions are shared by similar layers.
+    layer = RandomAffine(rotation_range=20, fill_value=0.0625, seed=0)
+    traces = []
+    original = layer._augment
+    monkeypatch.setattr(
+        layer, "_augment", lambda *a: traces.append(a[1].shape) or original(*a)
+    )
+    sizes = (2, 3, 4)
+    for _ in range(2):
+        for batch_size in sizes:
+            layer(np.zeros((batch_size, 12, 12, 3), "float32"), training=True)
+    if keras.backend.backend() == "tensorflow":
+        # reduce_retracing: one trace serves every batch size.
+        assert len(traces) <= 2
+    else:
+        # jax.jit: one trace per shape, never one per call.
+        assert len(traces) == len(sizes)
+    # A layer with other ranges reuses the compiled function.
+    twin = RandomAffine(zoom_range=0.2, fill_value=0.0625, seed=1)
+    count = len(traces)
+    twin(np.zeros((3, 12, 12, 3), "float32"), training=True)
+    assert len(traces) == count

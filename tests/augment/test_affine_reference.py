@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_smalldata.augment import RandomAffine, affine_matrix
+from keras_smalldata.augment._warp import warp
 from tests.augment._helpers import (
     inside_mask,
     legacy_warp,
@@ -36,9 +37,9 @@ CASES = [
 
 
 def _warp(picture, matrix, fill_mode="nearest", fill_value=0.0):
-    out = keras.ops.image.affine_transform(
-        picture[None], matrix, fill_mode=fill_mode, fill_value=fill_value
-    )
+    """The layer's own resampling pass, on one picture."""
+    matrix = keras.ops.convert_to_tensor(np.asarray(matrix, "float32").reshape(-1, 8))
+    out = warp(keras.ops, picture[None], matrix, fill_mode=fill_mode, fill_value=fill_value)
     return keras.ops.convert_to_numpy(out)[0]
 
 

@@ -31,7 +31,7 @@ def test_flip_rotate_zoom_preset_is_the_keras_block():
 
 
 def test_image_data_generator_preset_has_the_classic_settings():
-    preset = augmentation_preset("image_data_generator", seed=0, layer_name="augment")
+    preset = augmentation_preset("image_data_generator", seed=0, name="augment")
     assert isinstance(preset, ImageDataGeneratorAugmentation)
     assert preset.name == "augment"
     config = preset.get_config()
@@ -41,6 +41,20 @@ def test_image_data_generator_preset_has_the_classic_settings():
     )  # fmt: skip
     assert {k: config[k] for k in expected} == expected
     assert sorted(PRESETS) == ["flip_rotate_zoom", "image_data_generator"]
+
+
+def test_name_names_the_layer_as_everywhere_and_layer_name_still_works():
+    """Issue 15, item 9: `name=` was the preset, so name="augment" raised a TypeError."""
+    for preset in PRESETS:
+        assert augmentation_preset(preset, name="augment").name == "augment"
+    with pytest.warns(DeprecationWarning, match="name="):
+        old = augmentation_preset("image_data_generator", seed=0, layer_name="augment")
+    assert old.name == "augment"
+    assert old.get_config() == augmentation_preset(
+        "image_data_generator", seed=0, name="augment"
+    ).get_config()
+    with pytest.raises(TypeError, match="layer_name"):
+        augmentation_preset("flip_rotate_zoom", name="a", layer_name="b")
 
 
 def test_unknown_preset_suggests_the_closest_name():
@@ -89,14 +103,17 @@ def test_keras_cv_layer_explains_how_to_install_it(monkeypatch):
 def test_keras_cv_layer_builds_the_named_layer(monkeypatch):
     fake = types.ModuleType("keras_cv")
     fake.layers = types.SimpleNamespace(
-        RandAugment=lambda **kw: keras.layers.RandomContrast(kw["factor"]),
+        RandAugment=lambda **kw: keras.layers.RandomContrast(**kw),
         NotALayer=lambda: object(),
     )
     monkeypatch.setitem(sys.modules, "keras_cv", fake)
     layer = keras_cv_layer("RandAugment", factor=0.2)
     assert isinstance(layer, keras.layers.RandomContrast)
+    # name= goes to the layer (the class name is positional only).
+    named = keras_cv_layer("RandAugment", factor=0.2, name="rand")
+    assert named.name == "rand"
     assert isinstance(augmentation_pipeline(layer), keras.layers.Pipeline)
-    with pytest.raises(ValueError, match="Did you mean RandAugment"):
+    with pytest.raises(ValueError, match="Did you mean 'RandAugment'"):
         keras_cv_layer("RandAugmnt")
     with pytest.raises(TypeError, match="Keras 3 layer"):
         keras_cv_layer("NotALayer")
