@@ -83,10 +83,12 @@ def build_with_imagenet_weights(architecture, build, options: dict, input_shape)
     try:
         return build("imagenet")
     except Exception as error:
-        default = _default_weights_file(architecture, options, input_shape)
-        if not _could_not_get_file(architecture, error, build, default):
+        known_file = _default_weights_file(architecture, options, input_shape)
+        if not _could_not_get_file(architecture, error, known_file):
             raise
-        raise WeightsDownloadError(_unavailable_message(architecture, error, default)) from error
+        raise WeightsDownloadError(
+            _unavailable_message(architecture, error, known_file)
+        ) from error
 
 
 def _default_weights_file(architecture, options: dict, input_shape) -> bool:
@@ -103,23 +105,22 @@ def _default_weights_file(architecture, options: dict, input_shape) -> bool:
     return True
 
 
-def _could_not_get_file(architecture, error, build, default_file: bool) -> bool:
+def _could_not_get_file(architecture, error, known_file: bool) -> bool:
     """True when ``error`` means that Keras could not get the weights file.
 
-    The same constructor call without weights must succeed (so the options are
-    fine and the failure is the weights'), and the file must be missing from
-    Keras' cache afterwards: Keras deletes a partial download. When the file's
-    name depends on non-default options, the error must be one `get_file`
-    raises for a failed download (its own ``Exception`` or an `OSError`).
+    ``keras.utils.get_file`` reports a failed download as a bare ``Exception``
+    ("URL fetch failure on <url>") or lets an `OSError` through (a socket or
+    disk error); Keras refuses bad options with other types (`ValueError`...)
+    before it asks for a file. When the file's name is known, it must also be
+    missing from Keras' cache: Keras deletes a partial download, so a failure
+    with the file present is something else (a damaged file, for instance).
     """
-    try:
-        build(None)
-    except Exception:
+    if type(error) is not Exception and not isinstance(error, OSError):
         return False
-    if default_file:
+    if known_file:
         path = os.path.join(keras_cache_dir(), architecture.weights_file)
         return not os.path.exists(path)
-    return type(error) is Exception or isinstance(error, OSError)
+    return True
 
 
 def _unavailable_message(architecture, error, default_file: bool) -> str:

@@ -251,7 +251,7 @@ def _small_trained(pictures, run_eagerly, training_false=False):
     inputs = keras.Input((32, 32, 3))
     # training=False: Keras' transfer-learning idiom; it does not stop training.
     features = base(inputs, training=False) if training_false else base(inputs)
-    model = keras.Model(inputs, add_classifier_head(features, hidden_units=4))
+    model = keras.Model(inputs, add_classifier_head(features, hidden_units=None, dropout=0.0))
     model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=run_eagerly)
     _fit_once(model, pictures)
     return base, model
@@ -307,7 +307,7 @@ def test_every_freezing_change_after_training_warns(pictures, change):
 def test_unfreeze_after_training_a_frozen_base_warns(pictures):
     base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=4))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0))
     base.freeze_until("block1_conv2")
     model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
     _fit_once(model, pictures)
@@ -319,7 +319,7 @@ def test_unfreeze_after_training_a_frozen_base_warns(pictures):
 def test_no_warning_when_no_compiled_model_can_be_stale(pictures):
     base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=4))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0))
     model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
     # Compiled, not trained yet: the first fit sees the new flags.
     assert _stale_warnings(lambda: base.freeze_until("block1_conv2")) == []
