@@ -1,29 +1,45 @@
-"""Benchmark: batched filter patterns and batched Grad-CAM against one-at-a-time loops.
+"""Benchmark: visualisation speed on each backend, and how many filters the ascent excites.
 
-Run: python benchmarks/visualization.py [--quick]
+Run: python benchmarks/visualization.py [--quick] [--part speed|excitation|all]
+     [--backends tensorflow,jax,torch]
+
+Part "speed", under each backend of ``--backends`` (each in its own process,
+one after the other; default: the backend of KERAS_BACKEND, else TensorFlow):
 
 1. Filter patterns of 64 filters of one layer: `filter_patterns(model, layer,
-   range(64))` (all filters in one batch) against a loop of 64
-   `filter_pattern(model, layer, i)` calls (the Keras example's way), same
-   steps and picture size.
-   and against the Keras example's loop (a `tf.function` step that takes the
-   filter index as a Python int, so it is traced again for every filter).
+   range(64))` (batches of 8 on a CPU), the same with all filters in one
+   batch, and a loop of 64 `filter_pattern(model, layer, i)` calls; on
+   TensorFlow also the Keras example's loop (a `tf.function` step that takes
+   the filter index as a Python int, so it is traced again for every filter).
 2. Grad-CAM of 32 pictures: one `grad_cam(model, images)` call against 32
    calls on one picture each, and against the same batched call run eagerly.
 
 Models use random weights (no download). The variants of one comparison run
 interleaved, ``--rounds`` times (2; 1 with ``--quick``), and the best time of
-each is kept; tracing (a one-time cost per model, layer and batch shape) is
-done and timed before. Ratios are baseline time / batched time.
+each is kept; compiling (a one-time cost per model, layer and batch shape) is
+done and timed before. Within a backend, ratios are baseline time / batched
+time; with several backends, a last table gives each backend's time divided
+by TensorFlow's, measured in the same run.
+
+Part "excitation" (ImageNet MobileNetV2 from the Keras cache; skipped without
+it): for many layers, the fraction of filters whose activation the ascent
+raises (`FilterPatterns.excited`), with the Keras example's algorithm
+(``objective="activation", restarts=0``) and with the default
+(``objective="pre_activation", restarts=2``), and how many filters are
+unresponsive (their value hardly changes whatever the picture: no ascent can
+excite those).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,10 +47,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
+from keras_smalldata import import_keras_quietly  # noqa: E402
+
+keras = import_keras_quietly()
 import numpy as np  # noqa: E402
 
-from keras_smalldata.viz import filter_pattern, filter_patterns, grad_cam  # noqa: E402
+from keras_smalldata.viz import (  # noqa: E402
+    filter_pattern,
+    filter_patterns,
+    get_activations,
+    grad_cam,
+)
+
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def seeds_convnet(size: int) -> keras.Model:
@@ -72,6 +97,7 @@ def keras_example_loop(feature_extractor, filters, size, steps, step_size=10.0):
 
     A `tf.function` step taking the filter index as a Python int, so it is
     traced again for every filter; inputs in [-1, 1] with a grey + noise start.
+    TensorFlow backend only.
     """
     import tensorflow as tf
 
@@ -104,38 +130,45 @@ def best_of(rounds, variants):
 
 def bench_filter_patterns(name, model, layer, extractor, size, count, steps, rounds):
     filters = range(count)
-    # Tracing happens once per model, layer and batch shape: time it apart.
-    trace = timed(lambda: filter_patterns(model, layer, filters, steps=1, verbose=0))
-    filter_patterns(model, layer, filters, steps=1, verbose=0, batch_size=count)
-    filter_pattern(model, layer, 0, steps=1)
-    t = best_of(
-        rounds,
-        {
-            "default": lambda: filter_patterns(
-                model, layer, filters, steps=steps, seed=0, verbose=0
-            ),
-            "one_batch": lambda: filter_patterns(
-                model, layer, filters, steps=steps, seed=0, verbose=0, batch_size=count
-            ),
-            "loop": lambda: [
-                filter_pattern(model, layer, i, steps=steps, seed=0) for i in filters
-            ],
-            "example": lambda: keras_example_loop(extractor, filters, size, steps),
-        },
-    )
+    quiet = dict(verbose=0, restarts=0)  # the same work for every variant
+    # Compiling happens once per model, layer and batch shape: time it apart.
+    first = timed(lambda: filter_patterns(model, layer, filters, steps=1, **quiet))
+    filter_patterns(model, layer, filters, steps=1, batch_size=count, **quiet)
+    filter_pattern(model, layer, 0, steps=1, restarts=0)
+    variants = {
+        "default": lambda: filter_patterns(
+            model, layer, filters, steps=steps, seed=0, **quiet
+        ),
+        "one_batch": lambda: filter_patterns(
+            model, layer, filters, steps=steps, seed=0, batch_size=count, **quiet
+        ),
+        "loop": lambda: [
+            filter_pattern(model, layer, i, steps=steps, seed=0, restarts=0)
+            for i in filters
+        ],
+    }
+    if keras.backend.backend() == "tensorflow":
+        variants["example"] = lambda: keras_example_loop(
+            extractor, filters, size, steps
+        )
+    t = best_of(rounds, variants)
     batched = t["default"]
-    print(
-        f"filter patterns | {name} | {count} filters x {steps} steps\n"
+    lines = [
+        f"filter patterns | {name} | {count} filters x {steps} steps",
         f"    filter_patterns (default batch size) {batched:7.2f} s  "
-        f"(+{trace:.2f} s tracing on a first call)\n"
+        f"(a first call of 1 step, compiling included: {first:.2f} s)",
         f"    filter_patterns (one batch of {count:3d})   {t['one_batch']:7.2f} s  "
-        f"-> x{t['one_batch'] / batched:.2f} the default's time\n"
+        f"-> x{t['one_batch'] / batched:.2f} the default's time",
         f"    loop of filter_pattern               {t['loop']:7.2f} s  "
-        f"-> default batched is x{t['loop'] / batched:.1f} faster\n"
-        f"    loop as in the Keras example         {t['example']:7.2f} s  "
-        f"-> default batched is x{t['example'] / batched:.1f} faster",
-        flush=True,
-    )
+        f"-> default batched is x{t['loop'] / batched:.1f} faster",
+    ]
+    if "example" in t:
+        lines.append(
+            f"    loop as in the Keras example         {t['example']:7.2f} s  "
+            f"-> default batched is x{t['example'] / batched:.1f} faster"
+        )
+    print("\n".join(lines), flush=True)
+    return {f"filter patterns, {name}, {key}": value for key, value in t.items()}
 
 
 def bench_grad_cam(name, model, size, count, rounds):
@@ -144,8 +177,9 @@ def bench_grad_cam(name, model, size, count, rounds):
         .uniform(0, 255, (count, size, size, 3))
         .astype("float32")
     )
-    trace = timed(lambda: grad_cam(model, images))
+    first = timed(lambda: grad_cam(model, images))
     grad_cam(model, images[0])
+    grad_cam(model, images, run_eagerly=True)
     t = best_of(
         rounds,
         {
@@ -158,13 +192,225 @@ def bench_grad_cam(name, model, size, count, rounds):
     print(
         f"grad-cam        | {name} | {count} pictures\n"
         f"    one batched call                     {batched:7.2f} s  "
-        f"(+{trace - batched:.2f} s tracing on a first call)\n"
+        f"(+{first - batched:.2f} s compiling on a first call)\n"
         f"    {count} single-picture calls            {t['single']:7.2f} s  "
         f"-> batched is x{t['single'] / batched:.1f} faster\n"
         f"    one batched call, eager              {t['eager']:7.2f} s  "
         f"-> compiled is x{t['eager'] / batched:.1f} faster",
         flush=True,
     )
+    return {f"grad-cam, {name}, {key}": value for key, value in t.items()}
+
+
+def run_speed(quick: bool, rounds: int) -> dict:
+    count, steps = (16, 10) if quick else (64, 30)
+    keras.utils.set_random_seed(0)
+    small = seeds_convnet(64)
+    small_extractor = keras.Model(small.input, small.get_layer("conv2d_1").output)
+    vgg_size = 32
+    vgg = vgg16_classifier(vgg_size)
+    base = vgg.get_layer("vgg16")
+    results = {}
+    results.update(
+        bench_filter_patterns(
+            "seeds' convnet 64 px, conv2d_1",
+            small,
+            "conv2d_1",
+            small_extractor,
+            64,
+            count,
+            steps,
+            rounds,
+        )
+    )
+    results.update(
+        bench_filter_patterns(
+            f"VGG16 {vgg_size} px nested, vgg16/block3_conv1",
+            vgg,
+            "vgg16/block3_conv1",
+            keras.Model(base.input, base.get_layer("block3_conv1").output),
+            vgg_size,
+            count,
+            steps,
+            rounds,
+        )
+    )
+    cams = 8 if quick else 32
+    results.update(
+        bench_grad_cam("seeds' convnet 64 px, sigmoid", small, 64, cams, rounds)
+    )
+    results.update(
+        bench_grad_cam(
+            f"VGG16 {vgg_size} px nested, softmax", vgg, vgg_size, cams, rounds
+        )
+    )
+    return results
+
+
+# ---------------------------------------------------------------------------
+# Excitation on real pretrained weights.
+
+# A spread of MobileNetV2 layers: ReLU6 layers after BatchNormalization (the
+# expansions, the depthwise convolutions, the first and the last convolution)
+# and linear ones (a projection, an expansion convolution before its BN).
+MOBILENET_LAYERS = (
+    "Conv1_relu",
+    "expanded_conv_depthwise_relu",
+    "block_1_expand_relu",
+    "block_1_depthwise_relu",
+    "block_2_expand_relu",
+    "block_3_depthwise_relu",
+    "block_4_expand_relu",
+    "block_6_expand_relu",
+    "block_7_depthwise_relu",
+    "block_9_expand_relu",
+    "block_10_depthwise_relu",
+    "block_12_expand_relu",
+    "block_13_expand_relu",
+    "block_14_depthwise_relu",
+    "block_16_expand_relu",
+    "out_relu",
+    "block_3_project",
+    "block_6_expand",
+)
+
+
+def unresponsive_filters(model, layer, filters, size) -> np.ndarray:
+    """Filters whose value before the activation hardly changes, whatever the picture.
+
+    12 pictures (noise over the value range, 4 times wider, and normal noise of
+    standard deviation 16): a filter whose value spans less than 1/1000 of the
+    median span of the layer's filters is unresponsive (a channel the training
+    left dead, with near-zero weights). No ascent can excite it.
+    """
+    from keras_smalldata.viz._layers import resolve_layer
+    from keras_smalldata.viz._recording import CallRecorder
+
+    rng = np.random.default_rng(0)
+    pictures = np.concatenate(
+        [
+            rng.uniform(-1, 1, (4, size, size, 3)),
+            4 * rng.uniform(-1, 1, (4, size, size, 3)),
+            16 * rng.normal(size=(4, size, size, 3)),
+        ]
+    ).astype("float32")
+    path, target = resolve_layer(model, layer)
+    with CallRecorder([(path, target)], pre_activation=[path]) as recorder:
+        recorder.run(model, pictures)
+    values = np.asarray(
+        keras.ops.convert_to_numpy(recorder.calls[0].before_activation())
+    )[..., list(filters)]
+    span = values.max(axis=(0, 1, 2)) - values.min(axis=(0, 1, 2))
+    return span < 1e-3 * np.median(span)
+
+
+def run_excitation(quick: bool) -> dict | None:
+    size, count, steps = (64, 8, 10) if quick else (128, 32, 30)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.applications.MobileNetV2(
+                weights="imagenet", include_top=False, input_shape=(size, size, 3)
+            )
+    except Exception as error:  # no weights in the Keras cache, no network
+        print(f"excitation: skipped, no ImageNet MobileNetV2 weights ({error})")
+        return None
+    layers = MOBILENET_LAYERS[::3] if quick else MOBILENET_LAYERS
+    print(
+        f"excitation | MobileNetV2 ImageNet, {size} px, value_range (-1, 1), first "
+        f"{count} filters per layer, {steps} steps\n"
+        f"    {'layer':30s} {'filters':>7s} {'unresponsive':>12s} "
+        f"{'Keras example':>13s} {'default':>8s} {'default, responsive':>19s}",
+        flush=True,
+    )
+    totals = np.zeros(4)
+    rows = {}
+    for layer in layers:
+        channels = int(model.get_layer(layer).output.shape[-1])
+        filters = list(range(min(count, channels)))
+        unresponsive = unresponsive_filters(model, layer, filters, size)
+        fractions = []
+        for objective, restarts in (("activation", 0), ("pre_activation", 2)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = filter_patterns(
+                    model,
+                    layer,
+                    filters,
+                    steps=steps,
+                    value_range=(-1, 1),
+                    objective=objective,
+                    restarts=restarts,
+                    deprocess=False,
+                    seed=0,
+                    verbose=0,
+                )
+            fractions.append(result.excited)
+        before, after = fractions
+        responsive = (
+            after[~unresponsive].mean() if (~unresponsive).any() else float("nan")
+        )
+        print(
+            f"    {layer:30s} {len(filters):7d} {int(unresponsive.sum()):12d} "
+            f"{before.mean():13.2f} {after.mean():8.2f} {responsive:19.2f}",
+            flush=True,
+        )
+        totals += [len(filters), unresponsive.sum(), before.sum(), after.sum()]
+        rows[layer] = {
+            "filters": len(filters),
+            "unresponsive": int(unresponsive.sum()),
+            "before": float(before.mean()),
+            "after": float(after.mean()),
+        }
+    filters_total, unresponsive_total, before_total, after_total = totals
+    print(
+        f"    {'all layers':30s} {int(filters_total):7d} {int(unresponsive_total):12d} "
+        f"{before_total / filters_total:13.2f} {after_total / filters_total:8.2f} "
+        f"{after_total / (filters_total - unresponsive_total):19.2f}",
+        flush=True,
+    )
+    # check that the measurement itself is right on one layer: excited means
+    # the filter's mean activation rose on the returned picture
+    check = filter_patterns(
+        model, layers[0], [0], steps=3, value_range=(-1, 1), deprocess=False, verbose=0
+    )
+    measured = get_activations(model, np.asarray(check), layers[0])[layers[0]]
+    assert abs(measured[0, 2:-2, 2:-2, 0].mean() - check.final_activation[0]) < 1e-3
+    return rows
+
+
+def run_backends(backends, argv) -> None:
+    """Runs the speed part under each backend in a subprocess; prints time ratios to TensorFlow."""
+    results = {}
+    for backend in backends:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        command = [sys.executable, __file__, "--part", "speed", "--json", *argv]
+        completed = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=True
+        )
+        for line in completed.stdout.splitlines():
+            if line.startswith("JSON "):
+                results[backend] = json.loads(line[5:])
+            else:
+                print(line, flush=True)
+    reference = results.get("tensorflow")
+    if reference is None or len(results) < 2:
+        return
+    others = [b for b in backends if b != "tensorflow"]
+    print(
+        "time on each backend / time on TensorFlow (same run):\n    "
+        + f"{'measurement':70s}"
+        + "".join(f"{b:>12s}" for b in others),
+        flush=True,
+    )
+    for key, seconds in reference.items():
+        cells = "".join(
+            f"{results[b][key] / seconds:12.2f}"
+            if key in results[b]
+            else f"{'n/a':>12s}"
+            for b in others
+        )
+        print(f"    {key:70s}{cells}", flush=True)
 
 
 def main(argv=None):
@@ -172,50 +418,47 @@ def main(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer filters/steps, one round (about a minute)",
+        help="fewer filters, steps and layers, one round (a few minutes)",
     )
     parser.add_argument(
         "--rounds",
         type=int,
         default=None,
-        help="interleaved rounds per comparison (best kept)",
+        help="interleaved rounds per comparison, best kept (default 2, 1 with --quick)",
     )
+    parser.add_argument("--part", choices=("speed", "excitation", "all"), default="all")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated backends for the speed part, each in its own process "
+        "(default: the running one)",
+    )
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    count, steps = (16, 10) if args.quick else (64, 30)
     rounds = args.rounds or (1 if args.quick else 2)
-    keras.utils.set_random_seed(0)
+    # Random-weight models leave some filters dead; the excitation part counts them.
+    warnings.filterwarnings("ignore", message=".*were not excited by the ascent")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"keras {keras.__version__}, backend {keras.backend.backend()}, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {load:.1f}",
+        flush=True,
     )
-    small = seeds_convnet(64)
-    small_extractor = keras.Model(small.input, small.get_layer("conv2d_1").output)
-    vgg_size = 32
-    vgg = vgg16_classifier(vgg_size)
-    base = vgg.get_layer("vgg16")
-    bench_filter_patterns(
-        "seeds' convnet 64 px, conv2d_1",
-        small,
-        "conv2d_1",
-        small_extractor,
-        64,
-        count,
-        steps,
-        rounds,
-    )
-    bench_filter_patterns(
-        f"VGG16 {vgg_size} px nested, vgg16/block3_conv1",
-        vgg,
-        "vgg16/block3_conv1",
-        keras.Model(base.input, base.get_layer("block3_conv1").output),
-        vgg_size,
-        count,
-        steps,
-        rounds,
-    )
-    cams = 8 if args.quick else 32
-    bench_grad_cam("seeds' convnet 64 px, sigmoid", small, 64, cams, rounds)
-    bench_grad_cam(f"VGG16 {vgg_size} px nested, softmax", vgg, vgg_size, cams, rounds)
+    if args.part in ("speed", "all"):
+        if args.backends:
+            backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+            unknown = sorted(set(backends) - set(BACKENDS))
+            if unknown:
+                parser.error(f"unknown backends {unknown}; choose from {BACKENDS}")
+            passed = ["--rounds", str(rounds)] + (["--quick"] if args.quick else [])
+            run_backends(backends, passed)
+        else:
+            results = run_speed(args.quick, rounds)
+            if args.json:
+                print("JSON " + json.dumps(results), flush=True)
+    if args.part in ("excitation", "all") and not args.json:
+        run_excitation(args.quick)
 
 
 if __name__ == "__main__":

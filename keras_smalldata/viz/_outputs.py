@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -388,7 +389,6 @@ class ClassPredictor:
 
 
 def _forward(model):
-    import weakref
-
+    """``images -> model(images, training=False)``, holding the model weakly."""
     model_ref = weakref.ref(model)
     return lambda images: model_ref()(images, training=False)

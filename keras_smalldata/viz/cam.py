@@ -195,7 +195,9 @@ def _cam_pass(model, path: str, head, with_gradients: bool):
         model = model_ref()
         layers = [resolve_layer(model, p) for p in recorded]
         transform = {path: lambda output: output + probe}
-        with CallRecorder(layers, transform=transform, pre_activation=spied) as recorder:
+        with CallRecorder(
+            layers, transform=transform, pre_activation=spied
+        ) as recorder:
             outputs = recorder.run(model, images)
         target = recorder.single_call(path, model).output
         table = class_table(head.probabilities(outputs))
@@ -405,7 +407,9 @@ def class_activation_maps(
         cam_pass = _PASSES.get(
             model,
             (path, head, with_gradients),
-            lambda: compile_for(model, _cam_pass(model, path, head, with_gradients), True),
+            lambda: compile_for(
+                model, _cam_pass(model, path, head, with_gradients), True
+            ),
         )
     show = (
         verbose == "auto" and method == "scorecam" or verbose not in ("auto", 0, False)

@@ -72,6 +72,8 @@ class FilterPatterns:
             filter no input reaches): its picture is the start noise.
         start_activation: The filter's mean activation on the start picture.
         final_activation: The filter's mean activation on its picture.
+        attempts: int (filters,): 1 when the first ascent excited the filter,
+            k + 1 when restart k did (see ``restarts`` in `filter_patterns`).
         layer: The layer path.
         objective: What was climbed: "pre_activation" or "activation".
     """
@@ -81,6 +83,7 @@ class FilterPatterns:
     excited: np.ndarray
     start_activation: np.ndarray
     final_activation: np.ndarray
+    attempts: np.ndarray
     layer: str
     objective: str
 
@@ -206,7 +209,9 @@ def _objective(model, path, border, jitter, objective):
         call = _forward_to_layer(
             model_ref(), path, moved, pre_activation=objective == "pre_activation"
         )
-        value = call.before_activation() if objective == "pre_activation" else call.output
+        value = (
+            call.before_activation() if objective == "pre_activation" else call.output
+        )
         return _mean_filter_activation(value, indices, border), None
 
     return objective_of
@@ -244,6 +249,84 @@ def _activation_measure(model, path, border):
 _STEPS = FunctionCache(size=4)
 
 
+def _rose(start: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """Whether each filter's activation rose (beyond float noise)."""
+    return final > start + 1e-6 * np.abs(start) + 1e-12
+
+
+class _Ascent:
+    """Runs the compiled ascent over filters in batches, from a start picture per attempt.
+
+    Attempt 0 starts, as the Keras example, from mid-grey plus uniform noise
+    of +-1/16 of the value range. A restart (attempt k >= 1) starts from
+    uniform noise over k times the value range around its middle: stronger
+    inputs open ReLUs before the layer that the faint first start left shut,
+    through which a filter's gradient must pass.
+    """
+
+    def __init__(
+        self,
+        step,
+        measure,
+        shape,
+        value_range,
+        step_size,
+        steps,
+        jitter,
+        batch_size,
+        rng,
+        progbar,
+    ):
+        self._step, self._measure = step, measure
+        self._shape, self._range = shape, value_range
+        spread = value_range[1] - value_range[0]
+        self._step_size = keras.ops.convert_to_tensor(
+            step_size * spread / 2.0, dtype="float32"
+        )
+        self._steps, self._jitter, self._batch_size = steps, jitter, batch_size
+        self._rng, self._progbar = rng, progbar
+
+    def _start(self, count: int, attempt: int):
+        low, high = self._range
+        middle, spread = (low + high) / 2.0, high - low
+        noise = self._rng.uniform(size=(count,) + self._shape) - 0.5
+        scale = spread / 8.0 if attempt == 0 else spread * attempt
+        return keras.ops.convert_to_tensor(middle + noise * scale, dtype="float32")
+
+    def climb(self, filters, attempt: int):
+        """Returns the raw pictures, and each filter's activation before and after."""
+        if attempt and self._progbar is not None:
+            self._progbar.target += len(filters) * self._steps
+        pictures_out, start_out, final_out = [], [], []
+        for begin in range(0, len(filters), self._batch_size):
+            chunk = filters[begin : begin + self._batch_size]
+            pictures = self._start(len(chunk), attempt)
+            indices = keras.ops.convert_to_tensor(np.asarray(chunk, dtype="int32"))
+            start_out.append(
+                keras.ops.convert_to_numpy(self._measure(pictures, indices))
+            )
+            for _ in range(self._steps):
+                jitter = self._jitter
+                shifts = (
+                    self._rng.integers(-jitter, jitter + 1, size=2)
+                    if jitter
+                    else (0, 0)
+                )
+                shifts = keras.ops.convert_to_tensor(np.asarray(shifts, dtype="int32"))
+                pictures = self._step(pictures, indices, shifts, self._step_size)
+                if self._progbar is not None:
+                    self._progbar.add(len(chunk))
+            final_out.append(
+                keras.ops.convert_to_numpy(self._measure(pictures, indices))
+            )
+            pictures_out.append(keras.ops.convert_to_numpy(pictures))
+        return (
+            np.concatenate(pictures_out).astype("float32"),
+            np.concatenate(start_out).astype("float64"),
+            np.concatenate(final_out).astype("float64"),
+        )
+
+
 def filter_patterns(
     model: keras.Model,
     layer: str | keras.layers.Layer,
@@ -256,6 +339,7 @@ def filter_patterns(
     crop: int | None = None,
     jitter: int = 0,
     objective: str = "pre_activation",
+    restarts: int = 2,
     batch_size: int | None = None,
     deprocess: bool = True,
     seed: int | None = None,
@@ -280,8 +364,11 @@ def filter_patterns(
     input is the batch-normalised convolution). A filter that a ReLU cuts to
     0 on the start picture has no gradient after the ReLU, but has one
     before it, so it still gets a pattern. Layers without an activation are
-    climbed as they are. Each filter is then reported as excited or not
-    (`FilterPatterns.excited`, with a warning naming those that were not).
+    climbed as they are. A filter whose activation did not rise is climbed
+    again from a stronger start (``restarts``): a filter can also be cut off
+    by ReLUs *before* its layer that the faint grey start leaves shut. Each
+    filter is then reported as excited or not (`FilterPatterns.excited`, with
+    a warning naming those that were not).
 
     The model runs up to ``layer`` only (the forward pass stops once the
     layer has run), inside whatever model holds it: ``"vgg16/block3_conv1"``
@@ -315,6 +402,9 @@ def filter_patterns(
         objective: ``"pre_activation"`` (default) climbs the value before
             the layer's activation function; ``"activation"`` climbs the
             layer's output, as the Keras example does.
+        restarts: How many times a filter that was not excited is climbed
+            again from a new, stronger start: uniform noise over the whole
+            value range, then over twice the range. 0 turns restarts off.
         batch_size: Filters optimised together per batch. None (default):
             all of them, up to 64, when a GPU is visible; 8 on a CPU, where
             per-picture cost hardly falls with larger batches and big
@@ -353,6 +443,7 @@ def filter_patterns(
     check_int("border", border, minimum=0)
     check_int("jitter", jitter, minimum=0)
     objective = check_choice("objective", objective, OBJECTIVES)
+    check_int("restarts", restarts, minimum=0)
     if batch_size is None:
         batch_size = 64 if _backend.accelerator_available() else 8
     check_positive_int("batch_size", batch_size)
@@ -380,52 +471,57 @@ def filter_patterns(
                 compile_for(model, _activation_measure(model, path, border)),
             ),
         )
-    rng = np.random.default_rng(seed)
-    spread = high - low
-    step = keras.ops.convert_to_tensor(step_size * spread / 2.0, dtype="float32")
-    progbar = (
-        keras.utils.Progbar(len(filters) * steps, unit_name="step") if verbose else None
+    ascent = _Ascent(
+        ascent_step,
+        measure,
+        (height, width, channels),
+        (low, high),
+        step_size,
+        steps,
+        jitter,
+        batch_size,
+        np.random.default_rng(seed),
+        keras.utils.Progbar(len(filters) * steps, unit_name="step")
+        if verbose
+        else None,
     )
-    results, start_values, final_values = [], [], []
-    for begin in range(0, len(filters), batch_size):
-        chunk = filters[begin : begin + batch_size]
-        noise = rng.uniform(size=(len(chunk), height, width, channels))
-        pictures = keras.ops.convert_to_tensor(
-            (low + high) / 2.0 + (noise - 0.5) * spread / 8.0, dtype="float32"
-        )
-        indices = keras.ops.convert_to_tensor(np.asarray(chunk, dtype="int32"))
-        start_values.append(keras.ops.convert_to_numpy(measure(pictures, indices)))
-        for _ in range(steps):
-            shifts = rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
-            shifts = keras.ops.convert_to_tensor(np.asarray(shifts, dtype="int32"))
-            pictures = ascent_step(pictures, indices, shifts, step)
-            if progbar is not None:
-                progbar.add(len(chunk))
-        final_values.append(keras.ops.convert_to_numpy(measure(pictures, indices)))
-        results.append(keras.ops.convert_to_numpy(pictures))
-    raw = np.concatenate(results).astype("float32")
-    start = np.concatenate(start_values).astype("float64")
-    final = np.concatenate(final_values).astype("float64")
-    excited = final > start + 1e-6 * np.abs(start) + 1e-12
+    raw, start, final = ascent.climb(filters, attempt=0)
+    excited = _rose(start, final)
+    attempts = np.ones(len(filters), dtype="int64")
+    for attempt in range(1, restarts + 1):
+        again = np.flatnonzero(~excited)
+        if not again.size:
+            break
+        retry = ascent.climb([filters[i] for i in again], attempt)
+        found = _rose(retry[1], retry[2])
+        chosen = again[found]
+        raw[chosen], start[chosen], final[chosen] = (part[found] for part in retry)
+        excited[chosen] = True
+        attempts[chosen] = attempt + 1
     if not excited.all():
         missed = [f for f, ok in zip(filters, excited) if not ok]
         warnings.warn(
             f"{len(missed)} of {len(filters)} filters of layer {path!r} were not "
             f"excited by the ascent (filters {missed[:10]}"
-            f"{'...' if len(missed) > 10 else ''}): their activation did not rise, "
-            "so their pictures are the start noise, not a pattern. "
+            f"{'...' if len(missed) > 10 else ''}), even after {restarts} "
+            "restart(s): their activation did not rise, so their pictures are the "
+            "start noise, not a pattern (often a filter that no input reaches, "
+            "behind channels that are zero for every picture). "
             "FilterPatterns.excited marks them and plot_filter_patterns crosses "
             "them out.",
             UserWarning,
             stacklevel=2,
         )
-    pictures = raw if not deprocess else np.stack([deprocess_image(p, crop) for p in raw])
+    pictures = (
+        raw if not deprocess else np.stack([deprocess_image(p, crop) for p in raw])
+    )
     return FilterPatterns(
         pictures=pictures,
         filters=np.asarray(filters, dtype="int64"),
         excited=excited,
         start_activation=start,
         final_activation=final,
+        attempts=attempts,
         layer=path,
         objective=objective,
     )
@@ -444,7 +540,7 @@ def filter_pattern(
 
     The one-filter case of `filter_patterns` (see there for the algorithm
     and for the other keyword arguments: ``value_range``, ``border``,
-    ``crop``, ``jitter``, ``objective``, ``deprocess``, ``seed``,
+    ``crop``, ``jitter``, ``objective``, ``restarts``, ``deprocess``, ``seed``,
     ``verbose``, ``run_eagerly``); a filter that was not excited gets a
     warning. The compiled step is cached, so a loop of calls on the same
     model and layer is traced once. To see many filters, call

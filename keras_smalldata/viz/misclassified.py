@@ -146,6 +146,7 @@ def find_misclassified(
     predictor = ClassPredictor(model)
     seen = 0
     wrong = 0
+    picture_shape = (0, 0, 0)
     kept = {key: [] for key in ("images", "true", "predicted", "probability", "index")}
     for images, labels in _batches(dataset, batch_size):
         batch, _ = as_batch(images)
@@ -158,6 +159,7 @@ def find_misclassified(
             raise ValueError(
                 f"a batch has {int(batch.shape[0])} pictures but {len(truth)} labels."
             )
+        picture_shape = tuple(batch.shape[1:])
         predicted, table = predictor(batch)
         mistakes = np.flatnonzero(predicted != truth)
         room = max_images - len(kept["index"])
@@ -174,7 +176,7 @@ def find_misclassified(
     images = (
         np.stack(kept["images"])
         if kept["images"]
-        else np.zeros((0, 0, 0, 0), dtype="float32")
+        else np.zeros((0,) + picture_shape, dtype="float32")
     )
     return Misclassified(
         images=images,

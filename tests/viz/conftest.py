@@ -79,8 +79,26 @@ def pictures():
     )
 
 
+def same_weights_on_every_backend(model: keras.Model, seed: int) -> keras.Model:
+    """Sets every kernel from a NumPy generator (Glorot uniform), so the model is the same
+    on TensorFlow, JAX and PyTorch; 1-D weights (biases, normalisation) keep their
+    constant initial values."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for value in model.get_weights():
+        if value.ndim >= 2:
+            fan_in = int(np.prod(value.shape[:-1]))
+            limit = np.sqrt(6.0 / (fan_in + value.shape[-1]))
+            value = rng.uniform(-limit, limit, size=value.shape).astype(value.dtype)
+        weights.append(value)
+    model.set_weights(weights)
+    return model
+
+
 def small_convnet(name="small", seed=0) -> keras.Model:
-    """Conv-pool-conv with a positive bias (ReLUs alive at a grey start), softmax head."""
+    """Conv-pool-conv with a positive bias (ReLUs alive at a grey start), softmax head.
+
+    Its weights come from NumPy, the same on every backend."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
@@ -102,4 +120,4 @@ def small_convnet(name="small", seed=0) -> keras.Model:
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
     outputs = keras.layers.Dense(4, activation="softmax", name="out")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return same_weights_on_every_backend(keras.Model(inputs, outputs, name=name), seed)

@@ -7,6 +7,7 @@ from keras_smalldata.viz import get_activations, layer_paths, plot_activations
 from keras_smalldata.viz._layers import resolve_layer
 from keras_smalldata.viz._recording import CallRecorder
 from keras_smalldata.viz.activations import _channel_grid
+from tests.viz._reference import numpy
 from tests.viz.conftest import SIZE, small_convnet
 
 
@@ -73,13 +74,13 @@ def test_activations_inside_a_nested_base(nested_vgg, pictures):
     )
     sub = keras.Model(base.input, base.get_layer("block3_conv1").output)
     np.testing.assert_allclose(
-        acts["vgg16/block3_conv1"], sub(pictures), rtol=1e-5, atol=1e-4
+        acts["vgg16/block3_conv1"], numpy(sub(pictures)), rtol=1e-5, atol=1e-4
     )
     np.testing.assert_allclose(
-        acts["block5_pool"], base(pictures), rtol=1e-5, atol=1e-4
+        acts["block5_pool"], numpy(base(pictures)), rtol=1e-5, atol=1e-4
     )
     np.testing.assert_allclose(
-        acts["predictions"], model(pictures), rtol=1e-5, atol=1e-6
+        acts["predictions"], numpy(model(pictures)), rtol=1e-5, atol=1e-6
     )
     assert acts["vgg16/block3_conv1"].shape == (3, 8, 8, 256)
 
@@ -88,12 +89,12 @@ def test_model_is_left_unchanged(nested_vgg, pictures):
     model, base = nested_vgg
     layer = base.get_layer("block3_conv1")
     nodes = len(layer._inbound_nodes)
-    before = model(pictures)
+    before = numpy(model(pictures))
     get_activations(model, pictures, "vgg16/block3_conv1")
     assert "call" not in layer.__dict__  # the recording hook is gone
     assert len(layer._inbound_nodes) == nodes  # no graph node added
     _ = layer.output  # still well defined (one inbound node)
-    np.testing.assert_array_equal(model(pictures), before)
+    np.testing.assert_array_equal(numpy(model(pictures)), before)
 
 
 def test_hooks_removed_after_an_error_in_the_forward_pass():
@@ -137,8 +138,8 @@ def test_sequential_built_without_input_and_subclassed_wrapper():
     x = np.random.default_rng(3).normal(size=(2, 8, 8, 3)).astype("float32")
     acts = get_activations(seq, x, ["c", "d"])
     conv = seq.get_layer("c")
-    np.testing.assert_allclose(acts["c"], conv(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(acts["d"], seq(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acts["c"], numpy(conv(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acts["d"], numpy(seq(x)), rtol=1e-5, atol=1e-6)
 
     class Wrapper(keras.Model):
         def __init__(self, inner, **kwargs):
@@ -160,8 +161,10 @@ def test_sequential_built_without_input_and_subclassed_wrapper():
     wrapper(x)
     assert layer_paths(wrapper) == ["inner", "inner/conv", "unused", "head"]
     acts = get_activations(wrapper, x, ["inner/conv", "head"])
-    np.testing.assert_allclose(acts["inner/conv"], inner(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(acts["head"], wrapper(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        acts["inner/conv"], numpy(inner(x)), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(acts["head"], numpy(wrapper(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="did not run"):
         get_activations(wrapper, x, "unused")
     assert "unused" not in get_activations(wrapper, x)

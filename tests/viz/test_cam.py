@@ -129,7 +129,7 @@ def test_sigmoid_matches_independent_negated_logit():
     model = keras.Model(inputs, dense(x))
     images = np.random.default_rng(2).uniform(size=(3, SIZE, SIZE, 3)).astype("float32")
     classes = np.array([0, 1, 0])
-    kernel, bias = (numpy(v).astype("float32") for v in (dense.kernel, dense.bias))
+    kernel, bias = dense.kernel, dense.bias
 
     def score(features):
         flat = keras.ops.reshape(features, (features.shape[0], -1))
@@ -203,7 +203,10 @@ def test_nested_vgg16_base(nested_vgg, pictures):
             h = features
             for layer in after:
                 h = layer(h)
-            return keras.ops.matmul(keras.ops.mean(h, axis=(1, 2)), head.kernel) + head.bias
+            return (
+                keras.ops.matmul(keras.ops.mean(h, axis=(1, 2)), head.kernel)
+                + head.bias
+            )
 
         features = numpy(feature_model(pictures)).astype("float32")
         classes = np.argmax(numpy(logits(features)), axis=1)
@@ -271,8 +274,9 @@ def test_sequential_and_subclassed_models():
     head = wrapper.head
     expected = grad_cam_reference(
         inner,
-        lambda a: keras.ops.matmul(keras.ops.mean(a, axis=(1, 2)), head.kernel)
-        + head.bias,
+        lambda a: (
+            keras.ops.matmul(keras.ops.mean(a, axis=(1, 2)), head.kernel) + head.bias
+        ),
         images,
         np.array([0, 2]),
     )
@@ -426,9 +430,9 @@ def _trunk(seed=21):
     """Pictures -> a small conv feature map -> 3 logits, as layers shared by the variants."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((SIZE, SIZE, 3))
-    features = keras.layers.Conv2D(
-        4, 4, strides=4, activation="relu", name="features"
-    )(inputs)
+    features = keras.layers.Conv2D(4, 4, strides=4, activation="relu", name="features")(
+        inputs
+    )
     pooled = keras.layers.GlobalAveragePooling2D()(features)
     return inputs, pooled
 
@@ -493,9 +497,7 @@ def _ending(name):
     }
     outputs, to_probabilities = endings[name]()
     if "Dense softmax" in name:
-        logits_model = keras.Model(
-            inputs, keras.layers.Dense(3, name="same")(pooled)
-        )
+        logits_model = keras.Model(inputs, keras.layers.Dense(3, name="same")(pooled))
         logits_model.get_layer("same").set_weights(softmax_dense.get_weights())
     if name == "normalised by ops":
         logits_model = None  # no logits: the log-probabilities are explained
@@ -531,16 +533,22 @@ def test_probabilities_are_what_the_model_outputs(name):
         if probabilities.shape[1] == 1
         else probabilities
     )
-    result = class_activation_maps(model, images, class_index=[0, 1, 0, 1], resize=False)
+    result = class_activation_maps(
+        model, images, class_index=[0, 1, 0, 1], resize=False
+    )
     rows = np.arange(4)
     np.testing.assert_array_equal(result.predicted, table.argmax(axis=1))
-    np.testing.assert_allclose(result.probability, table[rows, result.predicted], rtol=1e-5)
+    np.testing.assert_allclose(
+        result.probability, table[rows, result.predicted], rtol=1e-5
+    )
     np.testing.assert_allclose(
         result.class_probability, table[rows, [0, 1, 0, 1]], rtol=1e-5
     )
     if logits_model is not None:
         # the score explained is the logit before the squashing, not a probability
-        expected = grad_cam(logits_model, images, class_index=[0, 1, 0, 1], resize=False)
+        expected = grad_cam(
+            logits_model, images, class_index=[0, 1, 0, 1], resize=False
+        )
         np.testing.assert_allclose(result.heatmaps, expected, atol=1e-5)
 
 
@@ -565,14 +573,18 @@ def test_an_unseen_squashing_of_one_unit_is_taken_as_a_probability_with_a_warnin
 def test_a_cached_compiled_pass_sees_new_weights(method):
     model = small_convnet("retrained", seed=30)
     images = (
-        np.random.default_rng(2).uniform(0, 255, size=(3, SIZE, SIZE, 3)).astype("float32")
+        np.random.default_rng(2)
+        .uniform(0, 255, size=(3, SIZE, SIZE, 3))
+        .astype("float32")
     )
     before = class_activation_maps(model, images, method=method, verbose=0)
     # new weights, as after more training; the compiled pass is reused from the cache
     other = small_convnet("other", seed=31)
     model.set_weights(other.get_weights())
     after = class_activation_maps(model, images, method=method, verbose=0)
-    eager = class_activation_maps(model, images, method=method, verbose=0, run_eagerly=True)
+    eager = class_activation_maps(
+        model, images, method=method, verbose=0, run_eagerly=True
+    )
     expected = other.predict(images, verbose=0)
     np.testing.assert_allclose(after.heatmaps, eager.heatmaps, atol=1e-5)
     np.testing.assert_allclose(

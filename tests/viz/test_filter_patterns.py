@@ -1,3 +1,6 @@
+import warnings
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -67,6 +70,7 @@ def test_one_step_is_the_keras_example_step(convnet):
         steps=1,
         value_range=(-1, 1),
         objective="activation",
+        restarts=0,
         seed=3,
         deprocess=False,
         verbose=0,
@@ -100,8 +104,15 @@ def test_one_step_before_the_activation(convnet):
         twin.set_weights(layer.get_weights())
     filters = [0, 5, 9]
     got = filter_patterns(
-        convnet, "conv2", filters, steps=1, value_range=(-1, 1), seed=4,
-        deprocess=False, verbose=0,
+        convnet,
+        "conv2",
+        filters,
+        steps=1,
+        value_range=(-1, 1),
+        seed=4,
+        restarts=0,
+        deprocess=False,
+        verbose=0,
     )
     start = start_pictures(4, 3, -1.0, 1.0)
     np.testing.assert_allclose(got, one_step(extractor, start, filters), atol=1e-5)
@@ -128,7 +139,10 @@ def test_batched_equals_one_at_a_time(convnet):
 
 
 def test_jitter_regulariser_still_climbs(convnet):
-    filters = [1, 3, 5]  # alive at the start (a dead ReLU has no gradient to climb)
+    # three filters alive at the start, so that their activation itself can rise
+    everything = mean_activation(convnet, "conv2", start_pictures(1, 16), range(16))
+    filters = [int(f) for f in np.flatnonzero(everything > 0)[:3]]
+    assert len(filters) == 3
     raw = filter_patterns(
         convnet,
         "conv2",
@@ -317,16 +331,27 @@ def test_dead_relu_filters_are_excited_before_the_activation(separate_activation
     start = start_pictures(0, 4)
     assert not np.any(get_activations(model, start, "dead")["dead"])  # all off
     # the Keras example's objective: zero gradient, the start comes back, reported
-    with pytest.warns(UserWarning, match="4 of 4 filters of layer 'dead' were not excited"):
+    with pytest.warns(
+        UserWarning, match="4 of 4 filters of layer 'dead' were not excited"
+    ):
         stuck = filter_patterns(
-            model, "dead", range(4), steps=10, objective="activation", seed=0,
-            deprocess=False, verbose=0,
+            model,
+            "dead",
+            range(4),
+            steps=10,
+            objective="activation",
+            restarts=0,
+            seed=0,
+            deprocess=False,
+            verbose=0,
         )
     np.testing.assert_array_equal(np.asarray(stuck), start)
     assert not stuck.excited.any()
     np.testing.assert_array_equal(stuck.final_activation, 0.0)
     # the default climbs the value before the ReLU: every filter fires
-    found = filter_patterns(model, "dead", range(4), steps=10, seed=0, deprocess=False, verbose=0)
+    found = filter_patterns(
+        model, "dead", range(4), steps=10, seed=0, deprocess=False, verbose=0
+    )
     assert found.excited.all() and found.objective == "pre_activation"
     np.testing.assert_array_equal(found.start_activation, 0.0)
     measured = get_activations(model, np.asarray(found), "dead")["dead"]
@@ -339,8 +364,9 @@ def test_a_dead_filter_deeper_in_the_network():
     keras.utils.set_random_seed(3)
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="alive",
-                            bias_initializer="ones")(x)
+    x = keras.layers.Conv2D(
+        4, 3, activation="relu", name="alive", bias_initializer="ones"
+    )(x)
     second = keras.layers.Conv2D(3, 3, activation="relu", name="dead")
     model = keras.Model(inputs, second(x))
     kernel = np.abs(second.get_weights()[0])
@@ -348,6 +374,28 @@ def test_a_dead_filter_deeper_in_the_network():
     assert not np.any(get_activations(model, start_pictures(0, 3), "dead")["dead"])
     found = filter_patterns(model, "dead", range(3), steps=15, seed=0, verbose=0)
     assert found.excited.all()
+
+
+def test_a_restart_opens_the_relus_before_the_layer():
+    # "behind" sees only "gate", a ReLU that the faint grey start never opens
+    # (red minus green over 3x3 pixels stays within +-1.2, the bias is -2);
+    # uniform noise over the whole range opens it at some positions.
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    gate = keras.layers.Conv2D(1, 3, activation="relu", name="gate")
+    behind = keras.layers.Conv2D(1, 3, activation="relu", name="behind")
+    model = keras.Model(inputs, behind(gate(x)))
+    kernel = np.zeros((3, 3, 3, 1), "float32")
+    kernel[:, :, 0], kernel[:, :, 1] = 1.0, -1.0
+    gate.set_weights([kernel, np.array([-2.0], "float32")])
+    behind.set_weights([np.ones((3, 3, 1, 1), "float32"), np.zeros(1, "float32")])
+    common = dict(steps=5, seed=0, deprocess=False, verbose=0)
+    with pytest.warns(UserWarning, match="even after 0 restart"):
+        alone = filter_patterns(model, "behind", [0], restarts=0, **common)
+    assert not alone.excited[0] and alone.attempts[0] == 1
+    restarted = filter_patterns(model, "behind", [0], **common)
+    assert restarted.excited[0] and restarted.attempts[0] == 2
+    assert restarted.final_activation[0] > restarted.start_activation[0]
 
 
 def test_filter_patterns_result_behaves_as_the_array_of_pictures(convnet):
@@ -373,6 +421,7 @@ def test_plot_crosses_out_the_filters_that_were_not_excited():
         excited=np.array([True, False, True, True, False]),
         start_activation=np.zeros(5),
         final_activation=np.array([1.0, 0.0, 2.0, 3.0, 0.0]),
+        attempts=np.array([1, 3, 1, 2, 3]),
         layer="conv",
         objective="pre_activation",
     )
@@ -397,5 +446,35 @@ def test_a_cached_compiled_step_sees_new_weights(convnet):
     model.set_weights(small_convnet("other_patterns", seed=41).get_weights())
     after = filter_patterns(model, "conv2", [1, 3], **kwargs)
     eager = filter_patterns(model, "conv2", [1, 3], run_eagerly=True, **kwargs)
-    np.testing.assert_allclose(np.asarray(after), np.asarray(eager), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(after), np.asarray(eager), rtol=1e-5, atol=1e-3
+    )
     assert not np.allclose(np.asarray(after), np.asarray(before), atol=1e-2)
+
+
+# --- real pretrained weights (skipped where ../shared/weights is absent) ---------
+
+WEIGHTS = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "weights"
+    / "mobilenet_v2_imagenet_no_top.h5"
+)
+
+
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="no ImageNet MobileNetV2 weights")
+def test_real_mobilenet_v2_filters_are_excited_by_default():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # weights made for 224 px, used at 64 px
+        model = keras.applications.MobileNetV2(
+            weights=str(WEIGHTS), include_top=False, input_shape=(64, 64, 3)
+        )
+    layer, filters = "block_1_depthwise_relu", range(8)
+    common = dict(steps=10, value_range=(-1, 1), seed=0, deprocess=False, verbose=0)
+    with pytest.warns(UserWarning, match="were not excited"):
+        example = filter_patterns(
+            model, layer, filters, objective="activation", restarts=0, **common
+        )
+    assert example.excited.mean() < 0.95  # the Keras example's ascent: dead filters
+    found = filter_patterns(model, layer, filters, **common)
+    assert found.excited.all()

@@ -80,6 +80,7 @@ def test_find_misclassified_returns_the_mistakes_and_the_counts():
     assert capped.count == 3 and list(capped.index) == [1, 2]
     none = find_misclassified(model, (pictures, np.array([0, 1] * 4)))
     assert (none.count, none.total, len(none.index)) == (0, 8, 0)
+    assert none.images.shape == (0,) + pictures.shape[1:]
 
 
 def test_probabilities_of_a_model_ending_in_an_op_are_its_outputs():
