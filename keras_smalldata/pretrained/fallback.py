@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 from keras_smalldata.pretrained.base import PretrainedBase
@@ -20,10 +19,10 @@ def pretrained_base_or_random(
 
     For scripts and notebooks that must run end to end on a machine without
     network access. When Keras cannot get the ImageNet weights file (it is
-    not in Keras' cache and the download fails), this prints the full error
-    (which file, where Keras looks for it, how to pass a local copy) in a
-    banner on stderr, emits a `RandomWeightsFallbackWarning`, and returns a
-    base with random weights. Every other failure is raised as usual: a bad
+    not in Keras' cache and the download fails), this emits one
+    `RandomWeightsFallbackWarning` whose message is the full error in a banner
+    (which file, where Keras looks for it, how to pass a local copy), and
+    returns a base with random weights. Every other failure is raised as usual: a bad
     argument, a damaged cached file, a local weights file (a wrong path is
     never silently replaced).
 
@@ -52,7 +51,10 @@ def pretrained_base_or_random(
             f"No ImageNet weights for {architecture!r}: using RANDOM weights instead. "
             "Results below are not transfer learning.\n" + str(error)
         )
+        # One message, once: the warning itself carries the banner (printing it
+        # as well showed the same text twice).
         banner = "!" * 78
-        print(f"\n{banner}\nWARNING: {message}\n{banner}\n", file=sys.stderr)
-        warnings.warn(message, RandomWeightsFallbackWarning, stacklevel=2)
+        warnings.warn(
+            f"\n{banner}\n{message}\n{banner}", RandomWeightsFallbackWarning, stacklevel=2
+        )
         return PretrainedBase(architecture, weights=None, **kwargs), None
