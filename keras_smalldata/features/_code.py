@@ -97,6 +97,11 @@ def _package_version(module_name: str) -> str | None:
     return None if version is None else str(version)
 
 
+def is_library_code(obj) -> bool:
+    """True for a function or class from the standard library or an installed package."""
+    return _module_is_library(getattr(obj, "__module__", None) or "")
+
+
 def _is_trusted(module_name: str) -> bool:
     return module_name.split(".")[0] in _TRUSTED_PACKAGES
 

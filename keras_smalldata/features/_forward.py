@@ -24,12 +24,15 @@ Scaling out uses the engines Keras already has:
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import keras
 import numpy as np
 
 from keras_smalldata._backend import compile_function
+from keras_smalldata.features._probe import probe_picture
+from keras_smalldata.features.fingerprint import layers_to_probe
 
 
 def check_single(outputs):
@@ -106,7 +109,39 @@ def make_forward(model, dtype: str, fresh: bool):
     return forward
 
 
-def probe_output(model, picture: np.ndarray, dtype: str) -> np.ndarray:
-    """The model's output on the probe picture, computed eagerly (no compilation)."""
-    outputs = model(keras.ops.convert_to_tensor(np.asarray(picture, dtype=dtype)), training=False)
-    return keras.ops.convert_to_numpy(check_single(outputs))
+def _symbolic_input(layer):
+    """The one symbolic input a layer was called on in its model, or None."""
+    try:
+        spec = layer.input
+    except (AttributeError, ValueError):  # never called, or called several times
+        return None
+    return spec if isinstance(spec, keras.KerasTensor) else None
+
+
+def _eager_call(layer, picture: np.ndarray, dtype: str):
+    inputs = keras.ops.cast(keras.ops.convert_to_tensor(picture), dtype)
+    return layer(inputs, training=False)
+
+
+def model_probes(model, image_shape: tuple, dtype: str) -> dict:
+    """The model's probe runs: name -> zero-argument eager call on a probe input.
+
+    Each layer of `layers_to_probe` runs alone, on a probe tensor of the
+    shape and dtype it takes in the model (a layer on top of a large base
+    costs next to nothing). When the model itself is such a layer, or one
+    of them has no single known input, the whole model runs on the probe
+    picture instead.
+    """
+    targets = layers_to_probe(model)
+    if not targets:
+        return {}
+    inputs = [_symbolic_input(layer) for layer in targets]
+    if model in targets or any(spec is None for spec in inputs):
+        picture = probe_picture(image_shape)
+        return {"model": lambda: check_single(_eager_call(model, picture, dtype))}
+    return {
+        f"model layer {index}": functools.partial(
+            _eager_call, layer, probe_picture(tuple(spec.shape[1:])), spec.dtype
+        )
+        for index, (layer, spec) in enumerate(zip(targets, inputs))
+    }

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_smalldata import _arguments as args
 from keras_smalldata.features._augmentation import augment, seeded
-from keras_smalldata.features._forward import make_forward, probe_output
+from keras_smalldata.features._forward import make_forward, model_probes
 from keras_smalldata.features._probe import PROBE_SEED, probe_picture, stable_signature
 from keras_smalldata.features._sources import make_source
 from keras_smalldata.features.cache import (
@@ -28,7 +28,7 @@ from keras_smalldata.features.fingerprint import (
     describe,
     digest_json,
     environment,
-    runs_user_code,
+    layers_to_probe,
 )
 
 
@@ -85,10 +85,12 @@ def extract_features(
     functions); ``augment_rounds``, ``include_original``, ``seed``; and the
     versions of Python, NumPy, Keras and the backend. The backend is part
     of the key: an entry written under one backend is not used under
-    another (their features agree only to float round-off). When the model
-    or the augmentation holds code of your own, its output on a fixed probe
-    picture is stored with the entry and compared on every later use; a
-    difference recomputes the features with a `StaleCacheWarning`.
+    another (their features agree only to float round-off). Where the model
+    or the augmentation holds code of your own, what that code computes on a
+    fixed probe input is stored with the entry and compared on every later
+    use (each layer of yours alone, or the whole model or function); a
+    difference recomputes the features with a `StaleCacheWarning`. See the
+    feature-extraction guide for exactly what a hit guarantees.
 
     An interrupted extraction leaves nothing that is taken for a complete
     entry, a damaged entry is computed again with a `CorruptedCacheWarning`,
@@ -220,16 +222,16 @@ class _Extraction:
         )
 
     def probe_signatures(self, parts: dict[str, Part], repeats: int, names=None) -> dict:
-        """Signatures of the probe output of each part that needs one (``names``: only these)."""
-        picture = probe_picture(self.source.image_shape)
-        runs = {
-            "model": lambda: probe_output(self.model, picture, self.dtype),
-            "augmentation": lambda: self._augmented_probe(picture),
-        }
-        wanted = [n for n, part in parts.items() if part.needs_probe]
+        """Signatures of the probe runs of the parts that need them (``names``: only these run)."""
+        runs = {}
+        if parts["model"].needs_probe:
+            runs.update(model_probes(self.model, self.source.image_shape, self.dtype))
+        if parts["augmentation"].needs_probe:
+            picture = probe_picture(self.source.image_shape)
+            runs["augmentation"] = lambda: self._augmented_probe(picture)
         return {
-            name: stable_signature(runs[name], repeats) if names is None or name in names else None
-            for name in wanted
+            name: stable_signature(run, repeats) if names is None or name in names else None
+            for name, run in runs.items()
         }
 
     def _augmented_probe(self, picture):
@@ -239,7 +241,7 @@ class _Extraction:
     def run_passes(self, sink) -> None:
         """Runs every pass, appending ``(features, labels)`` batches to ``sink``."""
         source = self.source
-        forward = make_forward(self.model, self.dtype, fresh=runs_user_code(self.model))
+        forward = make_forward(self.model, self.dtype, fresh=bool(layers_to_probe(self.model)))
         total = None if source.num_samples is None else source.num_samples * len(self.passes)
         progress = _Progress(total, self.verbose)
         with seeded(self.augmentation, self.seed):
@@ -310,7 +312,8 @@ def _extract_with_cache(extraction: _Extraction, cache: FeatureCache) -> Feature
     unsure = [
         f"{name}: {', '.join(part.opaque)}"
         for name, part in parts.items()
-        if part.opaque and probes.get(name) is None
+        if part.opaque
+        and any(signature is None for run, signature in probes.items() if run.startswith(name))
     ]
     if unsure:
         warnings.warn(

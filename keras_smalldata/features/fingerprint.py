@@ -13,9 +13,9 @@ in ``_sources.py``:
   array or sample.
 
 Code that the fingerprint cannot read completely (code outside Keras and
-this package, objects implemented in C) is also checked by its output on a
-probe picture (``_probe.py``), stored with the entry and compared when the
-entry is read.
+this package, objects implemented in C: see `layers_to_probe`) is also
+checked by its output on a probe input (``_probe.py``), stored with the
+entry and compared when the entry is read.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from keras_smalldata._backend import backend_name
-from keras_smalldata.features._code import CodeWalker
+from keras_smalldata.features._code import CodeWalker, is_library_code
 
 FORMAT_VERSION = 2
 
@@ -171,16 +171,54 @@ def layer_config_digest(layer) -> str:
     return digest_json(description)
 
 
-def _layers_code(layer, walker: CodeWalker) -> list:
-    """The code of each layer in ``layer``: its class, and functions it holds (a Lambda's, an activation)."""
-    code = []
-    for item in _all_layers(layer):
-        functions = {
-            name: walker.describe(value)
-            for name, value in sorted(vars(item).items())
-            if isinstance(value, (types.FunctionType, functools.partial))
-        }
-        code.append([walker.describe(type(item)), functions])
+def _sublayers(layer) -> list:
+    """The layers directly inside ``layer``: its ``layers``, and layers it holds (a wrapper's).
+
+    ``InputLayer``s are left out: they compute nothing, and a
+    `keras.Sequential` gains one when it is first called.
+    """
+    candidates = list(getattr(layer, "layers", None) or [])
+    for value in vars(layer).values():
+        candidates.extend(value if isinstance(value, (list, tuple)) else [value])
+    found, seen = [], {id(layer)}
+    for item in candidates:
+        if isinstance(item, keras.layers.Layer) and not isinstance(item, keras.layers.InputLayer):
+            if id(item) not in seen:
+                seen.add(id(item))
+                found.append(item)
+    return found
+
+
+def _own_code(layer, walker: CodeWalker) -> list | None:
+    """A layer's class and the functions it holds (a Lambda's, an activation).
+
+    None for a library class (Keras') holding only library functions: the
+    versions in the key cover them, and Keras-internal structure (such as
+    the model a `keras.Sequential` builds on its first call) stays out.
+    """
+    functions = {
+        name: value
+        for name, value in sorted(vars(layer).items())
+        if isinstance(value, (types.FunctionType, functools.partial))
+    }
+    owners = [type(layer)] + [getattr(f, "func", f) for f in functions.values()]
+    if all(is_library_code(owner) for owner in owners):
+        return None
+    return [
+        walker.describe(type(layer)),
+        {name: walker.describe(value) for name, value in functions.items()},
+    ]
+
+
+def _layers_code(layer, walker: CodeWalker, seen=None) -> list:
+    """The code of ``layer`` and of every layer inside it that is not Keras' own, depth first."""
+    seen = set() if seen is None else seen
+    seen.add(id(layer))
+    own = _own_code(layer, walker)
+    code = [] if own is None else [own]
+    for item in _sublayers(layer):
+        if id(item) not in seen:
+            code.extend(_layers_code(item, walker, seen))
     return code
 
 
@@ -193,15 +231,29 @@ def _describe_layer(layer, walker: CodeWalker) -> dict:
     }
 
 
-def runs_user_code(layer) -> bool:
-    """True when a layer's computation involves code outside Keras and this package.
+def layers_to_probe(layer, _seen=None) -> list:
+    """The outermost layers in ``layer`` whose own code the fingerprint cannot fully vouch for.
 
-    Such code may read Python state when it is traced (a global, a file, an
-    environment variable), so a compiled function of it is not reused.
+    That is code outside Keras and this package (a layer class of the
+    user's, a Lambda's function, a custom activation) or an object whose
+    state cannot be read: ``[layer]`` when ``layer`` itself is such a layer,
+    else such layers inside it, searched depth first. Their output is checked
+    on the probe, and a model holding any is compiled afresh on each call,
+    as tracing runs their Python code once and a value it read then (a
+    global, a file) would stay baked into the compiled function.
     """
+    seen = set() if _seen is None else _seen
+    seen.add(id(layer))
     walker = CodeWalker(_describe_layer)
-    _layers_code(layer, walker)
-    return walker.user_code or bool(walker.opaque)
+    _own_code(layer, walker)
+    if walker.user_code or walker.opaque:
+        return [layer]
+    return [
+        found
+        for item in _sublayers(layer)
+        if id(item) not in seen
+        for found in layers_to_probe(item, seen)
+    ]
 
 
 @dataclasses.dataclass

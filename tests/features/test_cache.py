@@ -17,6 +17,7 @@ from keras_smalldata.features import (
 )
 from keras_smalldata.features import cache as cache_module
 from keras_smalldata.features._npy_writer import NpyAppender
+from keras_smalldata.features._probe import probe_picture
 from tests.features._concurrent_writer import fill_cache_in_rounds
 from tests.features.conftest import (
     constant_picture,
@@ -535,6 +536,53 @@ def test_probe_catches_what_the_fingerprint_cannot_read(tmp_path, monkeypatch):
         augmentation_changed = _extract(model, x, tmp_path, **kwargs)
     np.testing.assert_allclose(augmentation_changed.features[3:], 1.5 * x.reshape(3, -1), rtol=1e-6)
     assert len(_entries(tmp_path)) == 1
+
+
+class _Recording(keras.layers.Layer):
+    """A layer of our own on top of a base: records the inputs it is called on."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = []
+
+    def call(self, x):
+        try:  # eager calls only: traced and symbolic tensors have no values
+            self.seen.append(keras.ops.convert_to_numpy(x))
+        except Exception:  # noqa: BLE001, S110 - a tracing call
+            pass
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def test_the_probe_runs_the_layers_of_yours_alone(tmp_path):
+    # On a hit, a layer of ours on top of a Keras base is checked on its own
+    # probe input: the base does not run at all.
+    inputs = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(8, 3, strides=4)(inputs)
+    recording = _Recording()
+    model = keras.Model(inputs, recording(features))
+    first = _extract(model, _images(5), tmp_path)
+    recording.seen.clear()
+    again = _extract(model, _images(5), tmp_path)
+    assert not first.from_cache and again.from_cache
+    probe = probe_picture((4, 4, 8))
+    assert len(recording.seen) == 1
+    np.testing.assert_array_equal(recording.seen[0], probe)
+
+
+def test_a_model_of_yours_is_probed_whole(tmp_path):
+    class Doubling(keras.Model):
+        def call(self, x):
+            return keras.ops.reshape(x, (keras.ops.shape(x)[0], -1)) * 2.0
+
+    model = Doubling()
+    result = _extract(model, _images(3, size=4), tmp_path)
+    manifest = json.loads((result.cache_path / "manifest.json").read_text())
+    assert sorted(manifest["probes"]) == ["model"]
+    assert manifest["probes"]["model"]["shape"] == [[1, 48]]
+    assert _extract(model, _images(3, size=4), tmp_path).from_cache
 
 
 def test_infinite_dataset_is_refused_at_once(tmp_path):
