@@ -33,6 +33,7 @@ _EXPORTS = {
     "FeatureSet": "keras_smalldata.features",
     "extract_features": "keras_smalldata.features",
     # pretrained
+    "DiscriminativeOptimizer": "keras_smalldata.pretrained",
     "ImageNetPreprocessing": "keras_smalldata.pretrained",
     "PretrainedBase": "keras_smalldata.pretrained",
     "RandomWeightsFallbackWarning": "keras_smalldata.pretrained",
@@ -47,6 +48,7 @@ _EXPORTS = {
     "trainable_summary": "keras_smalldata.pretrained",
     # training
     "CurveSmoothing": "keras_smalldata.training",
+    "GradualUnfreezing": "keras_smalldata.training",
     "small_convnet": "keras_smalldata.training",
     "check_callbacks": "keras_smalldata.training",
     "load_history": "keras_smalldata.training",

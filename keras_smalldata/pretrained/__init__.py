@@ -13,6 +13,10 @@ from keras_smalldata.pretrained.freezing import (
     trainable_summary,
 )
 from keras_smalldata.pretrained.heads import add_classifier_head, classifier_model
+from keras_smalldata.pretrained.learning_rates import (
+    DiscriminativeOptimizer,
+    block_groups,
+)
 from keras_smalldata.pretrained.preprocessing import ImageNetPreprocessing
 from keras_smalldata.pretrained.registry import (
     Architecture,
@@ -23,6 +27,7 @@ from keras_smalldata.pretrained.weights import keras_cache_dir
 
 __all__ = [
     "Architecture",
+    "DiscriminativeOptimizer",
     "ImageNetPreprocessing",
     "PretrainedBase",
     "RandomWeightsFallbackWarning",
@@ -30,6 +35,7 @@ __all__ = [
     "TrainableSummary",
     "add_classifier_head",
     "available_architectures",
+    "block_groups",
     "classifier_model",
     "get_architecture",
     "is_auto_named",
