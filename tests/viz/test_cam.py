@@ -480,7 +480,9 @@ def _ending(name):
         "Softmax(axis=0)": lambda: (keras.layers.Softmax(axis=0)(logits), identity),
         "ops.softmax(axis=0)": lambda: (keras.ops.softmax(logits, axis=0), identity),
         "Dense softmax, Lambda": lambda: (
-            keras.layers.Lambda(lambda t: t)(softmax_dense(pooled)),
+            keras.layers.Lambda(lambda t: keras.ops.clip(t, 0.0, 1.0))(
+                softmax_dense(pooled)
+            ),
             identity,
         ),
         "Dense softmax, Identity": lambda: (
