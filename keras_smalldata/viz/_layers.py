@@ -101,8 +101,8 @@ def resolve_layer(model, layer) -> tuple[str, keras.layers.Layer]:
         )
     if not isinstance(layer, str):
         raise TypeError(
-            "layer must be a layer path such as 'vgg16/block3_conv1', a layer "
-            f"name or a keras.layers.Layer, got {type(layer).__name__}: {layer!r}."
+            "`layer` must be a layer path such as 'vgg16/block3_conv1', a layer "
+            f"name or a keras.layers.Layer. Received: layer={layer!r}."
         )
     name = layer.strip("/")
     for path, candidate in entries:

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata._arguments import check_positive_int
+from keras_smalldata._arguments import (
+    check_bool,
+    check_int,
+    check_number,
+    check_positive_int,
+)
 from keras_smalldata._models import check_model
 from keras_smalldata.viz._layers import resolve_layer, walk_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
@@ -185,10 +190,13 @@ def plot_activations(
 
     if not isinstance(activations, dict):
         raise TypeError(
-            "activations must be the dict returned by get_activations(model, images, "
-            f"layers), got {type(activations).__name__}."
+            "`activations` must be the dict returned by get_activations(model, "
+            f"images, layers). Received: activations of type {type(activations).__name__}."
         )
+    check_int("image_index", image_index)
     check_positive_int("images_per_row", images_per_row)
+    check_bool("one_figure", one_figure)
+    check_number("tile_inches", tile_inches, 0.0, include_minimum=False)
     grids = []
     for name, value in activations.items():
         feature_map = _as_feature_map(name, value, image_index)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from keras_smalldata._arguments import check_positive_int
+from keras_smalldata._arguments import check_choice, check_positive_int
 from keras_smalldata._models import check_model
 from keras_smalldata.viz._outputs import (
     ClassPredictor,
@@ -15,7 +15,7 @@ from keras_smalldata.viz._outputs import (
     requested_classes,
 )
 from keras_smalldata.viz._recording import as_batch
-from keras_smalldata.viz.cam import class_activation_maps
+from keras_smalldata.viz.cam import METHODS, class_activation_maps
 
 
 def _class_probabilities(predictor, batch, batch_size):
@@ -78,6 +78,7 @@ def cam_faithfulness(
     ```
     """
     check_model(model)
+    check_choice("method", method, METHODS)
     check_positive_int("batch_size", batch_size)
     batch, _ = as_batch(images)
     total = int(batch.shape[0])
@@ -104,8 +105,9 @@ def cam_faithfulness(
             heatmaps = heatmaps[None]
         if heatmaps.shape != (total,) + tuple(batch.shape[1:3]):
             raise ValueError(
-                f"heatmaps must have shape {(total,) + tuple(batch.shape[1:3])} (one map per "
-                f"picture, at the pictures' resolution), got {heatmaps.shape}."
+                f"`heatmaps` must have shape {(total,) + tuple(batch.shape[1:3])} (one "
+                "map per picture, at the pictures' resolution). Received: heatmaps of "
+                f"shape {heatmaps.shape}."
             )
         predicted, table = _class_probabilities(predictor, batch, batch_size)
         requested = requested_classes(class_index, total)

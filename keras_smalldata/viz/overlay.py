@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_smalldata._arguments import check_number, check_value_range, did_you_mean
+
 
 def to_display_image(
     image, value_range: tuple[float, float] | None = None
@@ -42,11 +44,7 @@ def to_display_image(
             value_range = (-1.0, 1.0)
         else:
             value_range = (0.0, 255.0)
-    low, high = (float(v) for v in value_range)
-    if not high > low:
-        raise ValueError(
-            f"value_range must be (low, high) with low < high, got {value_range!r}."
-        )
+    low, high = check_value_range("value_range", value_range)
     scaled = (np.nan_to_num(array.astype("float64")) - low) / (high - low)
     return (np.clip(scaled, 0.0, 1.0) * 255.0).round().astype("uint8")
 
@@ -83,13 +81,17 @@ def colorize_heatmap(heatmap, cmap: str = "jet") -> np.ndarray:
     """
     import matplotlib
 
-    try:
-        colormap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
-    except KeyError as error:
+    if not isinstance(cmap, str):
+        colormap = cmap
+    elif cmap in matplotlib.colormaps:
+        colormap = matplotlib.colormaps[cmap]
+    else:
+        hint = did_you_mean(cmap, list(matplotlib.colormaps)) or (
+            " E.g. 'jet', 'viridis', 'inferno', 'turbo'."
+        )
         raise ValueError(
-            f"cmap={cmap!r} is not a matplotlib colormap; e.g. 'jet', 'viridis', "
-            "'inferno', 'turbo'."
-        ) from error
+            f"`cmap` must be a matplotlib colormap.{hint} Received: cmap={cmap!r}."
+        )
     values = np.clip(np.nan_to_num(np.asarray(heatmap, dtype="float64")), 0.0, 1.0)
     return (colormap(values)[..., :3] * 255.0).round().astype("uint8")
 
@@ -129,14 +131,16 @@ def overlay_heatmap(
     PIL.Image.fromarray(overlay_heatmap(image, heatmap)).save("cam.png")
     ```
     """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}.")
+    alpha = check_number("alpha", alpha, 0.0, 1.0)
     picture = to_display_image(image, value_range)
     heatmap = np.asarray(heatmap)
     if heatmap.ndim == 3 and heatmap.shape[-1] == 1:
         heatmap = heatmap[..., 0]
     if heatmap.ndim != 2:
-        raise ValueError(f"heatmap must be a 2-D array, got shape {heatmap.shape}.")
+        raise ValueError(
+            "`heatmap` must be a 2-D array (height, width), as grad_cam returns for "
+            f"one picture. Received: heatmap of shape {heatmap.shape}."
+        )
     colour = colorize_heatmap(resize_heatmap(heatmap, picture.shape[:2]), cmap)
     blended = float(alpha) * colour.astype("float64") + (1.0 - float(alpha)) * picture
     return np.clip(blended.round(), 0, 255).astype("uint8")

@@ -36,7 +36,7 @@ def test_resolve_layer_forms(nested_vgg):
         resolve_layer(model, "block3_conv")  # closest real paths are named
     with pytest.raises(ValueError, match="not a layer of model"):
         resolve_layer(model, keras.layers.Dense(2))
-    with pytest.raises(TypeError, match="layer must be"):
+    with pytest.raises(TypeError, match="`layer` must be"):
         resolve_layer(model, 3)
 
 
@@ -234,3 +234,7 @@ def test_plot_activations_figures():
         plot_activations([1, 2])
     with pytest.raises(ValueError, match="images_per_row"):
         plot_activations(acts, images_per_row=0)
+    with pytest.raises(TypeError, match="image_index"):
+        plot_activations(acts, image_index=0.0)
+    with pytest.raises(TypeError, match="one_figure"):
+        plot_activations(acts, one_figure="yes")

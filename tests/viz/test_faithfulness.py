@@ -28,5 +28,7 @@ def test_cam_faithfulness_metrics():
     )
     computed = cam_faithfulness(model, pictures)  # Grad-CAM maps: they keep the squares
     assert computed["average_drop"] < 5.0
-    with pytest.raises(ValueError, match="heatmaps must have shape"):
+    with pytest.raises(ValueError, match="`heatmaps` must have shape"):
         cam_faithfulness(model, pictures, heatmaps=np.ones((2, 8, 8)))
+    with pytest.raises(ValueError, match="Did you mean 'gradcam'"):
+        cam_faithfulness(model, pictures, method="gradcm")

@@ -51,9 +51,13 @@ def test_overlay_input_forms():
 def test_overlay_bad_arguments():
     with pytest.raises(ValueError, match="alpha"):
         overlay_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2)), alpha=1.5)
-    with pytest.raises(ValueError, match="not a matplotlib colormap"):
+    with pytest.raises(ValueError, match="Did you mean 'jet'"):
         overlay_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2)), cmap="jett")
-    with pytest.raises(ValueError, match="heatmap must be a 2-D"):
+    with pytest.raises(TypeError, match="alpha"):
+        overlay_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2)), alpha="0.4")
+    with pytest.raises(ValueError, match="value_range"):
+        overlay_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2)), value_range=(1, 0))
+    with pytest.raises(ValueError, match="`heatmap` must be a 2-D"):
         overlay_heatmap(np.zeros((2, 2, 3)), np.zeros((1, 2, 2)))
     with pytest.raises(ValueError, match="image must be"):
         overlay_heatmap(np.zeros((2, 2, 2)), np.zeros((2, 2)))
