@@ -16,6 +16,9 @@ from keras_smalldata.pretrained import (
 from tests.pretrained._helpers import changed, weights_by_layer
 
 BLOCK5_PARAMS = 3 * (3 * 3 * 512 * 512 + 512)  # 7,079,424
+# Logits: a saturated sigmoid would stop every gradient (Keras clips probabilities)
+# and a base whose weights did not move has not trained.
+LOGITS_LOSS = keras.losses.BinaryCrossentropy(from_logits=True)
 SEEDS_HEAD_PARAMS = (4 * 4 * 512 * 256 + 256) + (256 + 1)  # 2,097,665
 
 
@@ -251,8 +254,8 @@ def _small_trained(pictures, run_eagerly, training_false=False):
     inputs = keras.Input((32, 32, 3))
     # training=False: Keras' transfer-learning idiom; it does not stop training.
     features = base(inputs, training=False) if training_false else base(inputs)
-    model = keras.Model(inputs, add_classifier_head(features, hidden_units=None, dropout=0.0))
-    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=run_eagerly)
+    model = keras.Model(inputs, add_classifier_head(features, hidden_units=None, dropout=0.0, logits=True))
+    model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS, run_eagerly=run_eagerly)
     _fit_once(model, pictures)
     return base, model
 
@@ -271,7 +274,7 @@ def test_freeze_after_fit_warns_at_once_and_the_advice_keeps_weights_frozen(pict
     assert "'vgg16' has trained since its trainable weights last changed" in message
     assert "recompile=model" in message and "model.compile(...)" in message
     assert caught[0].filename == __file__  # it points at the freezing call
-    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy")
+    model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS)
     before = weights_by_layer(base)
     _fit_once(model, pictures)
     after = weights_by_layer(base)
@@ -307,9 +310,9 @@ def test_every_freezing_change_after_training_warns(pictures, change):
 def test_unfreeze_after_training_a_frozen_base_warns(pictures):
     base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0))
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0, logits=True))
     base.freeze_until("block1_conv2")
-    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
+    model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS, run_eagerly=True)
     _fit_once(model, pictures)
     assert len(_stale_warnings(base.unfreeze)) == 1
     # No change at all (already unfrozen): nothing to warn about.
@@ -319,8 +322,8 @@ def test_unfreeze_after_training_a_frozen_base_warns(pictures):
 def test_no_warning_when_no_compiled_model_can_be_stale(pictures):
     base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block1")
     inputs = keras.Input((32, 32, 3))
-    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0))
-    model.compile(keras.optimizers.SGD(1e-6), "binary_crossentropy", run_eagerly=True)
+    model = keras.Model(inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0, logits=True))
+    model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS, run_eagerly=True)
     # Compiled, not trained yet: the first fit sees the new flags.
     assert _stale_warnings(lambda: base.freeze_until("block1_conv2")) == []
     # Running without training (predict, feature extraction) changes no weight.

@@ -46,7 +46,7 @@ def test_round_trip_keeps_everything(tmp_path, vgg16, pictures):
     np.testing.assert_allclose(
         loaded.predict(pictures, verbose=0), model.predict(pictures, verbose=0), rtol=1e-5, atol=1e-6
     )
-    assert loaded.optimizer.__class__ is keras.optimizers.RMSprop
+    assert isinstance(loaded.optimizer, keras.optimizers.RMSprop)
     vgg16.unfreeze()
 
 
