@@ -14,7 +14,18 @@ plots the test accuracy (mean, standard deviation, min and max over the seeds):
    (``augment_rounds=4``) over the training pictures;
 5. ``fine_tuning``: augmentation -> MobileNetV2 -> head trained end to end, the
    head first on the frozen base, then the base's last block unfrozen
-   (``unfreeze_last_block``) with a ten times lower learning rate.
+   (``unfreeze_last_block``) with a ten times lower learning rate;
+6. ``discriminative``: the same first phase, then the whole base unfrozen with
+   learning rates per block (`DiscriminativeOptimizer`, timm-style layer decay:
+   the last block at the fine-tuning rate, each block below it ``LAYER_DECAY``
+   times less, the head ``HEAD_MULTIPLIER`` times more);
+7. ``gradual_unfreezing``: the same first phase, then the second phase's steps
+   split into ``GRADUAL_BLOCKS`` epochs, with one more block of the base
+   training at each (`GradualUnfreezing`, from ``block_16`` down to
+   ``block_12``), at the fine-tuning rate.
+
+Strategies 5-7 share the first phase and the step budget of the second; only
+what trains in the second phase, and how fast, differs.
 
 Training sets of ``n`` pictures per class are drawn from the demo training split
 (60 per class) with each seed; the test set is the validation and test splits
@@ -37,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -56,6 +68,8 @@ STRATEGIES = (
     "features",
     "features_augmented",
     "fine_tuning",
+    "discriminative",
+    "gradual_unfreezing",
 )
 # Reference figures of the classic dogs-vs-cats recipe (2,000 training pictures,
 # 150x150; Chollet, Deep Learning with Python, 1st ed., ch. 5).
@@ -72,6 +86,10 @@ SCRATCH_STEPS = 300  # gradient steps of the from-scratch runs
 HEAD_STEPS = 300  # gradient steps of the heads on extracted features
 PHASE_STEPS = 150  # gradient steps of each fine-tuning phase
 AUGMENT_ROUNDS = 4
+FINE_TUNING_RATE = 1e-5  # RMSprop, second phase (the classic recipe's rate)
+LAYER_DECAY = 0.7  # per block, below the last one (timm's usual range: 0.65-0.75)
+HEAD_MULTIPLIER = 10.0  # the head keeps the first phase's rate (1e-4)
+GRADUAL_BLOCKS = 5  # block_16 ... block_12, one more per epoch of PHASE_STEPS / 5 steps
 
 
 def load_demo():
@@ -149,7 +167,7 @@ def run_features(base, x, y, test_features, seed, augmented: bool) -> float:
     return accuracy(head, test_features.features, test_features.labels)
 
 
-def run_fine_tuning(x, y, test, seed) -> float:
+def run_fine_tuning(x, y, test, seed, strategy: str = "fine_tuning") -> float:
     keras = ks.import_keras_quietly()
     keras.utils.set_random_seed(seed)
     shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -157,11 +175,30 @@ def run_fine_tuning(x, y, test, seed) -> float:
     inputs = keras.Input(shape)
     augmented = ks.augmentation_preset("flip_rotate_zoom", seed=seed)(inputs)
     model = keras.Model(inputs, ks.add_classifier_head(base(augmented)))
+    # Phase 1, the same for every fine-tuning strategy: the head on the frozen base.
     base.freeze()
     model.compile(keras.optimizers.RMSprop(1e-4), "binary_crossentropy")
     model.fit(training_data(x, y, PHASE_STEPS, seed), epochs=1, verbose=0)
-    base.unfreeze_last_block(recompile=model, optimizer=keras.optimizers.RMSprop(1e-5))
-    model.fit(training_data(x, y, PHASE_STEPS, seed + 1), epochs=1, verbose=0)
+    # Phase 2: PHASE_STEPS more steps.
+    second = training_data(x, y, PHASE_STEPS, seed + 1)
+    rmsprop = keras.optimizers.RMSprop(FINE_TUNING_RATE)
+    if strategy == "fine_tuning":
+        base.unfreeze_last_block(recompile=model, optimizer=rmsprop)
+        model.fit(second, epochs=1, verbose=0)
+    elif strategy == "discriminative":
+        optimizer = ks.DiscriminativeOptimizer(
+            rmsprop, model, layer_decay=LAYER_DECAY,
+            multipliers={re.compile("head_.*"): HEAD_MULTIPLIER},
+        )
+        base.unfreeze(recompile=model, optimizer=optimizer)
+        model.fit(second, epochs=1, verbose=0)
+    else:
+        lowest = f"block_{17 - GRADUAL_BLOCKS}"
+        base.freeze_until(lowest, recompile=model,
+                          optimizer=ks.DiscriminativeOptimizer(rmsprop, model))
+        unfreezing = ks.GradualUnfreezing(base, every=1, initial_blocks=1)
+        model.fit(second, epochs=GRADUAL_BLOCKS, steps_per_epoch=PHASE_STEPS // GRADUAL_BLOCKS,
+                  callbacks=[unfreezing], verbose=0)
     return accuracy(model, *test)
 
 
@@ -184,7 +221,7 @@ def table(results, sizes) -> str:
         for n in sizes:
             s = results[strategy][str(n)]
             cells.append(f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.2f}-{s['max']:.2f})")
-        cells.append(f"{CLASSIC.get(strategy, float('nan')):.2f}")
+        cells.append(f"{CLASSIC[strategy]:.2f}" if strategy in CLASSIC else "-")
         rows.append(cells)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths))]
@@ -272,7 +309,9 @@ def main() -> None:
           f"ImageNet weights, {IMAGE_SIZE}x{IMAGE_SIZE} pictures, batches of "
           f"{BATCH_SIZE}; {len(test[1])} test pictures")
     print(f"budgets: scratch {SCRATCH_STEPS} steps, heads {HEAD_STEPS} steps, "
-          f"fine-tuning {PHASE_STEPS} + {PHASE_STEPS} steps; "
+          f"fine-tuning {PHASE_STEPS} + {PHASE_STEPS} steps (second phase RMSprop "
+          f"{FINE_TUNING_RATE:g}; layer decay {LAYER_DECAY}, head x{HEAD_MULTIPLIER:g}; "
+          f"gradual unfreezing over {GRADUAL_BLOCKS} blocks); "
           f"augment_rounds={AUGMENT_ROUNDS}")
 
     results = {strategy: {} for strategy in args.strategies}
@@ -290,7 +329,7 @@ def main() -> None:
                         base, x, y, test_features, seed, strategy == "features_augmented"
                     )
                 else:
-                    score = run_fine_tuning(x, y, test, seed)
+                    score = run_fine_tuning(x, y, test, seed, strategy)
                 scores.append(score)
                 minutes = (time.perf_counter() - started) / 60
                 print(f"  {n:>3} per class  {strategy:<20} seed {seed}: "
@@ -304,6 +343,8 @@ def main() -> None:
             "image_size": IMAGE_SIZE, "batch_size": BATCH_SIZE,
             "scratch_steps": SCRATCH_STEPS, "head_steps": HEAD_STEPS,
             "phase_steps": PHASE_STEPS, "augment_rounds": AUGMENT_ROUNDS,
+            "fine_tuning_rate": FINE_TUNING_RATE, "layer_decay": LAYER_DECAY,
+            "head_multiplier": HEAD_MULTIPLIER, "gradual_blocks": GRADUAL_BLOCKS,
             "sizes": args.sizes, "seeds": args.seeds, "keras": keras.__version__,
             "backend": keras.backend.backend(), "test_pictures": int(len(test[1])),
         },

@@ -41,6 +41,7 @@ _EXPORTS = {
     "pretrained_base_or_random": "keras_smalldata.pretrained",
     "add_classifier_head": "keras_smalldata.pretrained",
     "available_architectures": "keras_smalldata.pretrained",
+    "block_groups": "keras_smalldata.pretrained",
     "classifier_model": "keras_smalldata.pretrained",
     "get_architecture": "keras_smalldata.pretrained",
     "keras_cache_dir": "keras_smalldata.pretrained",

@@ -465,6 +465,8 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
             f"Model {model.name!r} has no weights yet: build it (call it on a batch, "
             "or give it an Input) before making its optimizer."
         )
+    # Only floating-point weights can ever train (not a random layer's seed state).
+    weights = [v for v in model.weights if keras.backend.is_float_dtype(v.dtype)]
     layers = list(nested_layers(model))
     claimed: dict[int, str] = {}  # id(variable) -> the group that has it
     explicit = []
@@ -475,10 +477,11 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
             where = f"{option}[{label!r}]"
             variables = _unique(
                 v for layer in _match(key, model, layers, option) for v in layer.weights
+                if keras.backend.is_float_dtype(v.dtype)
             )
             if not variables:
                 raise ValueError(
-                    f"{where} matches only layers without weights. "
+                    f"{where} matches only layers without weights to train. "
                     f"{args.received(option, mapping)}"
                 )
             for variable in variables:
@@ -497,7 +500,8 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
         blocks = block_groups(base)
         for depth, (block, block_layers) in enumerate(reversed(blocks)):
             variables = _unique(
-                v for layer in block_layers for v in layer.weights if id(v) not in claimed
+                v for layer in block_layers for v in layer.weights
+                if id(v) not in claimed and keras.backend.is_float_dtype(v.dtype)
             )
             for variable in variables:
                 claimed[id(variable)] = block
@@ -505,10 +509,10 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
                 decayed.append((block, decay**depth, variables))
     elif base is not None:
         raise ValueError("`base` is only used with layer_decay=.")
-    rest = _unique(v for v in model.weights if id(v) not in claimed)
+    rest = _unique(v for v in weights if id(v) not in claimed)
     groups = explicit + decayed + ([(OTHER_LAYERS, 1.0, rest)] if rest else [])
     # In model order: the first blocks first, the head last.
-    position = {id(v): i for i, v in enumerate(model.weights)}
+    position = {id(v): i for i, v in enumerate(weights)}
     groups.sort(key=lambda g: min(position.get(id(v), len(position)) for v in g[2]))
     return [(label, float(m), tuple(v.path for v in variables)) for label, m, variables in groups]
 

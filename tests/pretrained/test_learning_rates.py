@@ -235,6 +235,28 @@ def test_refusals_of_optimizers_and_models(vgg_model):
                                 multipliers={"dense": 0.1})
 
 
+class Counter(keras.layers.Layer):
+    """A layer with an integer weight, which no optimizer can train."""
+
+    def build(self, input_shape):
+        self.count = self.add_weight(shape=(), dtype="int32", initializer="zeros",
+                                     trainable=False, name="count")
+
+    def call(self, x):
+        return x
+
+
+def test_only_weights_that_can_train_are_grouped():
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(1, name="d")(Counter(name="counter")(inputs))
+    model = keras.Model(inputs, outputs)
+    optimizer = DiscriminativeOptimizer("sgd", model, multipliers={"d": 0.5})
+    assert optimizer.get_config()["groups"] == [["d", 0.5, ["d/kernel", "d/bias"]]]
+    with pytest.raises(ValueError, match=r"multipliers\['counter'\] matches only layers "
+                                         "without weights to train"):
+        DiscriminativeOptimizer("sgd", model, multipliers={"counter": 0.5})
+
+
 def test_an_optimizer_made_for_another_model_says_so_when_training_starts():
     model = two_heads()
     optimizer = DiscriminativeOptimizer("sgd", model, multipliers={"a": 0.5})
