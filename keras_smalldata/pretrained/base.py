@@ -32,6 +32,7 @@ import contextlib
 import difflib
 import os
 import re
+import sys
 import warnings
 
 import keras
@@ -326,7 +327,7 @@ class PretrainedBase(keras.Model):
             return
         trainable_before = self._trainable_weight_ids()
         keras.layers.Layer.trainable.fset(self, value)
-        self._after_change(trainable_before, models=(), optimizer=None, stacklevel=3)
+        self._after_change(trainable_before, models=(), optimizer=None)
 
     def freeze(self, recompile=None, optimizer=None) -> PretrainedBase:
         """Freezes the whole base (feature extraction). Returns the base.
@@ -399,14 +400,16 @@ class PretrainedBase(keras.Model):
         spec = self.architecture
         names = {layer.name for layer in self.layers}
         if spec.last_block_start in names:
-            return self.freeze_until(spec.last_block_start, recompile, optimizer)
-        if spec.last_block_after in names:
-            return self.freeze_through(spec.last_block_after, recompile, optimizer)
-        raise ValueError(
-            f"{self.name!r} does not contain the last block of {spec.name} "
-            f"({spec.last_block_start or spec.last_block_after!r}); it was cut at "
-            f"{self.feature_layer_name!r}. Use freeze_until(...) with one of its layers."
-        )
+            index = self._resolve(spec.last_block_start, "freeze_until", block_end=False)
+        elif spec.last_block_after in names:
+            index = self._resolve(spec.last_block_after, "freeze_through", block_end=True) + 1
+        else:
+            raise ValueError(
+                f"{self.name!r} does not contain the last block of {spec.name} "
+                f"({spec.last_block_start or spec.last_block_after!r}); it was cut at "
+                f"{self.feature_layer_name!r}. Use freeze_until(...) with one of its layers."
+            )
+        return self._change(lambda: self._freeze_before(index), recompile, optimizer)
 
     def cut_at(self, layer, pooling="same") -> PretrainedBase:
         """Returns the base up to ``layer`` (inclusive), sharing its layers and weights.
@@ -479,7 +482,7 @@ class PretrainedBase(keras.Model):
         models = self._models_to_recompile(recompile_models, optimizer)
         trainable_before = self._trainable_weight_ids()
         change()
-        self._after_change(trainable_before, models, optimizer, stacklevel=4)
+        self._after_change(trainable_before, models, optimizer)
         return self
 
     def _models_to_recompile(self, models, optimizer) -> tuple:
@@ -507,14 +510,14 @@ class PretrainedBase(keras.Model):
                 )
         return models
 
-    def _after_change(self, trainable_before, models, optimizer, stacklevel) -> None:
+    def _after_change(self, trainable_before, models, optimizer) -> None:
         """Recompiles ``models``, or warns when a compiled model would go stale."""
         for model in models:
             recompile(model, optimizer)
         changed = self._trainable_weight_ids() != trainable_before
         if changed and not models and self._trained_since_change(trainable_before):
             warnings.warn(_stale_compile_message(self.name), StaleCompileWarning,
-                          stacklevel=stacklevel)
+                          stacklevel=_user_stacklevel())
         if changed or models:
             self._remember_trainable_weights()
 
@@ -591,6 +594,25 @@ def _stale_compile_message(name: str) -> str:
         "recompile=model (or a list of models) to the freezing call, or call "
         "model.compile(...) before the next fit()."
     )
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the user's line.
+
+    That is the first caller outside this library and the frameworks (Keras'
+    TensorFlow layers add frames of their own to ``base.trainable = ...``).
+    Counted from the function that calls `warnings.warn`.
+    """
+    names = ("keras_smalldata", "keras", "tensorflow", "jax", "torch")
+    folders = tuple(
+        os.path.dirname(sys.modules[name].__file__) + os.sep
+        for name in names
+        if getattr(sys.modules.get(name), "__file__", None)
+    )
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(folders):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _checksum(variable) -> float:

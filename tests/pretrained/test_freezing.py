@@ -248,9 +248,9 @@ def _stale_warnings(change):
     return [w for w in caught if issubclass(w.category, StaleCompileWarning)]
 
 
-def _small_trained(pictures, run_eagerly, training_false=False):
-    """Blocks 1-2 of VGG16 in a compiled model that has trained once."""
-    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer="block2")
+def _small_trained(pictures, run_eagerly, training_false=False, output_layer="block2"):
+    """Blocks 1-2 of VGG16 (or more) in a compiled model that has trained once."""
+    base = PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, output_layer=output_layer)
     inputs = keras.Input((32, 32, 3))
     # training=False: Keras' transfer-learning idiom; it does not stop training.
     features = base(inputs, training=False) if training_false else base(inputs)
@@ -298,13 +298,16 @@ def test_recompile_argument_keeps_frozen_weights_frozen_without_a_warning(pictur
         lambda base: base.freeze(),
         lambda base: base.freeze_until("block2_conv1"),
         lambda base: base.freeze_through("block1"),
+        lambda base: base.unfreeze_last_block(),
         lambda base: setattr(base, "trainable", False),  # Keras' own idiom
     ],
-    ids=["freeze", "freeze_until", "freeze_through", "trainable=False"],
+    ids=["freeze", "freeze_until", "freeze_through", "unfreeze_last_block", "trainable=False"],
 )
-def test_every_freezing_change_after_training_warns(pictures, change):
-    base, _ = _small_trained(pictures, run_eagerly=True)
-    assert len(_stale_warnings(lambda: change(base))) == 1
+def test_every_freezing_change_after_training_warns(pictures, change, request):
+    whole = "unfreeze_last_block" in request.node.name  # block 5 must be there
+    base, _ = _small_trained(pictures, run_eagerly=True, output_layer=None if whole else "block2")
+    caught = _stale_warnings(lambda: change(base))
+    assert len(caught) == 1 and caught[0].filename == __file__
 
 
 def test_unfreeze_after_training_a_frozen_base_warns(pictures):
