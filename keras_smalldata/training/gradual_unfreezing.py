@@ -90,15 +90,15 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.initial_blocks = args.check_int("initial_blocks", initial_blocks, minimum=0)
         self.verbose = args.check_int("verbose", verbose, minimum=0, maximum=1)
         self.training_blocks: dict[int, list[str]] = {}
-        self._stages: list[tuple[str, list]] = []
+        self._stages: list[tuple[str, list, list]] = []
         self._open: int | None = None
 
     def unfreezing_order(self) -> list[str]:
         """The blocks of the base that will train, in the order they start (top first)."""
-        return [name for name, _ in self._blocks(keras_variables=None)]
+        return [name for name, _, _ in self._blocks(keras_variables=None)]
 
-    def _blocks(self, keras_variables) -> list[tuple[str, list]]:
-        """``[(block, [trainable variables])]``, top first, for blocks that can train."""
+    def _blocks(self, keras_variables) -> list[tuple[str, list, list]]:
+        """``[(block, layers, trainable variables)]``, top first, for blocks that can train."""
         allowed = None if keras_variables is None else {id(v) for v in keras_variables}
         stages = []
         for name, layers in reversed(block_groups(self.base)):
@@ -107,7 +107,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 if allowed is None or id(v) in allowed
             ]
             if variables:
-                stages.append((name, variables))
+                stages.append((name, layers, variables))
         return stages
 
     def on_train_begin(self, logs=None):
@@ -136,11 +136,10 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.training_blocks = {}
 
     def _refuse_training_batchnorm(self) -> None:
-        waiting = self._stages[self.initial_blocks :]
         names = [
             layer.name
-            for name, _ in waiting
-            for layer in dict(block_groups(self.base))[name]
+            for _, layers, _ in self._stages[self.initial_blocks :]  # blocks that wait
+            for layer in layers
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
         ]
         if names:
@@ -157,19 +156,19 @@ class GradualUnfreezing(keras.callbacks.Callback):
         count = min(len(self._stages), self.initial_blocks + epoch // self.every)
         if count != self._open:
             optimizer = self.model.optimizer
-            optimizer.resume_updates([v for _, vs in self._stages[:count] for v in vs])
-            optimizer.pause_updates([v for _, vs in self._stages[count:] for v in vs])
+            optimizer.resume_updates([v for _, _, vs in self._stages[:count] for v in vs])
+            optimizer.pause_updates([v for _, _, vs in self._stages[count:] for v in vs])
             if self.verbose and count:
                 print(
                     f"Epoch {epoch + 1}: GradualUnfreezing: {self._stages[count - 1][0]} "
                     f"trains from now on ({count} of {len(self._stages)} blocks)."
                 )
             self._open = count
-        self.training_blocks[epoch] = [name for name, _ in self._stages[:count]]
+        self.training_blocks[epoch] = [name for name, _, _ in self._stages[:count]]
 
     def on_train_end(self, logs=None):
         if self._stages and isinstance(self.model.optimizer, DiscriminativeOptimizer):
-            self.model.optimizer.resume_updates([v for _, vs in self._stages for v in vs])
+            self.model.optimizer.resume_updates([v for _, _, vs in self._stages for v in vs])
         self._open = None
 
     def __repr__(self) -> str:
