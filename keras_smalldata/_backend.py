@@ -228,6 +228,26 @@ def runs_in_tf_data(x) -> bool:
     return (type(x).__module__ or "").startswith("tensorflow")
 
 
+def in_tf_data_function() -> bool:
+    """True while TensorFlow traces a ``tf.data`` function (``dataset.map(...)``).
+
+    Under the TensorFlow backend a layer cannot tell a ``tf.data`` graph from
+    a ``tf.function`` by its tensors. It matters for random draws: ``map``
+    with ``num_parallel_calls`` runs the function concurrently, and a
+    `keras.random.SeedGenerator` reads and then writes its state, so two
+    batches can get the same draws (see `tf_data_uniform`). ``tf.data`` names
+    its function graphs ``Dataset_<transformation>_<function>``.
+    """
+    if not is_tensorflow():
+        return False
+    graph = tensorflow().compat.v1.get_default_graph()
+    while graph is not None:
+        if (getattr(graph, "name", None) or "").startswith("Dataset_"):
+            return True
+        graph = getattr(graph, "outer_graph", None)
+    return False
+
+
 def numpy_ops_for(x):
     """A NumPy-like op namespace that accepts ``x``.
 
@@ -305,10 +325,12 @@ _TF_DATA_GENERATORS = weakref.WeakKeyDictionary()
 
 
 def tf_data_uniform(owner, shape, seed: int | None = None):
-    """Float32 draws from U(0, 1) inside ``tf.data`` under JAX or PyTorch.
+    """Float32 draws from U(0, 1) inside ``tf.data``, under every backend.
 
-    A layer's `keras.random.SeedGenerator` keeps its state in the running
-    backend, which a ``tf.data`` graph cannot advance. Here the state is a
+    Under JAX and PyTorch a layer's `keras.random.SeedGenerator` keeps its
+    state in the running backend, which a ``tf.data`` graph cannot advance;
+    under TensorFlow it can, but not atomically (parallel ``map`` calls can
+    read the same state). Here the state is a
     ``tf.random.Generator`` made once per ``owner`` (outside any graph, from
     ``seed``); each call advances it atomically, so parallel ``map`` calls never
     repeat a draw, and a new owner with the same seed repeats the sequence.

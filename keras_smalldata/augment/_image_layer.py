@@ -207,7 +207,7 @@ class RandomImageLayer(ImageLayer):
 
     def _uniform(self, images, batch_size, seed=None):
         shape = (batch_size, self.draws_per_picture)
-        if _backend.runs_in_tf_data(images):
+        if _backend.runs_in_tf_data(images) or _backend.in_tf_data_function():
             return _backend.tf_data_uniform(self, shape, self.seed)
         return keras.random.uniform(shape, seed=self.generator if seed is None else seed)
 

@@ -123,6 +123,18 @@ def test_identity_at_inference_seed_and_unbatched(layer_class, kwargs):
     "build, error, argument",
     [
         (lambda: RandomChannelShift(-1.0), ValueError, "intensity_range"),
+        # Beyond float32: the pictures would turn to inf or NaN.
+        (lambda: RandomChannelShift(1e19), ValueError, "intensity_range"),
+        (
+            lambda: RandomBrightnessMultiplier((float("nan"), 1.2)),
+            ValueError,
+            "brightness_range",
+        ),
+        (
+            lambda: RandomBrightnessMultiplier((0.5, 1e19)),
+            ValueError,
+            "brightness_range",
+        ),
         (lambda: RandomChannelShift("20"), TypeError, "intensity_range"),
         (lambda: RandomBrightnessMultiplier(0.2), ValueError, "brightness_range"),
         (
