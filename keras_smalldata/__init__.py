@@ -31,6 +31,7 @@ _EXPORTS = {
     # features
     "CorruptedCacheWarning": "keras_smalldata.features",
     "FeatureSet": "keras_smalldata.features",
+    "StaleCacheWarning": "keras_smalldata.features",
     "extract_features": "keras_smalldata.features",
     # pretrained
     "DiscriminativeOptimizer": "keras_smalldata.pretrained",
@@ -58,6 +59,8 @@ _EXPORTS = {
     "smooth_curve": "keras_smalldata.training",
     # viz
     "ClassActivationMaps": "keras_smalldata.viz",
+    "FilterPatterns": "keras_smalldata.viz",
+    "Misclassified": "keras_smalldata.viz",
     "cam_faithfulness": "keras_smalldata.viz",
     "class_activation_maps": "keras_smalldata.viz",
     "colorize_heatmap": "keras_smalldata.viz",
@@ -65,6 +68,7 @@ _EXPORTS = {
     "filter_pattern": "keras_smalldata.viz",
     "filter_patterns": "keras_smalldata.viz",
     "find_last_conv_layer": "keras_smalldata.viz",
+    "find_misclassified": "keras_smalldata.viz",
     "get_activations": "keras_smalldata.viz",
     "grad_cam": "keras_smalldata.viz",
     "layer_paths": "keras_smalldata.viz",
