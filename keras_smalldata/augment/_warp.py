@@ -1,9 +1,9 @@
 """One resampling pass of pictures by affine matrices, written to NumPy-like ops.
 
 `warp` is the geometric core of `RandomAffine`. It runs unchanged with
-`keras.ops` (TensorFlow, JAX and PyTorch tensors) and with TensorFlow's NumPy
-ops inside ``tf.data`` under the other backends, and it is compiled with XLA
-where the backend has it (see `_backend.xla_function`).
+`keras.ops` (TensorFlow, JAX and PyTorch tensors) and with its TensorFlow twin
+inside ``tf.data`` under the other backends (`_backend.keras_ops_for`), and
+it is compiled with XLA where the backend has it (`_backend.xla_function`).
 
 It samples what `keras.ops.image.affine_transform` samples (the same
 output-to-input matrix rows, the same bilinear rule), with these differences,

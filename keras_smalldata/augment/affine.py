@@ -97,22 +97,13 @@ _SETTINGS = (
 _KIND_CODES = {"none": 0.0, "uniform": 1.0, "choice": 2.0}
 
 # The largest shift (pixels) and zoom factor the float32 pass computes without
-# overflow on any picture up to a million pixels wide: coordinates stay below
+# overflow on any picture up to a million pixels wide: positions stay below
 # 1e25, far from float32's 3.4e38. A shift of 1e18 pixels is already "off the
 # picture" for every fill mode but "reflect" and "wrap", where it is reduced
 # modulo the period.
-_LARGEST_SHIFT = 1e18
-_ZOOM_BOUNDS = (1e-18, 1e18)
+LARGEST_SHIFT = 1e18
+ZOOM_LIMITS = (1e-18, 1e18)
 _FLOAT32_MAX = float(np.finfo("float32").max)
-
-
-def _check_computable(name, value, low, high, unit):
-    """Refuses a setting beyond what the float32 computation can represent."""
-    if not low <= abs(value) <= high:
-        raise ValueError(
-            f"`{name}` must be between {low:g} and {high:g} {unit}: beyond that the "
-            f"float32 computation of the warp overflows. {args.received(name, value)}"
-        )
 
 
 def _draw_shift(
@@ -292,10 +283,12 @@ class RandomAffine(RandomImageLayer):
     For each picture of a batch it draws a rotation, a width and a height
     shift, a shear, an x and a y zoom (independently) and the flips, builds
     ONE centred affine matrix M = R(theta) . T(tx, ty) . Sh(shear) . Z(zx, zy)
-    (the flips folded in) and resamples the picture ONCE with
-    `keras.ops.image.affine_transform`. A chain of Keras' own `RandomRotation`,
-    `RandomTranslation`, `RandomZoom`... interpolates once per layer: slower
-    and blurrier.
+    (the flips folded in) and resamples the picture ONCE: the bilinear
+    sampling of `keras.ops.image.affine_transform`, in the library's own pass
+    compiled with XLA (several times faster, and exact for constant fills
+    and "wrap" where the backends' kernels are not). A chain of Keras' own
+    `RandomRotation`, `RandomTranslation`, `RandomZoom`... interpolates once
+    per layer: slower and blurrier.
 
     The arguments mean exactly what they meant for `ImageDataGenerator`
     (same names, same forms), except that the width shift moves columns and
@@ -316,7 +309,9 @@ class RandomAffine(RandomImageLayer):
     care.
 
     **Note:** This layer is safe to use inside a `tf.data` pipeline
-    (``dataset.map(layer)``), independently of the backend.
+    (``dataset.map(layer)``), independently of the backend. With
+    ``(images, labels)`` pairs, map the images only:
+    ``dataset.map(lambda x, y: (layer(x, training=True), y))``.
 
     Input shape:
         3D (unbatched) or 4D (batched) tensor: ``(..., height, width,
@@ -335,7 +330,8 @@ class RandomAffine(RandomImageLayer):
             (``10.0``: U(-10, 10)), an int ``n`` draws a whole number of pixels
             from ``range(n)`` with a random sign (``3``: one of -2..2), a list
             draws one element with a random sign (``[0, 4, 8]``), as a
-            fraction of the width if all elements are ``< 1``.
+            fraction of the width if all elements are ``< 1``. At most 1e18
+            pixels (the float32 pass's limit).
         height_shift_range: Vertical shift (rows), same forms with the height.
         shear_range: Shear angle in DEGREES, drawn from U(-s, s) (so the
             classic ``shear_range=0.2`` is a 0.2-degree shear: almost
@@ -343,6 +339,7 @@ class RandomAffine(RandomImageLayer):
         zoom_range: A float ``z`` draws each of zx and zy independently from
             ``[1 - z, 1 + z]`` (``0.2``: [0.8, 1.2]); a pair ``(low, high)``
             gives the interval (``(0.8, 1.2)``). Values > 1 zoom OUT.
+            Factors from 1e-18 to 1e18.
         horizontal_flip: Mirror left-right with probability 0.5.
         vertical_flip: Mirror up-down with probability 0.5.
         fill_mode: How to fill the pixels that come from outside the picture:
@@ -406,10 +403,10 @@ class RandomAffine(RandomImageLayer):
         for name in ("width_shift_range", "height_shift_range"):
             value = getattr(self, name)
             for v in value if isinstance(value, list) else [value]:
-                _check_computable(name, v, 0.0, _LARGEST_SHIFT, "pixels")
+                args.check_number(name, v, -LARGEST_SHIFT, LARGEST_SHIFT)
         self._zoom_bounds = args.check_zoom_range(zoom_range)
         for bound in self._zoom_bounds:
-            _check_computable("zoom_range", bound, *_ZOOM_BOUNDS, "(zoom factors)")
+            args.check_number("zoom_range", bound, *ZOOM_LIMITS)
         self.zoom_range = (
             float(zoom_range)
             if args.is_number(zoom_range)
@@ -437,6 +434,10 @@ class RandomAffine(RandomImageLayer):
             *self._shift_settings(width_shift),
             *self._shift_settings(height_shift),
         ]
+        self._arrays = tuple(
+            np.asarray(values, "float32")
+            for values in (self._settings, self._candidates_x, self._candidates_y)
+        )
         self._identity = (
             self.rotation_range == 0
             and width_shift[0] == "none"
@@ -489,10 +490,7 @@ class RandomAffine(RandomImageLayer):
         )
 
     def _setting_arrays(self) -> tuple:
-        return tuple(
-            np.asarray(values, "float32")
-            for values in (self._settings, self._candidates_x, self._candidates_y)
-        )
+        return self._arrays
 
     def _draws_to_parameters(self, ops, draws, height, width, *settings):
         settings = [ops.cast(values, "float32") for values in settings]

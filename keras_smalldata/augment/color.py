@@ -7,6 +7,9 @@ import keras
 from keras_smalldata import _arguments as args
 from keras_smalldata.augment._image_layer import RandomImageLayer
 
+# Beyond this a float32 computation on pixel values can overflow to inf or NaN.
+LARGEST_FACTOR = 1e18
+
 
 def _per_picture(xnp, values, images):
     """Reshapes one value per picture to broadcast over ``(batch, ...)`` pictures."""
@@ -55,8 +58,9 @@ class RandomChannelShift(RandomImageLayer):
     def __init__(self, intensity_range: float, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.intensity_range = args.check_non_negative(
-            "intensity_range", intensity_range, "pixel-value units", "20.0"
-        )
+            "intensity_range", intensity_range, "pixel-value units", "20.0",
+            upper=LARGEST_FACTOR,
+        )  # fmt: skip
 
     def _is_identity(self) -> bool:
         return self.intensity_range == 0
@@ -144,8 +148,11 @@ class RandomBrightnessMultiplier(RandomImageLayer):
                 "brightness_range must be a pair of factors (low, high), e.g. "
                 f"brightness_range=(0.8, 1.2); got {brightness_range!r}."
             )
-        low, high = float(brightness_range[0]), float(brightness_range[1])
-        if low < 0 or high < low:
+        low, high = (
+            args.check_number("brightness_range", v, 0.0, LARGEST_FACTOR)
+            for v in brightness_range
+        )
+        if high < low:
             raise ValueError(
                 f"brightness_range={brightness_range!r} must satisfy 0 <= low <= high "
                 "(1 = unchanged), e.g. (0.8, 1.2)."
