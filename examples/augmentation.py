@@ -130,7 +130,7 @@ augmentation = ks.from_image_data_generator(
     seed=SEED,
     name="augmentation",
 )
-print([type(layer).__name__ for layer in augmentation.layers])
+print(augmentation.layers)
 
 # %% [markdown]
 # ## Look before you train

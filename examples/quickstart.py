@@ -144,7 +144,7 @@ history = model.fit(
     train, validation_data=validation, epochs=EPOCHS, callbacks=callbacks, verbose=0
 )
 val_loss = history.history["val_loss"]
-best = min(range(len(val_loss)), key=val_loss.__getitem__)
+best = val_loss.index(min(val_loss))
 print(f"{len(val_loss)} epochs; lowest validation loss {val_loss[best]:.3f} at epoch "
       f"{best + 1}, validation accuracy there "
       f"{history.history['val_accuracy'][best]:.3f}")
