@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_smalldata._arguments import check_positive_int
+from keras_smalldata._figures import new_figure
 
 
 def _load_picture(image) -> np.ndarray:
@@ -88,7 +89,6 @@ def show_augmentations(
     fig.savefig("augmentations.png")
     ```
     """
-    from matplotlib.figure import Figure
 
     check_positive_int("n", n, "number of variants")
     if not callable(layer):
@@ -113,7 +113,7 @@ def show_augmentations(
         check_positive_int("ncols", ncols)
     ncols = min(int(ncols), count)
     nrows = math.ceil(count / ncols)
-    fig = Figure(figsize=figsize or (2.0 * ncols, 2.0 * nrows))
+    fig = new_figure(figsize=figsize or (2.0 * ncols, 2.0 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

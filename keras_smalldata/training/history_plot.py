@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._figures import new_figure
 from keras_smalldata.training._directions import metric_direction
 from keras_smalldata.training._metric_names import is_smoothed_key, metric_names
 from keras_smalldata.training.history_io import history_as_dict
@@ -160,8 +161,6 @@ def plot_history(
     model = getattr(history, "model", None) if hasattr(history, "history") else None
     best = _best_epoch(data, epochs, validation_freq, monitor, mode, model)
 
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     count = len(selected)
@@ -169,11 +168,7 @@ def plot_history(
     nrows = math.ceil(count / ncols)
     if figsize is None:
         figsize = (5.0 * ncols, 3.8 * nrows + 0.7)
-    # Not a pyplot figure: nothing is registered globally (no "more than 20
-    # figures" warning in a loop, no second copy shown by a notebook); the Agg
-    # canvas measures the legend.
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=figsize, layout="constrained")
     legend_entries: dict[str, object] = {}
     for index, base in enumerate(selected):
         ax = fig.add_subplot(nrows, ncols, index + 1)

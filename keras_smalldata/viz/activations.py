@@ -14,6 +14,7 @@ from keras_smalldata._arguments import (
     check_number,
     check_positive_int,
 )
+from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
 from keras_smalldata.viz._layers import resolve_layer, walk_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
@@ -186,7 +187,6 @@ def plot_activations(
     figures[0].savefig("conv2d.png")
     ```
     """
-    from matplotlib.figure import Figure
 
     if not isinstance(activations, dict):
         raise TypeError(
@@ -236,7 +236,7 @@ def plot_activations(
         sizes = [size_of(shape) for _, shape, _ in grids]
         width = max(w for w, _ in sizes)
         height = sum(h for _, h in sizes)
-        figure = Figure(figsize=figsize or (width, height), layout="constrained")
+        figure = new_figure(figsize=figsize or (width, height), layout="constrained")
         axes = figure.subplots(
             len(grids),
             1,
@@ -248,7 +248,7 @@ def plot_activations(
         return figure
     figures = []
     for name, shape, grid in grids:
-        figure = Figure(figsize=figsize or size_of(shape), layout="constrained")
+        figure = new_figure(figsize=figsize or size_of(shape), layout="constrained")
         draw(figure.add_subplot(), name, shape, grid)
         figures.append(figure)
     return figures

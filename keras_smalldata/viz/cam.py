@@ -36,6 +36,7 @@ from keras_smalldata._arguments import (
     check_number,
     check_positive_int,
 )
+from keras_smalldata._figures import new_figure
 from keras_smalldata._models import CONVOLUTION_TYPES, check_model
 from keras_smalldata.viz._compiled import FunctionCache, compile_for
 from keras_smalldata.viz._layers import is_model, resolve_layer
@@ -556,7 +557,6 @@ def plot_grad_cam(
     fig.savefig("gradcam.png")
     ```
     """
-    from matplotlib.figure import Figure
 
     class_names = check_class_names(class_names)
     check_number("alpha", alpha, 0.0, 1.0)
@@ -564,7 +564,7 @@ def plot_grad_cam(
     maps = class_activation_maps(model, batch, class_index, layer, method)
     pictures = keras.ops.convert_to_numpy(batch)
     rows = pictures.shape[0]
-    figure = Figure(figsize=figsize or (9.0, 3.2 * rows), layout="constrained")
+    figure = new_figure(figsize=figsize or (9.0, 3.2 * rows), layout="constrained")
     axes = figure.subplots(rows, 3, squeeze=False)
     for i in range(rows):
         shown = to_display_image(pictures[i], value_range)

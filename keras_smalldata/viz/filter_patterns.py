@@ -45,6 +45,7 @@ from keras_smalldata._arguments import (
     is_integer,
     received,
 )
+from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
 from keras_smalldata.viz._compiled import FunctionCache, compile_for
 from keras_smalldata.viz._layers import resolve_layer
@@ -672,7 +673,6 @@ def plot_filter_patterns(
                                title="conv2d")
     ```
     """
-    from matplotlib.figure import Figure
 
     excited = patterns.excited if isinstance(patterns, FilterPatterns) else None
     patterns = np.asarray(patterns)
@@ -712,7 +712,7 @@ def plot_filter_patterns(
         top, left = r * (height + margin), c * (width + margin)
         grid[top : top + height, left : left + width] = patterns[i]
     if ax is None:
-        figure = Figure(
+        figure = new_figure(
             figsize=figsize or (1.2 * columns, 1.2 * rows + (0.4 if title else 0)),
             layout="constrained",
         )

@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_smalldata import _backend
 from keras_smalldata._arguments import check_bool, check_positive_int
+from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
 from keras_smalldata.viz._outputs import ClassPredictor, check_class_names, class_name
 from keras_smalldata.viz._recording import as_batch
@@ -197,11 +198,10 @@ def _draw_misclassified(
     value_range,
     figsize,
 ):
-    from matplotlib.figure import Figure
 
     kept = len(mistakes.index)
     if not kept:
-        figure = Figure(figsize=figsize or (4.0, 1.5), layout="constrained")
+        figure = new_figure(figsize=figsize or (4.0, 1.5), layout="constrained")
         ax = figure.add_subplot()
         ax.text(
             0.5,
@@ -214,7 +214,7 @@ def _draw_misclassified(
         return figure
     columns = min(images_per_row, kept)
     rows = -(-kept // columns)
-    figure = Figure(
+    figure = new_figure(
         figsize=figsize or (2.6 * columns, 2.8 * rows + 0.4), layout="constrained"
     )
     axes = figure.subplots(rows, columns, squeeze=False)
