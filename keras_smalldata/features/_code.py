@@ -41,6 +41,10 @@ import numpy as np
 # Packages whose code is fingerprinted but trusted to compute the same thing
 # from the same inputs (no hidden state): their layers need no probe.
 _TRUSTED_PACKAGES = ("keras", "keras_smalldata")
+# Packages whose versions are in every cache key (see `fingerprint.environment`):
+# their code is library code wherever they are imported from (a source
+# checkout on PYTHONPATH too), and is never walked.
+_VERSIONED_PACKAGES = ("keras", "numpy", "tensorflow", "jax", "torch")
 # Limits that keep describing a large object graph cheap and finite.
 _MAX_DEPTH = 12
 _MAX_NODES = 20_000
@@ -78,6 +82,8 @@ def _module_is_library(module_name: str) -> bool:
     """True for built-in, standard-library and installed modules (not the user's own)."""
     top = module_name.split(".")[0]
     if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        return True
+    if top in _VERSIONED_PACKAGES:
         return True
     path = getattr(sys.modules.get(top), "__file__", None)
     if path is None:  # a notebook's __main__, code run with exec: the user's
