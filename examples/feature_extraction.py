@@ -59,7 +59,7 @@ parser.add_argument(
     "--quick",
     action="store_true",
     default=os.environ.get("KERAS_SMALLDATA_QUICK") == "1",
-    help="32 px pictures, 1 epoch, 1 augmented round: a smoke test",
+    help="32 px pictures, 1 epoch, 1 augmented round, random weights: a smoke test",
 )
 args, _ = parser.parse_known_args()
 DATA_DIR, OUTPUT_DIR, SEED = args.data_dir, args.output_dir, args.seed
@@ -68,7 +68,7 @@ ARCHITECTURE = args.architecture
 WEIGHTS = None if args.weights.lower() == "none" else args.weights
 IMAGE_SIZE, EPOCHS, AUGMENT_ROUNDS = (args.image_size, args.epochs, args.augment_rounds)
 if args.quick:
-    IMAGE_SIZE, EPOCHS, AUGMENT_ROUNDS = 32, 1, 1
+    IMAGE_SIZE, EPOCHS, AUGMENT_ROUNDS, WEIGHTS = 32, 1, 1, None
 
 # %%
 keras = ks.import_keras_quietly()

@@ -57,13 +57,15 @@ parser.add_argument(
     "--quick",
     action="store_true",
     default=os.environ.get("KERAS_SMALLDATA_QUICK") == "1",
-    help="32 px pictures, 1 epoch per phase: a smoke test",
+    help="32 px pictures, 1 epoch per phase, random weights: a smoke test",
 )
 args, _ = parser.parse_known_args()
 DATA_DIR, OUTPUT_DIR, SEED = args.data_dir, args.output_dir, args.seed
 ARCHITECTURE = args.architecture
 WEIGHTS = None if args.weights.lower() == "none" else args.weights
-IMAGE_SIZE, EPOCHS = (32, 1) if args.quick else (args.image_size, args.epochs)
+IMAGE_SIZE, EPOCHS = args.image_size, args.epochs
+if args.quick:
+    IMAGE_SIZE, EPOCHS, WEIGHTS = 32, 1, None
 
 # %%
 keras = ks.import_keras_quietly()
@@ -94,7 +96,10 @@ test = load("test", shuffle=False)
 
 # %%
 shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
-base, weights = ks.pretrained_base_or_random(ARCHITECTURE, WEIGHTS, input_shape=shape)
+base, weights = ks.pretrained_base_or_random(
+    ARCHITECTURE, WEIGHTS, input_shape=shape,
+    train_batchnorm=False,  # the default with ImageNet weights; random ones too
+)
 print(f"{base.name}: weights: {weights}")
 inputs = keras.Input(shape)
 x = ks.augmentation_preset("flip_rotate_zoom", seed=SEED)(inputs)

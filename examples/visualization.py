@@ -194,7 +194,7 @@ inputs = keras.applications.mobilenet_v2.preprocess_input(photo_batch)
 probabilities = imagenet_model.predict(inputs, verbose=0)
 for name, row in zip(("chelsea", "coffee", "camera"), probabilities):
     top = np.argsort(row)[::-1][:3]
-    print(f"{name}: " + ", ".join(f"{names[i]} {row[i]:.2f}" for i in top))
+    print(f"{name}: " + ", ".join(f"{names[i]!r} {row[i]:.2f}" for i in top))
 
 # %%
 figure = ks.plot_grad_cam(

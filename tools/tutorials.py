@@ -46,6 +46,7 @@ def script_notebook(script: Path):
     return notebook
 
 
+_QUOTED = re.compile(r"'[^']*'")
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?")
 # What differs between the full run and the quick smoke test by design: numbers,
 # and the weights a base really got (ImageNet's, or random ones when the weights
@@ -54,10 +55,15 @@ _WEIGHTS = re.compile(r"(weights: )\S+")
 
 
 def output_skeleton(text: str) -> list[str]:
-    """Printed lines with every number masked: what the code's print calls fix."""
+    """Printed lines with every number and quoted text masked: what the print calls fix.
+
+    Quoted text is data (a class name that a network with other weights
+    predicts); the words around it are the code's.
+    """
     lines = []
     for line in text.splitlines():
         line = _WEIGHTS.sub(r"\1<weights>", line.rstrip())
+        line = _QUOTED.sub("'…'", line)
         lines.append(_NUMBER.sub("#", line))
     return lines
 
