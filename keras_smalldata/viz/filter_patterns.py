@@ -198,6 +198,17 @@ def _forward_to_layer(model, path, images, pre_activation: bool = False):
     return single_run(path, recorder.calls[:1], model)
 
 
+def _roll(x, shift, axis: int):
+    """`numpy.roll` along one axis by a shift that may be a tensor.
+
+    `keras.ops.roll` takes a tensor shift up to Keras 3.15 only; the compiled
+    step keeps its shifts as tensors so that a new shift is no new trace.
+    """
+    size = keras.ops.shape(x)[axis]
+    positions = keras.ops.mod(keras.ops.arange(size) - shift, size)
+    return keras.ops.take(x, positions, axis=axis)
+
+
 def _objective(model, path, border, jitter, objective):
     """``fn(pictures, indices, shifts) -> (per-picture objective, None)`` for `gradient_function`."""
     model_ref = weakref.ref(model)
@@ -205,8 +216,8 @@ def _objective(model, path, border, jitter, objective):
     def objective_of(pictures, indices, shifts):
         moved = pictures
         if jitter:
-            moved = keras.ops.roll(moved, shifts[0], axis=1)
-            moved = keras.ops.roll(moved, shifts[1], axis=2)
+            moved = _roll(moved, shifts[0], axis=1)
+            moved = _roll(moved, shifts[1], axis=2)
         call = _forward_to_layer(
             model_ref(), path, moved, pre_activation=objective == "pre_activation"
         )

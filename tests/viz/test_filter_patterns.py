@@ -478,3 +478,13 @@ def test_real_mobilenet_v2_filters_are_excited_by_default():
     assert example.excited.mean() < 0.95  # the Keras example's ascent: dead filters
     found = filter_patterns(model, layer, filters, **common)
     assert found.excited.all()
+
+
+@pytest.mark.parametrize("shift", [0, 1, 5, -2, 9])
+def test_jitter_roll_is_numpys_with_a_tensor_shift(shift):
+    from keras_smalldata.viz.filter_patterns import _roll
+
+    x = np.arange(2 * 7 * 5 * 3, dtype="float32").reshape(2, 7, 5, 3)
+    for axis in (1, 2):
+        got = _roll(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(shift), axis)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), np.roll(x, shift, axis))
