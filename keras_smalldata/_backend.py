@@ -8,6 +8,7 @@ so that the rest of the code stays written against ``keras.ops``.
 
 from __future__ import annotations
 
+import logging
 import sys
 import weakref
 
@@ -152,11 +153,37 @@ def _torch_gradient(fn):
     return gradient
 
 
+# The functions this library compiled, as TensorFlow's log names them.
+_OWN_FUNCTION_NAMES: set[str] = set()
+
+
+class _OwnRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about our functions.
+
+    Each new model, layer or picture size gets a new compiled function by
+    design (one trace each, cached); TensorFlow counts their first traces as
+    retracing and blames the user's code ("creating @tf.function repeatedly
+    in a loop"). The warning about any other function still appears.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "triggered tf.function retracing" not in message:
+            return True
+        return not any(name in message for name in _OWN_FUNCTION_NAMES)
+
+
+_RETRACING_FILTER = _OwnRetracingFilter()
+
+
 def _tensorflow_compile(fn, variables, reduce_retracing):
     # A tf.function reads the variables it closes over when it runs.
-    return tensorflow().function(
-        fn, autograph=False, reduce_retracing=reduce_retracing
-    )
+    tf = tensorflow()
+    logger = tf.get_logger()
+    if _RETRACING_FILTER not in logger.filters:
+        logger.addFilter(_RETRACING_FILTER)
+    _OWN_FUNCTION_NAMES.add(f"<function {fn.__qualname__} at ")
+    return tf.function(fn, autograph=False, reduce_retracing=reduce_retracing)
 
 
 def _jax_compile(fn, variables, reduce_retracing):

@@ -488,3 +488,18 @@ def test_jitter_roll_is_numpys_with_a_tensor_shift(shift):
     for axis in (1, 2):
         got = _roll(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(shift), axis)
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), np.roll(x, shift, axis))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's log")
+def test_patterns_of_many_layers_log_no_retracing_warning(caplog):
+    inputs = keras.Input((16, 16, 3))
+    x, names = inputs, []
+    for i in range(7):
+        x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name=f"c{i}")(x)
+        names.append(f"c{i}")
+    model = keras.Model(inputs, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # filters that stay shut
+        for name in names:  # one compiled step and measure per layer, by design
+            filter_patterns(model, name, [0], steps=2, verbose=0)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
