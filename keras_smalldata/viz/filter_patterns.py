@@ -338,6 +338,59 @@ class _Ascent:
             np.concatenate(final_out).astype("float64"),
         )
 
+    def climb_with_restarts(self, filters, restarts: int):
+        """Climbs, then climbs again from stronger starts for the filters that did not rise.
+
+        Returns the raw pictures, the start and final activations, whether each
+        filter rose and the attempt that made it rise (or the last one).
+        """
+        raw, start, final = self.climb(filters, attempt=0)
+        excited = _rose(start, final)
+        attempts = np.ones(len(filters), dtype="int64")
+        for attempt in range(1, restarts + 1):
+            again = np.flatnonzero(~excited)
+            if not again.size:
+                break
+            retry = self.climb([filters[i] for i in again], attempt)
+            found = _rose(retry[1], retry[2])
+            chosen = again[found]
+            raw[chosen], start[chosen], final[chosen] = (part[found] for part in retry)
+            excited[chosen] = True
+            attempts[chosen] = attempt + 1
+        return raw, start, final, excited, attempts
+
+
+def _step_and_measure(model, passes, run_eagerly: bool):
+    """The ascent step and the activation measure for ``passes``, compiled and cached unless eager."""
+    path, border = passes[0], passes[1]
+    if run_eagerly:
+        return _ascent_step(model, *passes), _activation_measure(model, path, border)
+    return _STEPS.get(
+        model,
+        passes,
+        lambda: (
+            compile_for(model, _ascent_step(model, *passes)),
+            compile_for(model, _activation_measure(model, path, border)),
+        ),
+    )
+
+
+def _warn_not_excited(path, filters, excited, restarts: int) -> None:
+    """Warns, from the caller of `filter_patterns`, about the filters that stayed at their start."""
+    missed = [f for f, ok in zip(filters, excited) if not ok]
+    warnings.warn(
+        f"{len(missed)} of {len(filters)} filters of layer {path!r} were not "
+        f"excited by the ascent (filters {missed[:10]}"
+        f"{'...' if len(missed) > 10 else ''}), even after {restarts} "
+        "restart(s): their activation did not rise, so their pictures are the "
+        "start noise, not a pattern (often a filter that no input reaches, "
+        "behind channels that are zero for every picture). "
+        "FilterPatterns.excited marks them and plot_filter_patterns crosses "
+        "them out.",
+        UserWarning,
+        stacklevel=3,
+    )
+
 
 def filter_patterns(
     model: keras.Model,
@@ -470,19 +523,9 @@ def filter_patterns(
     # The eager pass first: it builds the model (and its variables) before compiling.
     layer_channels = _layer_output_shape(model, path, height, width, channels)[-1]
     _check_filter_range(filters, layer_channels, path)
-    passes = (path, border, bool(jitter), objective)
-    if run_eagerly:
-        ascent_step = _ascent_step(model, *passes)
-        measure = _activation_measure(model, path, border)
-    else:
-        ascent_step, measure = _STEPS.get(
-            model,
-            passes,
-            lambda: (
-                compile_for(model, _ascent_step(model, *passes)),
-                compile_for(model, _activation_measure(model, path, border)),
-            ),
-        )
+    ascent_step, measure = _step_and_measure(
+        model, (path, border, bool(jitter), objective), run_eagerly
+    )
     ascent = _Ascent(
         ascent_step,
         measure,
@@ -497,33 +540,9 @@ def filter_patterns(
         if verbose
         else None,
     )
-    raw, start, final = ascent.climb(filters, attempt=0)
-    excited = _rose(start, final)
-    attempts = np.ones(len(filters), dtype="int64")
-    for attempt in range(1, restarts + 1):
-        again = np.flatnonzero(~excited)
-        if not again.size:
-            break
-        retry = ascent.climb([filters[i] for i in again], attempt)
-        found = _rose(retry[1], retry[2])
-        chosen = again[found]
-        raw[chosen], start[chosen], final[chosen] = (part[found] for part in retry)
-        excited[chosen] = True
-        attempts[chosen] = attempt + 1
+    raw, start, final, excited, attempts = ascent.climb_with_restarts(filters, restarts)
     if not excited.all():
-        missed = [f for f, ok in zip(filters, excited) if not ok]
-        warnings.warn(
-            f"{len(missed)} of {len(filters)} filters of layer {path!r} were not "
-            f"excited by the ascent (filters {missed[:10]}"
-            f"{'...' if len(missed) > 10 else ''}), even after {restarts} "
-            "restart(s): their activation did not rise, so their pictures are the "
-            "start noise, not a pattern (often a filter that no input reaches, "
-            "behind channels that are zero for every picture). "
-            "FilterPatterns.excited marks them and plot_filter_patterns crosses "
-            "them out.",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn_not_excited(path, filters, excited, restarts)
     pictures = (
         raw if not deprocess else np.stack([deprocess_image(p, crop) for p in raw])
     )

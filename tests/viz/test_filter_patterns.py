@@ -333,7 +333,7 @@ def test_dead_relu_filters_are_excited_before_the_activation(separate_activation
     # the Keras example's objective: zero gradient, the start comes back, reported
     with pytest.warns(
         UserWarning, match="4 of 4 filters of layer 'dead' were not excited"
-    ):
+    ) as caught:
         stuck = filter_patterns(
             model,
             "dead",
@@ -345,6 +345,7 @@ def test_dead_relu_filters_are_excited_before_the_activation(separate_activation
             deprocess=False,
             verbose=0,
         )
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     np.testing.assert_array_equal(np.asarray(stuck), start)
     assert not stuck.excited.any()
     np.testing.assert_array_equal(stuck.final_activation, 0.0)
