@@ -176,14 +176,19 @@ class _OwnRetracingFilter(logging.Filter):
 _RETRACING_FILTER = _OwnRetracingFilter()
 
 
-def _tensorflow_compile(fn, variables, reduce_retracing):
-    # A tf.function reads the variables it closes over when it runs.
+def _own_tf_function(fn, **kwargs):
+    """``tf.function(fn, **kwargs)``, with TensorFlow's retracing warning about it filtered."""
     tf = tensorflow()
     logger = tf.get_logger()
     if _RETRACING_FILTER not in logger.filters:
         logger.addFilter(_RETRACING_FILTER)
     _OWN_FUNCTION_NAMES.add(f"<function {fn.__qualname__} at ")
-    return tf.function(fn, autograph=False, reduce_retracing=reduce_retracing)
+    return tf.function(fn, autograph=False, **kwargs)
+
+
+def _tensorflow_compile(fn, variables, reduce_retracing):
+    # A tf.function reads the variables it closes over when it runs.
+    return _own_tf_function(fn, reduce_retracing=reduce_retracing)
 
 
 def _jax_compile(fn, variables, reduce_retracing):
@@ -326,9 +331,7 @@ def xla_function(fn, tensorflow_tensors: bool = False):
     per input shape.
     """
     if tensorflow_tensors or is_tensorflow():
-        return tensorflow().function(
-            fn, jit_compile=True, reduce_retracing=True, autograph=False
-        )
+        return _own_tf_function(fn, jit_compile=True, reduce_retracing=True)
     return _for_backend({"jax": _jax_xla, "torch": lambda fn: fn})(fn)
 
 
