@@ -89,7 +89,6 @@ def show_augmentations(
     fig.savefig("augmentations.png")
     ```
     """
-
     check_positive_int("n", n, "number of variants")
     if not callable(layer):
         raise TypeError(

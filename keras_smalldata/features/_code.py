@@ -41,9 +41,10 @@ import numpy as np
 # Packages whose code is fingerprinted but trusted to compute the same thing
 # from the same inputs (no hidden state): their layers need no probe.
 _TRUSTED_PACKAGES = ("keras", "keras_smalldata")
-# Packages whose versions are in every cache key (see `fingerprint.environment`):
-# their code is library code wherever they are imported from (a source
-# checkout on PYTHONPATH too), and is never walked.
+# Keras, NumPy and the backends: the cache key holds their versions (Keras',
+# NumPy's, the running backend's and TensorFlow's when it reads the data; see
+# `fingerprint.environment`), so their code is library code wherever it is
+# imported from (a source checkout on PYTHONPATH too) and is never walked.
 _VERSIONED_PACKAGES = ("keras", "numpy", "tensorflow", "jax", "torch")
 # Limits that keep describing a large object graph cheap and finite.
 _MAX_DEPTH = 12

@@ -187,7 +187,6 @@ def plot_activations(
     figures[0].savefig("conv2d.png")
     ```
     """
-
     if not isinstance(activations, dict):
         raise TypeError(
             "`activations` must be the dict returned by get_activations(model, "

@@ -557,7 +557,6 @@ def plot_grad_cam(
     fig.savefig("gradcam.png")
     ```
     """
-
     class_names = check_class_names(class_names)
     check_number("alpha", alpha, 0.0, 1.0)
     batch, _ = as_batch(images)

@@ -703,7 +703,6 @@ def plot_filter_patterns(
                                title="conv2d")
     ```
     """
-
     excited = patterns.excited if isinstance(patterns, FilterPatterns) else None
     patterns = np.asarray(patterns)
     if patterns.ndim == 3:
