@@ -11,7 +11,7 @@ from keras_smalldata.data import demo_dataset
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    return demo_dataset(tmp_path_factory.mktemp("demo") / "faces", image_size=32)
+    return demo_dataset("faces", tmp_path_factory.mktemp("demo") / "faces", image_size=32)
 
 
 def test_layout_and_counts(demo_root):
@@ -51,11 +51,11 @@ def test_pictures_are_the_real_lfw_subset(demo_root):
 def test_second_call_reuses_and_repairs(demo_root):
     some_file = next((demo_root / "train" / "faces").glob("*.png"))
     stamp = some_file.stat().st_mtime_ns
-    assert demo_dataset(demo_root, image_size=32) == demo_root
+    assert demo_dataset(directory=demo_root, image_size=32) == demo_root
     assert some_file.stat().st_mtime_ns == stamp
     content = some_file.read_bytes()
     some_file.unlink()
-    demo_dataset(demo_root, image_size=32)
+    demo_dataset(directory=demo_root, image_size=32)
     assert some_file.read_bytes() == content
 
 
@@ -63,7 +63,7 @@ def test_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.txt").write_text("precious")
     with pytest.raises(FileExistsError, match="does not hold this demo dataset"):
-        demo_dataset(tmp_path / "mine", image_size=32)
+        demo_dataset(directory=tmp_path / "mine", image_size=32)
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
 
 
@@ -77,7 +77,7 @@ def test_refuses_a_foreign_folder(tmp_path):
 )
 def test_bad_arguments(tmp_path, kwargs, error, message):
     with pytest.raises(error, match=message):
-        demo_dataset(tmp_path / "x", **kwargs)
+        demo_dataset(directory=tmp_path / "x", **kwargs)
     assert not (tmp_path / "x").exists()
 
 
@@ -91,12 +91,136 @@ def test_the_dataset_folder_and_files_have_the_usual_modes(demo_root):
 
 
 def test_image_size_as_keras_takes_it_and_a_file_in_the_way(tmp_path):
-    root = demo_dataset(tmp_path / "pair", image_size=(16, 16), splits=(2, 1, 1))
+    root = demo_dataset(directory=tmp_path / "pair", image_size=(16, 16), splits=(2, 1, 1))
     assert len(list(root.rglob("*.png"))) == 8
     assert Image.open(next(root.rglob("*.png"))).size == (16, 16)
     with pytest.raises(ValueError, match="The demo pictures are square"):
-        demo_dataset(tmp_path / "x", image_size=(16, 32))
+        demo_dataset(directory=tmp_path / "x", image_size=(16, 32))
     (tmp_path / "file").write_text("mine")
     with pytest.raises(FileExistsError, match="is a file, not a folder"):
-        demo_dataset(tmp_path / "file", image_size=16)
+        demo_dataset(directory=tmp_path / "file", image_size=16)
     assert (tmp_path / "file").read_text() == "mine"
+
+
+# --- the hard task: Fashion-MNIST's upper-body classes -------------------------------
+
+FASHION_SCRIPT = r"""
+import json, sys
+import numpy as np
+from PIL import Image
+from keras_smalldata.data import demo_dataset
+
+root = demo_dataset("fashion_tops", sys.argv[1], splits=(3, 2, 4), seed=5)
+again = demo_dataset("fashion_tops", sys.argv[1], splits=(3, 2, 4), seed=5)
+found = {}
+for path in sorted(root.rglob("*.png")):
+    split, name = path.parent.parent.name, path.parent.name
+    pixels = np.asarray(Image.open(path))
+    found.setdefault(split, {}).setdefault(name, []).append(
+        [Image.open(path).mode, int(pixels[0, 0]), int(pixels[1, 0]), list(pixels.shape)])
+print(json.dumps({"same": str(root) == str(again), "found": found}))
+"""
+
+
+def _write_idx(path, array, magic):
+    import gzip
+    import struct
+
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_fashion_mnist(keras_home):
+    """A tiny Fashion-MNIST in Keras' cache layout: each picture says who it is.
+
+    Pixel (0, 0) holds the label, pixel (1, 0) the picture's index within its
+    class and split (train pictures < 100, test pictures >= 100).
+    """
+    folder = keras_home / "datasets" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for prefix, per_class, offset in (("train", 8, 0), ("t10k", 6, 100)):
+        labels = np.repeat(np.arange(10), per_class)
+        pictures = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+        pictures[:, 0, 0] = labels
+        pictures[:, 1, 0] = np.tile(np.arange(per_class), 10) + offset
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", pictures, 2051)
+
+
+def _run_with_keras_home(keras_home, *arguments):
+    import json
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, KERAS_HOME=str(keras_home))
+    finished = subprocess.run(
+        [sys.executable, "-c", FASHION_SCRIPT, *arguments],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(finished.stdout.strip().splitlines()[-1])
+
+
+def test_fashion_tops_comes_from_keras_cache_with_the_test_split_apart(tmp_path):
+    keras_home = tmp_path / "keras_home"
+    _fake_fashion_mnist(keras_home)
+    result = _run_with_keras_home(keras_home, str(tmp_path / "tops"))
+    assert result["same"]
+    found = result["found"]
+    labels = {"t_shirt_top": 0, "pullover": 2, "coat": 4, "shirt": 6}
+    for split, per_class in (("train", 3), ("validation", 2), ("test", 4)):
+        assert sorted(found[split]) == sorted(labels)
+        for name, label in labels.items():
+            rows = found[split][name]
+            assert len(rows) == per_class
+            # grey 28x28 files of the right Fashion-MNIST class
+            assert all(row[0] == "L" and row[3] == [28, 28] for row in rows)
+            assert {row[1] for row in rows} == {label}
+    for name in labels:
+        train = {row[2] for row in found["train"][name]}
+        validation = {row[2] for row in found["validation"][name]}
+        test = {row[2] for row in found["test"][name]}
+        assert not train & validation  # disjoint, both from the training split
+        assert max(train | validation) < 100
+        assert test == {100, 101, 102, 103}  # the test split's first pictures
+
+
+def test_fashion_tops_offline_says_what_to_do(tmp_path, monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(RuntimeError, match="fashion-mnist.*could not be loaded.*copy the four"):
+        demo_dataset("fashion_tops", tmp_path / "tops")
+    assert not (tmp_path / "tops").exists()
+
+
+@pytest.mark.parametrize(
+    "task, kwargs, message",
+    [("fashion", {}, "Did you mean 'fashion_tops'"),
+     ("fashion_tops", {"splits": (6000, 1, 10)}, "at most 6000 training plus validation"),
+     ("fashion_tops", {"splits": (10, 10, 1001)}, "1000 test pictures"),
+     ("faces", {"splits": (60, 30, 20)}, "at most 100")],
+)
+def test_bad_task_and_splits(tmp_path, task, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        demo_dataset(task, tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_path_given_as_the_task_is_refused_with_the_way_out(tmp_path):
+    with pytest.raises(ValueError, match="pass directory="):
+        demo_dataset(str(tmp_path / "faces"))
+
+
+def test_default_folders_differ_by_settings(tmp_path, monkeypatch):
+    from keras_smalldata.data.demo import default_demo_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert default_demo_dir("faces", 64) == tmp_path / "datasets" / "smalldata_faces_64px"
+    assert default_demo_dir("fashion_tops", 28, (25, 50, 250), seed=3).name == (
+        "smalldata_fashion_tops_28px_25-50-250_seed3"
+    )
