@@ -1,4 +1,4 @@
-"""Visualisation: intermediate activations, filter patterns, class activation maps, overlays.
+"""Visualisation: activations, filter patterns, class activation maps, overlays, mistakes.
 
 Everything works on Keras 3 models of any kind (Functional, Sequential,
 subclassed), including layers inside a nested model such as a
@@ -24,6 +24,7 @@ from keras_smalldata.viz.filter_patterns import (
     filter_patterns,
     plot_filter_patterns,
 )
+from keras_smalldata.viz.interpretation import Interpretation, interpret
 from keras_smalldata.viz.misclassified import (
     Misclassified,
     find_misclassified,
@@ -34,6 +35,7 @@ from keras_smalldata.viz.overlay import colorize_heatmap, overlay_heatmap
 __all__ = [
     "ClassActivationMaps",
     "FilterPatterns",
+    "Interpretation",
     "Misclassified",
     "cam_faithfulness",
     "class_activation_maps",
@@ -45,6 +47,7 @@ __all__ = [
     "find_misclassified",
     "get_activations",
     "grad_cam",
+    "interpret",
     "layer_paths",
     "normalize_heatmaps",
     "overlay_heatmap",

@@ -1,4 +1,9 @@
-"""The pictures a model gets wrong: finding them (`find_misclassified`) and drawing them."""
+"""The pictures a model gets wrong: finding them (`find_misclassified`) and drawing them.
+
+Also the pieces `interpret` shares: the loop that predicts a labelled dataset
+(`predicted_batches`), the one check of its labels against the model's classes
+(`label_classes`), and the grid of titled pictures (`picture_grid`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ from keras_smalldata import _backend
 from keras_smalldata._arguments import check_bool, check_positive_int
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
-from keras_smalldata.viz._outputs import ClassPredictor, check_class_names, class_name
+from keras_smalldata.viz._outputs import (
+    ClassPredictor,
+    check_class_names,
+    class_name,
+    inspect_model,
+)
 from keras_smalldata.viz._recording import as_batch
 from keras_smalldata.viz.cam import class_activation_maps
 from keras_smalldata.viz.overlay import overlay_heatmap, to_display_image
@@ -50,27 +60,116 @@ class Misclassified:
         return self.count / self.total if self.total else 0.0
 
 
-def _labels_to_classes(labels, name="labels") -> np.ndarray:
+def _accepted_labels(units: int) -> str:
+    """What labels a model with ``units`` output units accepts, for messages."""
+    if units == 1:
+        return (
+            "it has one sigmoid unit, so 2 classes, and labels must be 0 or 1 "
+            "(ints, or floats of shape (batch, 1) as label_mode='binary' gives) or "
+            "one-hot rows of width 2"
+        )
+    return (
+        f"it has {units} classes ({units} output units), so labels must be class "
+        f"indices 0 to {units - 1} or one-hot rows of width {units}"
+    )
+
+
+def _preview(labels: np.ndarray) -> str:
+    values = np.ravel(labels)
+    shown = ", ".join(f"{v:g}" for v in values[:8].tolist())
+    return f"[{shown}{', ...' if len(values) > 8 else ''}]"
+
+
+def label_classes(labels, units: int, first: int = 0) -> np.ndarray:
+    """The class of each label, int64 (batch,), refusing labels that are not the model's classes.
+
+    The one check of labels for `find_misclassified` and `interpret`.
+
+    Args:
+        labels: Class indices (batch,), binary labels (batch, 1) or one-hot
+            rows (batch, classes); a NumPy array, a list or a tensor.
+        units: The model's output units (1 for one sigmoid unit: classes 0
+            and 1).
+        first: Position in the dataset of the batch's first picture, for
+            the message.
+
+    Raises:
+        ValueError: For labels outside the model's classes (e.g. 7 or -1 for
+            a 3-class softmax, 2 for one sigmoid unit), labels that are not
+            whole numbers, one-hot rows of another width than the model's
+            classes or that do not sum to 1, and labels of another shape.
+        TypeError: For labels that are not numbers.
+    """
+    if keras.ops.is_tensor(labels):
+        labels = keras.ops.convert_to_numpy(labels)
     labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        return np.argmax(labels, axis=1).astype("int64")  # one-hot
+    if not (np.issubdtype(labels.dtype, np.number) or labels.dtype == bool):
+        raise TypeError(
+            "labels must be numbers (class indices, binary 0/1 or one-hot rows), got "
+            f"an array of dtype {labels.dtype}: {np.ravel(labels)[:5].tolist()!r}."
+        )
+    classes = max(units, 2)
+    if labels.ndim == 2 and labels.shape[1] > 1:  # one-hot (or smoothed) rows
+        if labels.shape[1] != classes:
+            raise ValueError(
+                f"Labels are one-hot rows of width {labels.shape[1]}, but "
+                f"{_accepted_labels(units)}. Received: labels of shape "
+                f"{labels.shape}."
+            )
+        sums = labels.astype("float64").sum(axis=1)
+        wrong = np.flatnonzero(~np.isclose(sums, 1.0, atol=1e-3))
+        if wrong.size:
+            raise ValueError(
+                f"Labels look like one-hot rows, but row {first + int(wrong[0])} of "
+                f"the dataset sums to {sums[wrong[0]]:g}, not 1: "
+                f"{labels[wrong[0]].tolist()}. Pass class indices or one-hot rows."
+            )
+        return np.argmax(labels, axis=1).astype("int64")
     if labels.ndim == 2:
         labels = labels[:, 0]
     if labels.ndim != 1:
         raise ValueError(
-            f"{name} must be class indices (batch,), binary labels (batch, 1) or "
+            "labels must be class indices (batch,), binary labels (batch, 1) or "
             f"one-hot rows (batch, classes), got shape {labels.shape}."
         )
-    return np.round(labels.astype("float64")).astype("int64")
+    values = labels.astype("float64")
+    outside = ~np.isfinite(values) | (values != np.round(values))
+    outside |= (values < 0) | (values > classes - 1)
+    if outside.any():
+        bad = np.unique(labels[outside])
+        shown = " and ".join(f"{v:g}" for v in bad[:5].tolist())
+        if len(bad) > 5:
+            shown = ", ".join(f"{v:g}" for v in bad[:5].tolist())
+            shown += f" and {len(bad) - 5} other values"
+        position = first + int(np.flatnonzero(outside)[0])
+        hint = (
+            " A model for more classes needs one output unit per class, e.g. "
+            "Dense(number_of_classes, activation='softmax')."
+            if np.any(values[np.isfinite(values)] > classes - 1)
+            else ""
+        )
+        raise ValueError(
+            f"Label{'s' if len(bad) > 1 else ''} {shown} "
+            f"{'are' if len(bad) > 1 else 'is'} not "
+            f"{'classes' if len(bad) > 1 else 'a class'} of the model (first at "
+            f"picture {position} of the dataset): {_accepted_labels(units)}.{hint} "
+            f"Received: labels={_preview(labels)}."
+        )
+    return values.astype("int64")
+
+
+def is_array_pair(dataset) -> bool:
+    """True for an (images, labels) tuple of arrays (rather than a dataset of batches)."""
+    return (
+        isinstance(dataset, tuple)
+        and len(dataset) == 2
+        and not _backend.is_tf_dataset(dataset)
+    )
 
 
 def _batches(dataset, batch_size: int):
     """Yields (images, labels) batches from a dataset, an iterable of batches or an (x, y) pair."""
-    if (
-        isinstance(dataset, tuple)
-        and len(dataset) == 2
-        and not _backend.is_tf_dataset(dataset)
-    ):
+    if is_array_pair(dataset):
         images, labels = dataset
         if not keras.ops.is_tensor(images):
             images = np.asarray(images)
@@ -106,6 +205,37 @@ def _batches(dataset, batch_size: int):
         yield images, labels
 
 
+def predicted_batches(model: keras.Model, dataset, batch_size: int):
+    """Predicts a labelled dataset batch by batch, checking its labels against the model.
+
+    The one prediction loop of `find_misclassified` and `interpret`.
+
+    Yields:
+        ``(pictures, truth, predicted, table)`` per batch: the pictures as a
+        float tensor with a batch axis, their true classes and the predicted
+        classes (int64 (batch,)), and the per-class probabilities (float64
+        (batch, classes); one sigmoid unit p gives two columns (1 - p, p)),
+        as `ClassPredictor` reads them.
+    """
+    predictor = ClassPredictor(model)
+    seen = 0
+    for images, labels in _batches(dataset, batch_size):
+        batch, _ = as_batch(images)
+        if keras.ops.is_tensor(labels):
+            labels = keras.ops.convert_to_numpy(labels)
+        labels = np.asarray(labels)
+        count = int(batch.shape[0])
+        if labels.ndim == 0 or len(labels) != count:
+            raise ValueError(
+                f"a batch has {count} pictures but labels of shape {labels.shape}."
+            )
+        predicted, table = predictor(batch)
+        units = inspect_model(model, batch).units
+        truth = label_classes(labels, units, first=seen)
+        yield batch, truth, predicted, table
+        seen += count
+
+
 def find_misclassified(
     model: keras.Model,
     dataset,
@@ -125,13 +255,21 @@ def find_misclassified(
             from `keras.utils.image_dataset_from_directory`, shuffle=False
             to keep the order), any iterable of such batches, or an
             ``(images, labels)`` tuple of arrays. Labels may be class
-            indices, binary 0/1 (also (n, 1) floats) or one-hot rows.
+            indices, binary 0/1 (also (n, 1) floats) or one-hot rows; they
+            must be classes of the model (0 to classes - 1; 0 or 1 for one
+            sigmoid unit; one-hot rows as wide as the model's classes).
         max_images: How many mistakes to keep at most.
         batch_size: Batch size for arrays given as an (images, labels) tuple.
 
     Returns:
         A `Misclassified` with the kept pictures, their classes and
         probabilities, and the counts over the whole dataset.
+
+    Raises:
+        ValueError: For a label that is not a class of the model (e.g. 7 or
+            -1 for a 3-class softmax, 2 for one sigmoid unit, one-hot rows
+            of another width), naming the label and the accepted classes,
+            rather than counting it as a mistake.
 
     Example:
 
@@ -144,24 +282,12 @@ def find_misclassified(
     check_model(model)
     check_positive_int("max_images", max_images)
     check_positive_int("batch_size", batch_size)
-    predictor = ClassPredictor(model)
     seen = 0
     wrong = 0
     picture_shape = (0, 0, 0)
     kept = {key: [] for key in ("images", "true", "predicted", "probability", "index")}
-    for images, labels in _batches(dataset, batch_size):
-        batch, _ = as_batch(images)
-        truth = _labels_to_classes(
-            keras.ops.convert_to_numpy(labels)
-            if keras.ops.is_tensor(labels)
-            else labels
-        )
-        if len(truth) != int(batch.shape[0]):
-            raise ValueError(
-                f"a batch has {int(batch.shape[0])} pictures but {len(truth)} labels."
-            )
+    for batch, truth, predicted, table in predicted_batches(model, dataset, batch_size):
         picture_shape = tuple(batch.shape[1:])
-        predicted, table = predictor(batch)
         mistakes = np.flatnonzero(predicted != truth)
         room = max_images - len(kept["index"])
         if room > 0 and len(mistakes):
@@ -190,6 +316,35 @@ def find_misclassified(
     )
 
 
+def picture_grid(
+    images: np.ndarray,
+    titles: Sequence[str],
+    heatmaps: np.ndarray | None,
+    images_per_row: int,
+    value_range,
+    figsize,
+    alpha: float = 0.4,
+):
+    """A Figure with one titled panel per picture, each under its heatmap overlay if given."""
+    count = len(images)
+    columns = min(images_per_row, count)
+    rows = -(-count // columns)
+    figure = new_figure(
+        figsize=figsize or (2.6 * columns, 2.8 * rows + 0.4), layout="constrained"
+    )
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= count:
+            continue
+        shown = to_display_image(images[i], value_range)
+        if heatmaps is not None:
+            shown = overlay_heatmap(shown, heatmaps[i], alpha=alpha)
+        ax.imshow(shown)
+        ax.set_title(titles[i], fontsize=9)
+    return figure
+
+
 def _draw_misclassified(
     mistakes: Misclassified,
     class_names,
@@ -198,7 +353,6 @@ def _draw_misclassified(
     value_range,
     figsize,
 ):
-
     kept = len(mistakes.index)
     if not kept:
         figure = new_figure(figsize=figsize or (4.0, 1.5), layout="constrained")
@@ -212,26 +366,15 @@ def _draw_misclassified(
         )
         ax.set_axis_off()
         return figure
-    columns = min(images_per_row, kept)
-    rows = -(-kept // columns)
-    figure = new_figure(
-        figsize=figsize or (2.6 * columns, 2.8 * rows + 0.4), layout="constrained"
+    titles = [
+        f"true: {class_name(int(mistakes.true_class[i]), class_names)}\n"
+        f"pred: {class_name(int(mistakes.predicted[i]), class_names)} "
+        f"({mistakes.probability[i]:.2f})"
+        for i in range(kept)
+    ]
+    figure = picture_grid(
+        mistakes.images, titles, heatmaps, images_per_row, value_range, figsize
     )
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i >= kept:
-            continue
-        shown = to_display_image(mistakes.images[i], value_range)
-        if heatmaps is not None:
-            shown = overlay_heatmap(shown, heatmaps[i])
-        ax.imshow(shown)
-        ax.set_title(
-            f"true: {class_name(int(mistakes.true_class[i]), class_names)}\n"
-            f"pred: {class_name(int(mistakes.predicted[i]), class_names)} "
-            f"({mistakes.probability[i]:.2f})",
-            fontsize=9,
-        )
     summary = f"misclassified: {mistakes.count} of {mistakes.total} pictures"
     if mistakes.count > kept:
         summary += f" (first {kept} shown)"

@@ -1,10 +1,16 @@
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keras_smalldata.viz import find_misclassified, plot_misclassified
+from keras_smalldata.viz.misclassified import label_classes
 from tests.viz.conftest import region_model, region_pictures
+from tests.viz.test_interpretation import colour_data, colour_model
 
 
 def _mistake_data():
@@ -95,3 +101,89 @@ def test_probabilities_of_a_model_ending_in_an_op_are_its_outputs():
         expected[np.arange(mistakes.count), mistakes.predicted],
         rtol=1e-5,
     )
+
+
+# Labels that are not classes of the model are refused, not counted as mistakes.
+
+
+@pytest.mark.parametrize(
+    "head, bad, named",
+    [
+        (
+            "softmax",
+            7,
+            r"Label 7 is not a class of the model .*it has 3 classes .* 0 to 2",
+        ),
+        ("softmax", -1, r"Label -1 is not a class .* 0 to 2"),
+        (
+            "sigmoid",
+            2,
+            r"Label 2 is not a class .*one sigmoid unit, so 2 classes, .* 0 or 1",
+        ),
+        ("sigmoid", -1, r"Label -1 is not a class .* 0 or 1"),
+    ],
+)
+def test_find_misclassified_refuses_labels_outside_the_models_classes(head, bad, named):
+    pictures, labels = colour_data(classes=2)
+    labels[[3, 20]] = bad
+    with pytest.raises(ValueError, match=named) as error:
+        find_misclassified(colour_model(head), (pictures, labels), batch_size=5)
+    assert "first at picture 3 of the dataset" in str(error.value)
+    with pytest.raises(ValueError, match=named):
+        plot_misclassified(
+            colour_model(head), tf.data.Dataset.from_tensor_slices((pictures, labels))
+        )
+
+
+def test_find_misclassified_refuses_one_hot_rows_of_the_wrong_width():
+    pictures, labels = colour_data(classes=2)
+    three_classes = colour_model("softmax")
+    for width in (2, 4):
+        dataset = tf.data.Dataset.from_tensor_slices((pictures, np.eye(width)[labels]))
+        with pytest.raises(ValueError, match=rf"width {width}, .* width 3"):
+            find_misclassified(three_classes, dataset.batch(8))
+    # the region model has 2 softmax units: one-hot rows of width 3 are not its classes
+    region_pictures_, region_labels = _mistake_data()
+    with pytest.raises(ValueError, match=r"width 3, .* 2 classes"):
+        find_misclassified(
+            region_model("softmax"), (region_pictures_, np.eye(3)[[0] * 8])
+        )
+    with pytest.raises(ValueError, match=r"row 1 of the dataset sums to 0"):
+        find_misclassified(
+            three_classes, (pictures[:2], np.array([[0, 1, 0], [0, 0, 0]]))
+        )
+
+
+def test_find_misclassified_accepts_every_label_form_of_a_sigmoid():
+    pictures, labels = _mistake_data()
+    sigmoid = region_model("sigmoid")  # class 1 = red
+    reference = find_misclassified(sigmoid, (pictures, 1 - labels))
+    assert reference.count == 3
+    for form in ((1 - labels)[:, None].astype("float32"), np.eye(2)[1 - labels]):
+        mistakes = find_misclassified(sigmoid, (pictures, form))
+        np.testing.assert_array_equal(mistakes.index, reference.index)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    units=st.integers(1, 5),
+    labels=st.lists(st.integers(-3, 7), min_size=1, max_size=12),
+    column=st.booleans(),
+)
+def test_label_classes_keeps_exactly_the_models_classes(units, labels, column):
+    classes = max(units, 2)
+    array = np.array(labels)[:, None] if column else np.array(labels)
+    bad = [v for v in labels if not 0 <= v < classes]
+    if not bad:
+        np.testing.assert_array_equal(label_classes(array, units), labels)
+        np.testing.assert_array_equal(
+            label_classes(np.eye(classes)[labels], units), labels
+        )
+        return
+    with pytest.raises(ValueError) as error:
+        label_classes(array, units, first=100)
+    message = str(error.value)
+    plural = "s" if len(set(bad)) > 1 else ""
+    assert re.match(rf"Label{plural} {min(bad)}[ ,]", message)  # sorted: smallest first
+    assert f"picture {100 + labels.index(bad[0])} of the dataset" in message
+    assert ("one sigmoid unit" in message) == (units == 1)
