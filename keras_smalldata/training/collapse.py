@@ -1,0 +1,194 @@
+"""`CollapseCheck`: a callback that catches a run that collapsed (NaN, or one class)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import keras
+import numpy as np
+
+from keras_smalldata import _arguments as args
+
+__all__ = ["CollapseCheck", "TrainingCollapseWarning"]
+
+
+class TrainingCollapseWarning(UserWarning):
+    """A training run collapsed: its loss is not finite, or it predicts one class."""
+
+
+class CollapseCheck(keras.callbacks.Callback):
+    """Stops and reports a run that collapsed, so that it is never averaged in silently.
+
+    Fine-tuning on a few hundred pictures sometimes collapses: with a learning
+    rate a little too high the loss becomes NaN, or the model ends up
+    predicting the same class for every picture (its accuracy is then the
+    share of that class, which looks like a poor but real result). After each
+    epoch the callback checks:
+
+    - the epoch's logs: any non-finite value of a loss (``loss``,
+      ``val_loss``, ...) is a collapse (``"not finite"``);
+    - if ``pictures`` are given: the model's predictions on them (inference
+      mode). When the most frequent predicted class takes more than
+      ``max_share`` of the pictures while the labels (if given) are spread
+      over several classes, the run has collapsed to one class
+      (``"one class"``). A single sigmoid output counts as two classes
+      (probability above or below 0.5); any other output as one class per
+      unit.
+
+    On a collapse it warns with a `TrainingCollapseWarning`, stops training
+    (``model.stop_training = True``) and records the reason in ``collapse``
+    (``None`` while the run is healthy) and the epoch in ``collapse_epoch``.
+    With ``on_collapse="raise"`` it raises a RuntimeError instead, after
+    stopping.
+
+    Args:
+        pictures: Pictures to predict after each epoch (an array, or a finite
+            dataset of pictures or of (pictures, labels) batches), or None to
+            check the logs only. A few hundred validation pictures are
+            plenty: each check costs one prediction pass over them.
+        labels: The pictures' labels (class indices, or one-hot rows), used
+            to tell a collapse from a set that really holds one class. If
+            None and ``pictures`` is a dataset of pairs, its labels are used.
+        max_share: The share of the most frequent predicted class, in
+            (0, 1], above which the run counts as collapsed. Default 0.95.
+        on_collapse: ``"stop"`` (warn and stop) or ``"raise"``.
+        batch_size: Batch size of the prediction.
+
+    Example:
+
+    ```python
+    check = CollapseCheck(x_val, y_val)
+    model.fit(x_train, y_train, epochs=20, callbacks=[check])
+    if check.collapse:
+        print(f"collapsed ({check.collapse}) at epoch {check.collapse_epoch}")
+    ```
+    """
+
+    def __init__(
+        self,
+        pictures=None,
+        labels=None,
+        max_share: float = 0.95,
+        on_collapse: str = "stop",
+        batch_size: int = 64,
+    ):
+        super().__init__()
+        self.max_share = args.check_number(
+            "max_share", max_share, minimum=0.0, maximum=1.0, include_minimum=False
+        )
+        self.on_collapse = args.check_choice("on_collapse", on_collapse, ("stop", "raise"))
+        self.batch_size = args.check_positive_int("batch_size", batch_size)
+        self.pictures, self.labels = _pictures_and_labels(pictures, labels)
+        self.collapse: str | None = None
+        self.collapse_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.collapse = None
+        self.collapse_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if "loss" in key and not _finite(value):
+                return self._collapsed(epoch, "not finite", f"{key} is {value}")
+        if self.pictures is None:
+            return
+        predicted = predicted_classes(
+            self.model.predict(self.pictures, batch_size=self.batch_size, verbose=0),
+            logits=not _ends_in_probabilities(self.model),
+        )
+        if predicted is None:
+            return self._collapsed(epoch, "not finite", "the predictions are not finite")
+        counts = np.bincount(predicted)
+        share = counts.max() / max(1, len(predicted))
+        labels_spread = True
+        if self.labels is not None:
+            truth = np.bincount(self.labels)
+            labels_spread = truth.max() / max(1, len(self.labels)) <= self.max_share
+        if share > self.max_share and labels_spread:
+            self._collapsed(
+                epoch,
+                "one class",
+                f"class {int(counts.argmax())} takes {share:.0%} of the predictions",
+            )
+
+    def _collapsed(self, epoch: int, reason: str, detail: str) -> None:
+        self.collapse, self.collapse_epoch = reason, int(epoch)
+        self.model.stop_training = True
+        message = (
+            f"Training collapsed at epoch {epoch + 1} ({reason}: {detail}); training "
+            "was stopped. Lower the learning rate (lr_range_test suggests one), "
+            "shorten the warm-up's peak, or check the data and labels."
+        )
+        if self.on_collapse == "raise":
+            raise RuntimeError(message)
+        warnings.warn(message, TrainingCollapseWarning, stacklevel=2)
+
+
+def _ends_in_probabilities(model) -> bool:
+    """True when the model's last layer applies a sigmoid or a softmax."""
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(last, "activation", None)
+    return activation in (keras.activations.sigmoid, keras.activations.softmax) or (
+        getattr(activation, "__name__", "") in ("sigmoid", "softmax")
+    )
+
+
+def predicted_classes(outputs, logits: bool = False) -> np.ndarray | None:
+    """Class indices from a model's outputs, or None if they are not finite.
+
+    One output unit is a binary classifier: class 1 above 0.5 for a
+    probability, above 0 for a logit (``logits=True``).
+    """
+    outputs = np.asarray(keras.ops.convert_to_numpy(outputs), dtype="float64")
+    if outputs.ndim == 1:
+        outputs = outputs[:, None]
+    if not np.all(np.isfinite(outputs)):
+        return None
+    if outputs.shape[-1] == 1:
+        threshold = 0.0 if logits else 0.5
+        return (outputs[:, 0] > threshold).astype("int64")
+    return outputs.argmax(axis=-1).astype("int64")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _pictures_and_labels(pictures, labels):
+    if pictures is None:
+        if labels is not None:
+            raise ValueError("`labels` were given without `pictures` to predict.")
+        return None, None
+    if isinstance(pictures, (tuple, list)):
+        raise TypeError(
+            "`pictures` must be an array or a dataset; pass the labels as `labels=`. "
+            f"Received: pictures of type {type(pictures).__name__}."
+        )
+    if labels is None and not isinstance(pictures, np.ndarray) and not keras.ops.is_tensor(
+        pictures
+    ):
+        # A dataset of (pictures, labels) batches: read its labels once.
+        collected = []
+        for element in pictures:
+            if isinstance(element, (tuple, list)) and len(element) >= 2:
+                collected.append(keras.ops.convert_to_numpy(element[1]))
+            else:
+                collected = None
+                break
+        if collected:
+            labels = np.concatenate([np.reshape(c, (len(c), -1)) for c in collected])
+    if labels is not None:
+        labels = np.asarray(keras.ops.convert_to_numpy(labels))
+        if labels.ndim == 2 and labels.shape[1] > 1:
+            labels = labels.argmax(axis=1)
+        labels = np.rint(labels.reshape(len(labels))).astype("int64")
+        if labels.min(initial=0) < 0:
+            raise ValueError(
+                "`labels` must be class indices >= 0 or one-hot rows. "
+                f"Received: labels with minimum {labels.min()}."
+            )
+    return pictures, labels
