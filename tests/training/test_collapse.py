@@ -43,7 +43,7 @@ def test_a_set_that_really_holds_one_class_is_not_a_collapse():
     pictures = np.zeros((10, 4, 4, 1), "float32")
     model = _constant_model([0.0, 3.0])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", TrainingCollapseWarning)
         check = _check(model, CollapseCheck(pictures, np.ones(10, "int64")))
     assert check.collapse is None
     assert not getattr(model, "stop_training", False)
