@@ -4,8 +4,18 @@ To train on the features, build the head with
 `keras_smalldata.pretrained.classifier_model(features.feature_shape)`.
 """
 
-from keras_smalldata.features.cache import CorruptedCacheWarning, StaleCacheWarning
+from keras_smalldata.features.cache import (
+    CacheNotUsedWarning,
+    CorruptedCacheWarning,
+    StaleCacheWarning,
+)
 from keras_smalldata.features.extraction import extract_features
 from keras_smalldata.features.feature_set import FeatureSet
 
-__all__ = ["CorruptedCacheWarning", "FeatureSet", "StaleCacheWarning", "extract_features"]
+__all__ = [
+    "CacheNotUsedWarning",
+    "CorruptedCacheWarning",
+    "FeatureSet",
+    "StaleCacheWarning",
+    "extract_features",
+]

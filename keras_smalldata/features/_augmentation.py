@@ -13,23 +13,31 @@ def augment(augmentation, images):
     return augmentation(images)
 
 
+def seed_states(augmentation) -> list:
+    """The random generators' states of a Keras augmentation (none for a function).
+
+    They are the layers' `keras.random.SeedGenerator` states: the
+    non-weight variables named for a seed, of shape (2,).
+    """
+    if not isinstance(augmentation, keras.layers.Layer):
+        return []
+    weights = {id(w) for w in augmentation.weights}
+    return [
+        v
+        for v in augmentation.variables
+        if id(v) not in weights and tuple(v.shape) == (2,) and "seed" in v.name
+    ]
+
+
 class seeded:
     """Sets the random generators of a Keras augmentation from ``seed``, then restores them.
 
-    The generators are the layers' `keras.random.SeedGenerator` states (the
-    non-weight variables named for a seed, of shape (2,)). A function's
-    randomness is not reached. With ``seed=None`` nothing is changed.
+    The generators are those of `seed_states`: a function's randomness is
+    not reached. With ``seed=None`` nothing is changed.
     """
 
     def __init__(self, augmentation, seed: int | None):
-        self.states = []
-        if seed is not None and isinstance(augmentation, keras.layers.Layer):
-            weights = {id(w) for w in augmentation.weights}
-            self.states = [
-                v
-                for v in augmentation.variables
-                if id(v) not in weights and tuple(v.shape) == (2,) and "seed" in v.name
-            ]
+        self.states = [] if seed is None else seed_states(augmentation)
         self.seed = seed
         self.saved = []
 

@@ -6,10 +6,14 @@ on JAX, eager PyTorch without autograd. Batches are never padded: a model
 whose rows depend on each other (a custom layer that normalises over the
 batch) still gives exact features.
 
-A compiled call is kept per model and reused by later extractions, except
-for a model that runs code of the user's (``fresh=True``): tracing runs its
-Python code once, and a value it read then (a global, a file) would stay
-baked into the compiled function.
+A compiled call is kept per model, with the model's structure it was made
+for (`fingerprint.structure_digest`: every layer's configuration, the
+variables, the ``trainable`` flags), and reused by a later extraction only
+while that structure is the same: an activation set in place, a layer
+rebuilt or a variable added gives a new compiled call, never the old
+result. A model that runs code of the user's is compiled afresh on every
+call (``structure=None``): tracing runs its Python code once, and a value
+it read then (a global, a file) would stay baked into the compiled call.
 
 Scaling out uses the engines Keras already has:
 
@@ -24,15 +28,13 @@ Scaling out uses the engines Keras already has:
 
 from __future__ import annotations
 
-import functools
 import weakref
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
 from keras_smalldata._backend import compile_function
-from keras_smalldata.features._probe import probe_picture
-from keras_smalldata.features.fingerprint import layers_to_probe
 
 
 def check_single(outputs):
@@ -46,8 +48,9 @@ def check_single(outputs):
     return outputs
 
 
-# model -> compiled call. The call holds the model weakly, so this keeps no
-# model alive, and extracting again with the same model does not trace again.
+# model -> (structure, compiled call). The call holds the model weakly, so
+# this keeps no model alive, and extracting again with the same model does
+# not trace again.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
@@ -79,10 +82,12 @@ def _shard(images):
     return keras.distribution.distribute_tensor(images, layout)
 
 
-def make_forward(model, dtype: str, fresh: bool):
+def make_forward(model, dtype: str, structure: Callable[[], str] | None):
     """Returns ``forward(images) -> np.ndarray``: the model in inference mode on a batch.
 
-    ``fresh=True`` compiles anew instead of reusing the model's compiled call.
+    ``structure()`` gives the model's structure (see
+    `fingerprint.structure_digest`), taken once the model is built: a
+    compiled call made for the same structure is reused. None compiles anew.
     """
     compiled = []
 
@@ -97,51 +102,16 @@ def make_forward(model, dtype: str, fresh: bool):
             if not compiled:
                 if not model.built:  # e.g. a Sequential without an Input: build it first
                     model(images[:1], training=False)
-                call = None if fresh else _COMPILED.get(model)
-                if call is None:
+                key = None if structure is None else structure()
+                known = _COMPILED.get(model)
+                if key is not None and known is not None and known[0] == key:
+                    call = known[1]
+                else:
                     call = _compile(model)
-                    if not fresh:
-                        _COMPILED[model] = call
+                    if key is not None:
+                        _COMPILED[model] = (key, call)
                 compiled.append(call)
             outputs = compiled[0](_shard(images))
         return np.asarray(keras.ops.convert_to_numpy(check_single(outputs)))
 
     return forward
-
-
-def _symbolic_input(layer):
-    """The one symbolic input a layer was called on in its model, or None."""
-    try:
-        spec = layer.input
-    except (AttributeError, ValueError):  # never called, or called several times
-        return None
-    return spec if isinstance(spec, keras.KerasTensor) else None
-
-
-def _eager_call(layer, picture: np.ndarray, dtype: str):
-    inputs = keras.ops.cast(keras.ops.convert_to_tensor(picture), dtype)
-    return layer(inputs, training=False)
-
-
-def model_probes(model, image_shape: tuple, dtype: str) -> dict:
-    """The model's probe runs: name -> zero-argument eager call on a probe input.
-
-    Each layer of `layers_to_probe` runs alone, on a probe tensor of the
-    shape and dtype it takes in the model (a layer on top of a large base
-    costs next to nothing). When the model itself is such a layer, or one
-    of them has no single known input, the whole model runs on the probe
-    picture instead.
-    """
-    targets = layers_to_probe(model)
-    if not targets:
-        return {}
-    inputs = [_symbolic_input(layer) for layer in targets]
-    if model in targets or any(spec is None for spec in inputs):
-        picture = probe_picture(image_shape)
-        return {"model": lambda: check_single(_eager_call(model, picture, dtype))}
-    return {
-        f"model layer {index}": functools.partial(
-            _eager_call, layer, probe_picture(tuple(spec.shape[1:])), spec.dtype
-        )
-        for index, (layer, spec) in enumerate(zip(targets, inputs))
-    }

@@ -137,11 +137,12 @@ class NpyAppender:
         """Closes and removes the temporary file (after an error or an interruption)."""
         try:
             self._file.close()
-        finally:
-            try:
-                os.remove(self.temp_path)
-            except FileNotFoundError:
-                pass
+        except OSError:
+            pass  # a full disk fails the last flush too: the file goes anyway
+        try:
+            os.remove(self.temp_path)
+        except FileNotFoundError:
+            pass
 
 
 def data_sha256(path: Path, chunk_size: int = 1 << 22) -> tuple[str, int]:

@@ -4,8 +4,10 @@ A source is made from NumPy arrays (``x`` or ``(x, y)``) or a `tf.data.Dataset`
 (of images or of ``(images, labels)``, batched or not). It knows the
 per-sample image shape, whether there are labels, the class names when the
 data carries them, the number of samples when it can be known without a
-pass, and how to fingerprint the data for the feature cache. Batches come as
-NumPy arrays, whatever the backend.
+pass, and the data's part of the cache key: the content of the arrays, the
+bytes of the files of an `image_dataset_from_directory` dataset with its
+pipeline, or for any other dataset the (picture, label) pairs as they come
+out of a pass. Batches come as NumPy arrays, whatever the backend.
 
 Empty data is refused by `_empty_data`, the one place that says so: when a
 source is made (the size is known) or at the end of a pass that yielded
@@ -47,17 +49,45 @@ def _array_digest(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _stack(pictures) -> np.ndarray:
+    """``np.asarray`` of pictures, with an error naming the first one of another size."""
+    if isinstance(pictures, (list, tuple)) and pictures:
+        shapes = [np.shape(picture) for picture in pictures]
+        for index, shape in enumerate(shapes):
+            if shape != shapes[0]:
+                size = "x".join(str(d) for d in shapes[0][:2])
+                raise ValueError(
+                    f"data is a list of pictures of different sizes: picture 0 has shape "
+                    f"{shapes[0]} and picture {index} has shape {shape}. The pictures of a "
+                    f"batch must have one size: resize them first, e.g. to {size} with "
+                    "keras.ops.image.resize(picture, size), or load them with "
+                    "keras.utils.image_dataset_from_directory(..., image_size=(height, width))."
+                )
+    return np.asarray(pictures)
+
+
+def _fits(shape: tuple, expected: tuple) -> bool:
+    return len(shape) == len(expected) and all(e is None or e == d for d, e in zip(shape, expected))
+
+
 class ArraySource:
     """NumPy arrays (or anything `np.asarray` accepts) as batches, in order."""
 
     kind = "arrays"
     reads_tf_data = False
+    content = None  # the data is keyed by its arrays, read in full
 
-    def __init__(self, x, y, batch_size: int):
-        self.x = np.asarray(x)
+    def __init__(self, x, y, batch_size: int, sample_shape: tuple | None = None):
+        self.x = _stack(x)
         if self.x.dtype.kind not in "biuf":
             raise TypeError(
                 f"Images must be numbers, got an array of dtype {self.x.dtype}."
+            )
+        if sample_shape is not None and _fits(self.x.shape, sample_shape):
+            raise ValueError(
+                f"data is one picture of shape {self.x.shape} without a batch axis; the "
+                "model takes batches of pictures. Pass a batch of this one picture, e.g. "
+                "x[None] or np.expand_dims(x, 0)."
             )
         if self.x.ndim < 2:
             raise ValueError(
@@ -83,14 +113,14 @@ class ArraySource:
     def has_labels(self) -> bool:
         return self.y is not None
 
-    def batches(self):
+    def batches(self, digest=None):
         for start in range(0, self.num_samples, self.batch_size):
             stop = start + self.batch_size
             yield self.x[start:stop], None if self.y is None else self.y[start:stop]
 
     def fingerprint(self) -> dict:
         """Content digests of the arrays (in order: rows come back in this order)."""
-        parts = {"kind": self.kind}
+        parts = {"kind": self.kind, "batch_size": self.batch_size}
         for name, array in (("x", self.x), ("y", self.y)):
             parts[name] = None if array is None else {
                 "shape": list(array.shape),
@@ -142,11 +172,11 @@ class DatasetSource:
                 f"takes samples of rank {sample_rank} (batches of rank {sample_rank + 1})."
             )
         self.original = dataset
-        root = _tf_data.directory_root(dataset)
-        self.file_paths = None if root is None else list(root.file_paths)
-        self.class_names = getattr(dataset, "class_names", None) or getattr(
-            root, "class_names", None
-        )
+        # `image_dataset_from_directory` sets `file_paths` on the dataset it
+        # returns; any step added to it (map, prefetch...) gives a new dataset.
+        paths = getattr(dataset, "file_paths", None)
+        self.file_paths = list(paths) if isinstance(paths, (list, tuple)) else None
+        self.class_names = getattr(dataset, "class_names", None)
         if self.class_names is not None:
             self.class_names = [str(name) for name in self.class_names]
         self.has_labels = label_spec is not None
@@ -158,11 +188,14 @@ class DatasetSource:
         elif not batched:
             dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
         self.dataset = dataset
+        self.batch_size = batch_size or (None if batched else DEFAULT_BATCH_SIZE)
+        self.content = None  # the key's content digest, once `fingerprint` read a pass
         self.num_samples = len(self.file_paths) if self.file_paths is not None else None
         if self.num_samples is None and not batched and cardinality >= 0:
             self.num_samples = cardinality
 
-    def batches(self):
+    def batches(self, digest: ContentDigest | None = None):
+        """Yields ``(images, labels)`` NumPy batches of one pass, adding each to ``digest``."""
         count = 0
         for element in self.dataset:
             if isinstance(element, (tuple, list)):
@@ -174,12 +207,21 @@ class DatasetSource:
                 labels = _check_labels(np.asarray(labels))
             images = np.asarray(images)
             count += len(images)
+            if digest is not None:
+                digest.add(images, labels)
             yield images, labels
         if count == 0:
             raise _empty_data()
 
     def fingerprint(self) -> dict:
-        """The files' bytes and the pipeline, or a content digest of one pass."""
+        """The files' bytes and the pipeline, or the digest of the content of one pass.
+
+        The first for a dataset as `image_dataset_from_directory` returns it:
+        Keras' own pipeline, fully described by its graph. Any other
+        dataset (mapped, prefetched, made from tensors...) is read once and
+        keyed by the pairs it gave (`content`); the passes that compute the
+        features must then give the same pairs (see `ContentDigest`).
+        """
         parts = {
             "kind": self.kind,
             "image_shape": list(self.image_shape),
@@ -190,35 +232,19 @@ class DatasetSource:
             "class_names": self.class_names,
         }
         if self.file_paths is not None:
-            pipeline = _tf_data.pipeline_digest(self.original, self.file_paths)
-            if pipeline is not None:
-                parts["files"] = files_digest(self.file_paths)
+            pipeline, own_batch_size = _tf_data.pipeline_digest(self.original, self.file_paths)
+            if pipeline is not None and (self.batch_size or own_batch_size):
                 parts["pipeline"] = pipeline
+                parts["batch_size"] = self.batch_size or own_batch_size
+                parts["files"] = files_digest(self.file_paths)
                 return parts
-        parts["content"], count = self._content_digest()
+        digest = ContentDigest()
+        for _ in self.batches(digest):
+            pass
+        parts["content"] = self.content = digest.hexdigest()
         if self.num_samples is None:
-            self.num_samples = count
+            self.num_samples = digest.count
         return parts
-
-    def _content_digest(self) -> tuple[str, int]:
-        """Order-free digest of every (image, label) pair of one pass, and the count.
-
-        Each pair is hashed alone and the sorted digests are hashed
-        together, so a dataset that shuffles gives the same digest every
-        time, while any changed pixel or label changes it.
-        """
-        digests = []
-        for images, labels in self.batches():
-            images = np.ascontiguousarray(images)
-            for i in range(len(images)):
-                digest = hashlib.sha256(f"{images[i].shape}|{images.dtype.str}|".encode())
-                digest.update(memoryview(images[i]).cast("B"))
-                if labels is not None:
-                    digest.update(np.ascontiguousarray(labels[i]).tobytes())
-                digests.append(digest.digest())
-        digests.sort()
-        total = hashlib.sha256(b"".join(digests))
-        return total.hexdigest(), len(digests)
 
     def describe(self) -> dict:
         return {
@@ -227,6 +253,39 @@ class DatasetSource:
             "image_shape": list(self.image_shape),
             "class_names": self.class_names,
         }
+
+
+class ContentDigest:
+    """Order-free digest of the (image, label) pairs of a pass, with its batch sizes.
+
+    Each pair is hashed alone and the sorted digests are hashed together,
+    so a dataset that reshuffles gives the same digest every pass, while any
+    changed pixel or label changes it; the batch sizes count too (a model
+    may compute each row from its whole batch).
+    """
+
+    def __init__(self):
+        self.pairs = []
+        self.batch_sizes = []
+
+    @property
+    def count(self) -> int:
+        return len(self.pairs)
+
+    def add(self, images: np.ndarray, labels: np.ndarray | None) -> None:
+        images = np.ascontiguousarray(images)
+        self.batch_sizes.append(len(images))
+        for i in range(len(images)):
+            digest = hashlib.sha256(f"{images[i].shape}|{images.dtype.str}|".encode())
+            digest.update(memoryview(images[i]).cast("B"))
+            if labels is not None:
+                digest.update(np.ascontiguousarray(labels[i]).tobytes())
+            self.pairs.append(digest.digest())
+
+    def hexdigest(self) -> str:
+        total = hashlib.sha256(repr(self.batch_sizes).encode())
+        total.update(b"".join(sorted(self.pairs)))
+        return total.hexdigest()
 
 
 def files_digest(file_paths, chunk_size: int = 1 << 20) -> str:
@@ -255,15 +314,20 @@ def files_digest(file_paths, chunk_size: int = 1 << 20) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def make_source(data, batch_size: int | None, model_rank: int | None):
-    """Builds the source for ``data`` or raises a TypeError naming what is accepted."""
+def make_source(data, batch_size: int | None, input_shape: tuple | None):
+    """Builds the source for ``data`` or raises a TypeError naming what is accepted.
+
+    ``input_shape`` is the model's input shape, batch axis first, or None.
+    """
+    sample_shape = None if input_shape is None else tuple(input_shape[1:])
     if is_tf_dataset(data):
-        return DatasetSource(data, batch_size, model_rank)
+        return DatasetSource(data, batch_size, None if input_shape is None else len(input_shape))
+    batch_size = batch_size or DEFAULT_BATCH_SIZE
     if isinstance(data, tuple):
         if len(data) == 1:
-            return ArraySource(data[0], None, batch_size or DEFAULT_BATCH_SIZE)
+            return ArraySource(data[0], None, batch_size, sample_shape)
         if len(data) == 2:
-            return ArraySource(data[0], data[1], batch_size or DEFAULT_BATCH_SIZE)
+            return ArraySource(data[0], data[1], batch_size, sample_shape)
         raise ValueError(
             f"data is a tuple of {len(data)} items; pass x or (x, y), not sample weights."
         )
@@ -272,4 +336,4 @@ def make_source(data, batch_size: int | None, model_rank: int | None):
             f"data must be a tf.data.Dataset (e.g. from keras.utils.image_dataset_from_directory), "
             f"a NumPy array of images or a tuple (images, labels); got {type(data).__name__}."
         )
-    return ArraySource(data, None, batch_size or DEFAULT_BATCH_SIZE)
+    return ArraySource(data, None, batch_size, sample_shape)

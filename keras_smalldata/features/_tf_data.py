@@ -11,41 +11,14 @@ from keras_smalldata._backend import tensorflow
 # Attributes that hold names, counters or bookkeeping, not what is computed.
 _IGNORED_ATTRS = ("metadata",)
 
-# Datasets that change neither which samples come nor how many: a mapped or
-# prefetched `image_dataset_from_directory` dataset keeps its file list.
-_SAME_SAMPLES = ("_MapDataset", "_ParallelMapDataset", "_PrefetchDataset")
-
 
 def _is_opaque(op: str) -> bool:
-    """True for operations whose result the graph does not show.
-
-    Variables (a Keras layer with weights in ``dataset.map``) and Python
-    functions (``tf.py_function``, ``tf.numpy_function``) compute from state
-    that is not in the graph: such a pipeline is fingerprinted by content.
-    """
+    """True for operations whose result the graph does not show (variables, Python calls)."""
     return "Variable" in op or "PyFunc" in op or op in ("VarHandleOp", "MutableHashTableV2")
 
 
-def directory_root(dataset):
-    """The `image_dataset_from_directory` dataset a pipeline maps, or None.
-
-    Walks back through ``map`` and ``prefetch`` steps, which keep the
-    samples and their number, to a dataset with ``file_paths``. Any other
-    step (``take``, ``filter``, ``repeat``...) may change which samples
-    come, so None is returned.
-    """
-    current = dataset
-    while current is not None:
-        if getattr(current, "file_paths", None) is not None:
-            return current
-        if type(current).__name__ not in _SAME_SAMPLES:
-            return None
-        current = getattr(current, "_input_dataset", None)
-    return None
-
-
-def pipeline_digest(dataset, file_paths: list[str]) -> str | None:
-    """Digest of what a `tf.data` pipeline computes, or None if it cannot be read.
+def pipeline_digest(dataset, file_paths: list[str]) -> tuple[str | None, int | None]:
+    """Digest of what an `image_dataset_from_directory` pipeline computes, and its batch size.
 
     `keras.utils.image_dataset_from_directory` does not keep its options on
     the dataset, yet some of them change the pixels (``interpolation``,
@@ -54,27 +27,26 @@ def pipeline_digest(dataset, file_paths: list[str]) -> str | None:
     their attributes and the constants of its functions. This digest keeps
     those and leaves out what does not change the samples: node and
     function names (numbered per session), integer scalars at the top level
-    (seeds, batch and buffer sizes) and the file paths (fingerprinted from
-    the file system instead). Top-level constants with one value per file
-    (the labels) are put in the order of the sorted file paths, so a
-    shuffled file order gives the same digest.
+    (seeds, buffer sizes; the batch size is returned apart) and the file
+    paths (fingerprinted from the file system instead). Top-level constants
+    with one value per file (the labels) are put in the order of the sorted
+    file paths, so a shuffled file order gives the same digest. None when
+    the graph cannot be read.
     """
     tf = tensorflow()
-    from tensorflow.core.framework import graph_pb2
-
     try:
         serialized = tf.raw_ops.DatasetToGraphV2(
-            input_dataset=dataset._variant_tensor,
+            input_dataset=tf.data.experimental.to_variant(dataset),
             external_state_policy=1,  # ignore: we only read the graph
             strip_device_assignment=True,
         )
-        graph = graph_pb2.GraphDef.FromString(serialized.numpy())
+        graph = tf.compat.v1.GraphDef.FromString(serialized.numpy())
     except Exception:  # noqa: BLE001 - any failure means "cannot tell"
-        return None
+        return None, None
     ops = [node.op for node in graph.node]
     ops += [node.op for function in graph.library.function for node in function.node_def]
     if any(_is_opaque(op) for op in ops):
-        return None
+        return None, None
     order = np.argsort(np.asarray(file_paths, dtype=object)) if file_paths else None
     string_enum = tf.string.as_datatype_enum
     items = []
@@ -113,13 +85,19 @@ def pipeline_digest(dataset, file_paths: list[str]) -> str | None:
             attrs.append((key, value.SerializeToString(deterministic=True).hex()))
         return repr((node.op, attrs))
 
+    constants = {node.name: node for node in graph.node if node.op == "Const"}
+    batch_size = None
     for node in graph.node:
         items.append(describe(node, top=True))
+        if node.op.startswith("BatchDataset") and len(node.input) > 1:
+            size = constants.get(node.input[1].split(":")[0])
+            if size is not None:
+                batch_size = int(tf.make_ndarray(size.attr["value"].tensor))
     for function in graph.library.function:
         for node in function.node_def:
             items.append(describe(node, top=False))
     items.sort()
-    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest()
+    return hashlib.sha256("\n".join(items).encode("utf-8")).hexdigest(), batch_size
 
 
 def element_parts(dataset):

@@ -7,6 +7,8 @@ Layout of a cache folder::
         manifest.json                 written last: its presence marks a complete entry
         features-<run>.npy            (samples, *feature_shape)
         labels-<run>.npy              (samples, *label_shape), if there are labels
+        check-<run>.npy               the model's first batch of inputs, under a
+                                      cache_key of yours (see `CacheWriter`)
 
 Data files are written under temporary names (``.features-<run>.npy.<host>.
 <pid>.<token>.tmp``), renamed when complete, and only then is the manifest
@@ -20,16 +22,18 @@ Several processes may fill the same cache at once. Each writes its own files
 data files and the manifest, happens under an exclusive lock on the entry
 folder (``flock``); readers take a shared lock while they read a manifest and
 open its files. The first complete entry wins: a writer that finds one
-already installed for the same inputs (and the same probe signatures)
-discards its own files and returns that entry. Data files that no manifest
-names any more are removed only under the exclusive lock, so no writer ever
-removes another's files. Where ``flock`` is not available (Windows), the
+already installed for the same inputs discards its own files and returns
+that entry (unless it replaces that very entry, found stale). Data files
+that no manifest names any more are removed only under the exclusive lock,
+so no writer ever removes another's files. Where ``flock`` is not available (Windows), the
 manifest is still replaced atomically and old data files are left in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import json
 import os
 import secrets
@@ -50,7 +54,6 @@ from keras_smalldata.features._npy_writer import (
     data_sha256,
     is_orphan_temp,
 )
-from keras_smalldata.features._probe import signatures_match
 from keras_smalldata.features.feature_set import FeatureSet
 from keras_smalldata.features.fingerprint import FORMAT_VERSION
 
@@ -63,11 +66,21 @@ class CorruptedCacheWarning(UserWarning):
 
 
 class StaleCacheWarning(UserWarning):
-    """A cache entry's probe output differs from the model's or augmentation's now.
+    """A cache entry made under your ``cache_key`` does not match the model any more.
 
-    Something the fingerprint cannot read changed the result (code the model
-    or the augmentation calls, a file it reads...); the features are
-    computed again.
+    On a hit under ``cache_key=`` for a model with code of yours, the model
+    runs again on the first batch stored with the entry; other outputs mean
+    the code changed (or is random) while the key stayed the same. The
+    features are computed again and replace the entry.
+    """
+
+
+class CacheNotUsedWarning(UserWarning):
+    """The cache key cannot vouch for this call's result: computed without the cache.
+
+    The message names the reason (code of yours, random draws without a
+    seed, a dataset that gives other pictures on each pass) and how to
+    cache anyway: ``seed=``, or ``cache_key=`` of your own.
     """
 
 
@@ -101,19 +114,6 @@ class _EntryLock:
             self._fd = None
         self.held = False
         return False
-
-
-def probes_match(recorded: dict | None, current: dict) -> bool:
-    """True when every probe signature recorded with an entry matches ``current``'s."""
-    recorded = recorded or {}
-    if set(recorded) != set(current):
-        return False
-    for name, signature in current.items():
-        if (signature is None) != (recorded[name] is None):
-            return False
-        if signature is not None and not signatures_match(recorded[name], signature):
-            return False
-    return True
 
 
 class FeatureCache:
@@ -153,30 +153,55 @@ class FeatureCache:
 
         Raises:
             PermissionError: when the folder cannot be created or written to.
+            OSError: for another failure (a full disk), naming the folder.
         """
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.directory, prefix=".write-test-", suffix=".tmp")
-            os.close(fd)
-            os.remove(name)
-        except OSError as error:
+            with _named_errors(self.directory):
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(dir=self.directory, prefix=".write-test-", suffix=".tmp")
+                os.close(fd)
+                os.remove(name)
+        except (PermissionError, NotADirectoryError, FileExistsError) as error:
             raise PermissionError(
                 f"cache_dir={str(self.directory)!r} is not writable ({error.strerror or error}); "
                 "pass a folder you can write to, or cache_dir=None to keep the features "
                 "in memory only."
             ) from error
 
-    def writer(self, fingerprint: str, with_labels: bool) -> CacheWriter:
+    def writer(self, fingerprint: str, with_labels: bool, with_check: bool = False) -> CacheWriter:
         """Starts writing the entry for ``fingerprint`` (see `CacheWriter`)."""
         entry = self.entry_path(fingerprint)
-        entry.mkdir(parents=True, exist_ok=True)
-        for path in entry.iterdir():
-            if is_orphan_temp(path):
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
-        return CacheWriter(entry, fingerprint, with_labels)
+        with _named_errors(self.directory):
+            entry.mkdir(parents=True, exist_ok=True)
+            for path in entry.iterdir():
+                if is_orphan_temp(path):
+                    try:
+                        path.unlink()
+                    except OSError:
+                        pass
+            return CacheWriter(entry, fingerprint, with_labels, with_check, self.directory)
+
+
+@contextlib.contextmanager
+def _named_errors(directory: Path):
+    """Re-raises an OSError of writing the cache (a full disk) with the folder and what to do.
+
+    Errors that mean "not writable" stay as they are (`check_writable`
+    words them); a read-only file system becomes a PermissionError.
+    """
+    try:
+        yield
+    except (PermissionError, NotADirectoryError, FileExistsError):
+        raise
+    except OSError as error:
+        if error.errno == errno.EROFS:
+            raise PermissionError(error.errno, error.strerror, error.filename) from error
+        raise OSError(
+            error.errno,
+            f"Could not write the feature cache in {str(directory)!r}: "
+            f"{error.strerror or error}. Free some space or pass cache_dir= a folder "
+            "with room, or cache_dir=None to keep the features in memory only.",
+        ) from error
 
 
 def _read_entry(entry: Path, fingerprint: str, warn: bool) -> tuple[FeatureSet, dict] | None:
@@ -205,6 +230,9 @@ def _read_entry(entry: Path, fingerprint: str, warn: bool) -> tuple[FeatureSet, 
             raise ValueError("features and labels have different lengths")
         if len(features) != manifest["num_samples"]:
             raise ValueError("the sample count does not match the manifest")
+        check = None
+        if manifest.get("check") is not None:
+            check = np.array(_open_checked(entry, manifest["check"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         if warn:
             _warn_damaged(manifest_path, error)
@@ -212,6 +240,7 @@ def _read_entry(entry: Path, fingerprint: str, warn: bool) -> tuple[FeatureSet, 
     feature_set = FeatureSet(
         features, labels, manifest.get("class_names"), cache_path=entry, from_cache=True
     )
+    manifest["check_inputs"] = check
     return feature_set, manifest
 
 
@@ -244,49 +273,80 @@ def _warn_damaged(path: Path, error: Exception) -> None:
 
 
 class CacheWriter:
-    """Writes one cache entry: append batches, then `commit` or `discard`."""
+    """Writes one cache entry: append batches, then `commit` or `discard`.
 
-    def __init__(self, entry: Path, fingerprint: str, with_labels: bool):
+    With ``with_check``, the model's inputs of the first batch are kept in
+    the entry too (the rows of that batch are the first rows): a hit under
+    a ``cache_key`` of the user's runs the model on them again to check it.
+    An OSError while writing names the cache folder (a full disk...).
+    """
+
+    def __init__(self, entry: Path, fingerprint: str, with_labels: bool, with_check: bool, directory: Path):
         self.entry = entry
         self.fingerprint = fingerprint
+        self.directory = directory
         self.run = secrets.token_hex(6)
-        self.features = NpyAppender(entry / f"features-{self.run}.npy")
-        self.labels = None
+        self.appenders = {"features": NpyAppender(entry / f"features-{self.run}.npy")}
         try:
             if with_labels:
-                self.labels = NpyAppender(entry / f"labels-{self.run}.npy")
+                self.appenders["labels"] = NpyAppender(entry / f"labels-{self.run}.npy")
+            if with_check:
+                self.appenders["check"] = NpyAppender(entry / f"check-{self.run}.npy")
         except BaseException:
-            self.features.discard()
+            self.discard()
             raise
 
-    def append(self, features: np.ndarray, labels: np.ndarray | None) -> None:
-        self.features.append(features)
-        if self.labels is not None:
-            self.labels.append(labels)
+    def append(self, features: np.ndarray, labels: np.ndarray | None, inputs=None) -> None:
+        with _named_errors(self.directory):
+            self.appenders["features"].append(features)
+            if "labels" in self.appenders:
+                self.appenders["labels"].append(labels)
+            check = self.appenders.get("check")
+            if check is not None and check.count == 0 and inputs is not None:
+                check.append(inputs)
 
-    def commit(self, class_names, description: dict, probes: dict) -> FeatureSet:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows written so far, read into memory; the files are discarded."""
+        with _named_errors(self.directory):
+            loaded = {}
+            for key in ("features", "labels"):
+                if key in self.appenders:
+                    loaded[key] = np.load(self.appenders[key].finish(), allow_pickle=False)
+        self.discard()
+        try:
+            self.entry.rmdir()  # if no other run uses the entry folder
+        except OSError:
+            pass
+        return loaded["features"], loaded.get("labels")
+
+    def commit(self, class_names, description: dict, replaces: str | None = None) -> FeatureSet:
         """Completes the entry and returns it, loaded; or returns the entry another writer completed first.
 
-        ``probes`` are the probe signatures (see ``_probe.py``) stored with
-        the entry; an installed entry counts as complete for these inputs
-        only if its signatures match them.
+        ``replaces`` names the features file of an entry found stale: an
+        installed entry with that file is replaced, not returned.
         """
+        with _named_errors(self.directory):
+            return self._commit(class_names, description, replaces)
+
+    def _commit(self, class_names, description, replaces) -> FeatureSet:
         temps = {}
-        for key, appender in (("features", self.features), ("labels", self.labels)):
-            if appender is not None:
+        for key, appender in self.appenders.items():
+            if appender.count:
                 temps[key] = appender.finish()  # flushed to disk, outside the lock
+            else:
+                appender.discard()
         with _EntryLock(self.entry, exclusive=True) as lock:
             existing = _read_entry(self.entry, self.fingerprint, warn=False)
-            if existing is not None and probes_match(existing[1].get("probes"), probes):
+            if existing is not None and existing[1]["features"]["file"] != replaces:
                 self.discard()
                 found = existing[0]
                 return FeatureSet(
                     found.features, found.labels, found.class_names,
                     cache_path=self.entry, from_cache=False,
                 )
-            records = {"features": None, "labels": None}
+            records = {"features": None, "labels": None, "check": None}
             for key, temp in temps.items():
-                appender = getattr(self, key)
+                appender = self.appenders[key]
                 os.replace(temp, appender.final_path)
                 records[key] = {
                     "file": appender.final_path.name,
@@ -294,17 +354,16 @@ class CacheWriter:
                     "dtype": appender.dtype.str,
                     "sha256": appender.sha256,
                 }
+            features = self.appenders["features"]
             manifest = {
                 "format": _FORMAT,
                 "format_version": FORMAT_VERSION,
                 "fingerprint": self.fingerprint,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "num_samples": self.features.count,
-                "feature_shape": list(self.features.row_shape),
+                "num_samples": features.count,
+                "feature_shape": list(features.row_shape),
                 "class_names": class_names,
-                "features": records["features"],
-                "labels": records["labels"],
-                "probes": probes,
+                **records,
                 "inputs": description,
             }
             atomic_write_text(self.entry / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
@@ -333,6 +392,5 @@ class CacheWriter:
 
     def discard(self) -> None:
         """Removes the temporary files (after an error or an interruption)."""
-        for appender in (self.features, self.labels):
-            if appender is not None:
-                appender.discard()
+        for appender in self.appenders.values():
+            appender.discard()

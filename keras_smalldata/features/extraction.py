@@ -9,26 +9,27 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import keras
+import ml_dtypes
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata.features._augmentation import augment, seeded
-from keras_smalldata.features._forward import make_forward, model_probes
-from keras_smalldata.features._probe import PROBE_SEED, probe_picture, stable_signature
-from keras_smalldata.features._sources import make_source
+from keras_smalldata.features._augmentation import augment, seed_states, seeded
+from keras_smalldata.features._forward import make_forward
+from keras_smalldata.features._sources import ContentDigest, make_source
 from keras_smalldata.features.cache import (
+    CacheNotUsedWarning,
     FeatureCache,
     StaleCacheWarning,
-    probes_match,
 )
 from keras_smalldata.features.feature_set import FeatureSet
 from keras_smalldata.features.fingerprint import (
     FORMAT_VERSION,
-    Part,
-    describe,
+    config_digest,
     digest_json,
     environment,
-    layers_to_probe,
+    structure_digest,
+    unvouched,
+    weights_digest,
 )
 
 
@@ -38,6 +39,7 @@ def extract_features(
     *,
     batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    cache_key: str | None = None,
     augmentation: Callable | None = None,
     augment_rounds: int = 0,
     include_original: bool = True,
@@ -65,8 +67,10 @@ def extract_features(
     BatchNormalization in inference mode), compiled by the running backend
     (TensorFlow, JAX or PyTorch; `tf.data` reads the data on every backend),
     on the images as they come from ``data``, cast to the model's input
-    dtype. A base whose preprocessing is not inside it needs that
-    preprocessing: put it in the model, where it runs on every backend, e.g.
+    dtype. The compiled call is reused by later calls only while the model
+    keeps its layers, their configuration and its variables. A base whose
+    preprocessing is not inside it needs that preprocessing: put it in the
+    model, where it runs on every backend, e.g.
     ``keras.Model(inputs, base(keras.applications.vgg16.preprocess_input(inputs)))``,
     or use a `PretrainedBase`, which has it inside. A model built under a
     `tf.distribute` strategy (TensorFlow) or a `keras.distribution`
@@ -74,23 +78,16 @@ def extract_features(
 
     With ``cache_dir``, the features are written to disk batch by batch, in
     ``.npy`` files that are read back as memory maps: memory use does not
-    grow with the number of samples. The entry is keyed by a fingerprint of
-    what determines the result: the bytes of the pictures (every file of an
-    `image_dataset_from_directory` dataset, with its pipeline: image size,
-    interpolation, labels, mapped functions), or of every array or sample;
-    the model's configuration (automatic layer names do not count), all its
-    weight values and the compiled code of every layer that is not Keras'
-    own; the augmentation (a layer's configuration, weights and code, or a
-    function's code with everything it references: closure, globals, helper
-    functions); ``augment_rounds``, ``include_original``, ``seed``; and the
-    versions of Python, NumPy, Keras and the backend. The backend is part
-    of the key: an entry written under one backend is not used under
-    another (their features agree only to float round-off). Where the model
-    or the augmentation holds code of your own, what that code computes on a
-    fixed probe input is stored with the entry and compared on every later
-    use (each layer of yours alone, or the whole model or function); a
-    difference recomputes the features with a `StaleCacheWarning`. See the
-    feature-extraction guide for exactly what a hit guarantees.
+    grow with the number of samples. The cache is never stale by
+    construction: the key holds what is declared (the data's content, every
+    layer's configuration and weights, ``seed``, ``batch_size``, the other
+    options, the versions), and the cache is used only where that key
+    determines the result: Keras' own layers, this library's, and
+    registered layers of installed packages. Elsewhere (code of yours,
+    random augmentation without ``seed``, a dataset that gives other
+    pictures on each pass) the features are computed without the cache,
+    with a `CacheNotUsedWarning` saying why, unless you pass ``cache_key``.
+    The feature-extraction guide has the full table.
 
     An interrupted extraction leaves nothing that is taken for a complete
     entry, a damaged entry is computed again with a `CorruptedCacheWarning`,
@@ -105,12 +102,22 @@ def extract_features(
             batched or not (as `keras.utils.image_dataset_from_directory`
             gives it; its ``class_names`` are carried along), and finite
             (an infinite dataset, e.g. after ``.repeat()``, is refused); or
-            NumPy arrays: ``x`` or a tuple ``(x, y)``.
+            NumPy arrays: ``x`` or a tuple ``(x, y)`` (``x`` may be a list
+            of pictures of one size).
         batch_size: Samples per forward pass. Default: the dataset's own
             batches, or 32 for arrays and unbatched datasets. Given for a
             batched dataset, it re-batches the dataset.
-        cache_dir: Folder of the feature cache, or None to keep the
-            features in memory only. Created if missing.
+        cache_dir: Folder of the feature cache (a str or `pathlib.Path`,
+            e.g. ``"feature_cache"``), or None to keep the features in
+            memory only. Created if missing.
+        cache_key: A name of your own for what the key cannot read, e.g.
+            ``"my-layers-v2"``: with it, a call with code of yours or
+            unseeded random augmentation is cached too, under this name
+            joined with everything the key reads. It is your promise:
+            change it whenever that code changes. On a hit, a model with
+            code of yours runs again on the first batch stored with the
+            entry; other outputs give a `StaleCacheWarning` and a
+            recompute. Needs ``cache_dir``.
         augmentation: A Keras layer (e.g. a `keras.Sequential` of
             ``RandomFlip``, ``RandomRotation``...) or a function, applied to
             each batch of images before the model in augmented passes.
@@ -124,7 +131,8 @@ def extract_features(
             ``(include_original + augment_rounds) * samples`` rows.
         seed: With augmentation, makes the augmented passes reproducible:
             the random generators of the Keras layers in ``augmentation`` are
-            set from it for the extraction (and restored after).
+            set from it for the extraction (and restored after). Without
+            it, every call draws anew, and is not cached.
         require_labels: If True, data without labels is an error.
         class_names: Names of the classes, overriding those of the dataset
             (useful with arrays).
@@ -140,9 +148,11 @@ def extract_features(
     Raises:
         ValueError: for empty or infinite data, missing labels with
             ``require_labels=True``, images whose size differs from the
-            model's input, or inconsistent arguments.
-        TypeError: for data or a model of an unsupported type.
+            model's input, one picture without a batch axis, pictures of
+            different sizes, or inconsistent arguments.
+        TypeError: for data, a model or a ``cache_dir`` of an unsupported type.
         PermissionError: when ``cache_dir`` cannot be written to.
+        OSError: when writing the cache fails (a full disk), naming the folder.
 
     Example:
 
@@ -160,15 +170,11 @@ def extract_features(
     ```
     """
     _check_arguments(
-        model, batch_size, augmentation, augment_rounds, include_original, seed,
-        require_labels, class_names, verbose,
+        model, batch_size, cache_dir, cache_key, augmentation, augment_rounds,
+        include_original, seed, require_labels, class_names, verbose,
     )
     input_shape, input_dtype = _model_input(model)
-    source = make_source(
-        data,
-        None if batch_size is None else int(batch_size),
-        None if input_shape is None else len(input_shape),
-    )
+    source = make_source(data, None if batch_size is None else int(batch_size), input_shape)
     if require_labels and not source.has_labels:
         raise ValueError(
             "require_labels=True but data has no labels: pass (images, labels), e.g. a "
@@ -188,7 +194,7 @@ def extract_features(
     )
     if cache_dir is None:
         return extraction.into_memory()
-    return _extract_with_cache(extraction, FeatureCache(cache_dir))
+    return _extract_with_cache(extraction, FeatureCache(cache_dir), cache_key)
 
 
 @dataclasses.dataclass
@@ -204,49 +210,72 @@ class _Extraction:
     dtype: str
     verbose: int
 
-    def parts(self) -> dict[str, Part]:
-        return {"model": describe(self.model), "augmentation": describe(self.augmentation)}
+    def __post_init__(self):
+        # What in the model the key cannot vouch for: such a model is also
+        # compiled afresh on every call.
+        self.model_reasons, self.packages = unvouched(self.model)
+        self.config = None
 
-    def fingerprint(self, parts: dict[str, Part]) -> str:
+    def reasons(self) -> list[str]:
+        """Why the key cannot vouch for this call's result (empty: it can)."""
+        reasons = [f"the model's {reason}" for reason in self.model_reasons]
+        augmentation = self.augmentation
+        if isinstance(augmentation, keras.layers.Layer):
+            reasons += [f"the augmentation's {r}" for r in unvouched(augmentation, False)[0]]
+            if self.seed is None and seed_states(augmentation):
+                reasons.append(
+                    "augment_rounds draws new augmentations on every call without seed= "
+                    "(as an uncached call does), and a cached entry would give the first "
+                    "call's draws again; pass seed= to reproduce the draws, and cache them"
+                )
+        elif augmentation is not None:
+            name = getattr(augmentation, "__qualname__", type(augmentation).__qualname__)
+            reasons.append(f"the augmentation is a function ({name}), code of yours")
+        return reasons
+
+    def fingerprint(self, cache_key: str | None) -> str:
+        self.config = config_digest(self.model)
+        augmentation = self.augmentation
         return digest_json(
             {
                 "format_version": FORMAT_VERSION,
-                "environment": environment(self.source.reads_tf_data),
-                "model": parts["model"].description,
+                "environment": {
+                    **environment(self.source.reads_tf_data), "packages": self.packages
+                },
+                "model": {"config": self.config, "weights": weights_digest(self.model)},
                 "data": self.source.fingerprint(),
                 "class_names": self.class_names,
-                "augmentation": parts["augmentation"].description,
+                "augmentation": None if not isinstance(augmentation, keras.layers.Layer) else {
+                    "config": config_digest(augmentation),
+                    "weights": weights_digest(augmentation),
+                },
                 "passes": self.passes,
-                "seed": self.seed if self.augmentation is not None else None,
+                "seed": self.seed if augmentation is not None else None,
+                "cache_key": cache_key,
             }
         )
 
-    def probe_signatures(self, parts: dict[str, Part], repeats: int, names=None) -> dict:
-        """Signatures of the probe runs of the parts that need them (``names``: only these run)."""
-        runs = {}
-        if parts["model"].needs_probe:
-            runs.update(model_probes(self.model, self.source.image_shape, self.dtype))
-        if parts["augmentation"].needs_probe:
-            picture = probe_picture(self.source.image_shape)
-            runs["augmentation"] = lambda: self._augmented_probe(picture)
-        return {
-            name: stable_signature(run, repeats) if names is None or name in names else None
-            for name, run in runs.items()
-        }
+    def forward(self):
+        structure = None
+        if not self.model_reasons:
+            structure = lambda: structure_digest(self.model, self.config)  # noqa: E731
+        return make_forward(self.model, self.dtype, structure)
 
-    def _augmented_probe(self, picture):
-        with seeded(self.augmentation, PROBE_SEED if self.seed is None else self.seed):
-            return keras.ops.convert_to_numpy(augment(self.augmentation, picture))
+    def run_passes(self, sink) -> bool:
+        """Runs every pass, appending ``(features, labels, inputs)`` batches to ``sink``.
 
-    def run_passes(self, sink) -> None:
-        """Runs every pass, appending ``(features, labels)`` batches to ``sink``."""
+        Returns False when the data is keyed by its content and a pass gave
+        other pairs than the pass that made the key (a random pipeline).
+        """
         source = self.source
-        forward = make_forward(self.model, self.dtype, fresh=bool(layers_to_probe(self.model)))
+        forward = self.forward()
         total = None if source.num_samples is None else source.num_samples * len(self.passes)
         progress = _Progress(total, self.verbose)
+        same = True
         with seeded(self.augmentation, self.seed):
             for augmented in self.passes:
-                for images, labels in source.batches():
+                digest = None if source.content is None else ContentDigest()
+                for images, labels in source.batches(digest):
                     if augmented:
                         images = keras.ops.convert_to_numpy(augment(self.augmentation, images))
                     features = forward(images)
@@ -257,11 +286,29 @@ class _Extraction:
                         )
                     if source.has_labels and labels is None:
                         raise ValueError("Some batches of the dataset have no labels.")
-                    sink.append(features, labels if source.has_labels else None)
+                    sink.append(features, labels if source.has_labels else None, images)
                     progress.add(len(features))
+                same = same and (digest is None or digest.hexdigest() == source.content)
         progress.finish()
+        return same
 
-    def description(self) -> dict:
+    def still_computes(self, features: np.ndarray, inputs: np.ndarray | None) -> bool:
+        """Whether the model gives ``features`` on ``inputs`` again (True without inputs)."""
+        if inputs is None:
+            return True
+        stored = np.asarray(features[: len(inputs)])
+        current = self.forward()(inputs)
+        if current.shape != stored.shape:
+            return False
+        try:
+            eps = float(ml_dtypes.finfo(stored.dtype).eps)
+        except (TypeError, ValueError):
+            eps = 0.0  # integers and booleans: exact
+        finite = np.abs(stored[np.isfinite(stored)])
+        tolerance = max(1e-4, 8 * eps) * (float(finite.max()) if finite.size else 0.0)
+        return bool(np.allclose(current, stored, rtol=0, atol=tolerance, equal_nan=True))
+
+    def description(self, cache_key: str | None) -> dict:
         """What the manifest says about the inputs (for people reading it)."""
         model = self.model
         return {
@@ -271,6 +318,7 @@ class _Extraction:
             "augment_rounds": sum(self.passes),
             "include_original": self.passes[0] is False,
             "seed": self.seed,
+            "cache_key": cache_key,
         }
 
     def into_memory(self) -> FeatureSet:
@@ -283,16 +331,27 @@ class _Extraction:
         return FeatureSet(features, labels, self.class_names)
 
 
-def _extract_with_cache(extraction: _Extraction, cache: FeatureCache) -> FeatureSet:
-    parts = extraction.parts()
-    key = extraction.fingerprint(parts)
+def _extract_with_cache(
+    extraction: _Extraction, cache: FeatureCache, cache_key: str | None
+) -> FeatureSet:
+    reasons = extraction.reasons()
+    if reasons and cache_key is None:
+        warnings.warn(
+            "The feature cache is not used for this call: its key (the data's content, "
+            "the layers' configurations and weights, the seed, the versions) cannot vouch "
+            f"for the result, because {'; and '.join(reasons)}. The features are computed "
+            "without the cache. To cache them anyway, pass cache_key='a name for this "
+            "version of your code' (your promise: change it whenever that code changes).",
+            CacheNotUsedWarning,
+            stacklevel=3,
+        )
+        return extraction.into_memory()
+    key = extraction.fingerprint(cache_key)
     found = cache.load(key)
+    replaces = None
     if found is not None:
         feature_set, manifest = found
-        recorded = manifest.get("probes") or {}
-        checked = [name for name, signature in recorded.items() if signature is not None]
-        current = extraction.probe_signatures(parts, repeats=1, names=checked)
-        if probes_match(recorded, current):
+        if extraction.still_computes(feature_set.features, manifest["check_inputs"]):
             if extraction.verbose:
                 print(
                     f"Loaded features of {len(feature_set)} samples, shape "
@@ -300,41 +359,42 @@ def _extract_with_cache(extraction: _Extraction, cache: FeatureCache) -> Feature
                 )
             return feature_set
         warnings.warn(
-            f"The feature cache entry {str(feature_set.cache_path)!r} was computed by code "
-            "that gives another output now (checked on a probe picture): something the "
-            "fingerprint cannot read changed, such as a file or a global value that your "
-            "layer or augmentation uses. Computing the features again.",
+            f"The feature cache entry {str(feature_set.cache_path)!r}, made under "
+            f"cache_key={cache_key!r}, does not match the model any more: on the first "
+            "batch stored with it, the model gives other features now, so its code changed "
+            "(or is random) while the key stayed the same. Computing the features again; "
+            "change cache_key whenever your code changes.",
             StaleCacheWarning,
             stacklevel=3,
         )
+        replaces = manifest["features"]["file"]
     cache.check_writable()
-    probes = extraction.probe_signatures(parts, repeats=2)
-    unsure = [
-        f"{name}: {', '.join(part.opaque)}"
-        for name, part in parts.items()
-        if part.opaque
-        and any(signature is None for run, signature in probes.items() if run.startswith(name))
-    ]
-    if unsure:
-        warnings.warn(
-            "The feature cache is not used for this call: the fingerprint cannot read "
-            f"these objects ({'; '.join(unsure)}), and their output on a probe picture "
-            "changes from one call to the next, so a cached result could not be checked.",
-            stacklevel=3,
-        )
-        return extraction.into_memory()
-    writer = cache.writer(key, with_labels=extraction.source.has_labels)
+    with_check = cache_key is not None and bool(extraction.model_reasons)
+    writer = cache.writer(key, extraction.source.has_labels, with_check)
     try:
-        extraction.run_passes(writer)
-        return writer.commit(extraction.class_names, extraction.description(), probes)
+        if extraction.run_passes(writer):
+            return writer.commit(
+                extraction.class_names, extraction.description(cache_key), replaces
+            )
+        features, labels = writer.arrays()
     except BaseException:
         writer.discard()
         raise
+    warnings.warn(
+        "The feature cache is not used for this call: the dataset gave other pictures or "
+        "labels on this pass than on the pass that made the key (random operations in "
+        "it, such as tf.image.random_flip_left_right in a map), so no key names its "
+        "result, and the next call draws anew, as an uncached call does. To cache "
+        "augmented features, put the random layers in augmentation= and pass seed=.",
+        CacheNotUsedWarning,
+        stacklevel=3,
+    )
+    return FeatureSet(features, labels, extraction.class_names)
 
 
 def _check_arguments(
-    model, batch_size, augmentation, augment_rounds, include_original, seed,
-    require_labels, class_names, verbose,
+    model, batch_size, cache_dir, cache_key, augmentation, augment_rounds,
+    include_original, seed, require_labels, class_names, verbose,
 ) -> None:
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
@@ -342,6 +402,32 @@ def _check_arguments(
             f"or layer, got {type(model).__name__}."
         )
     args.check_int("batch_size", batch_size, minimum=1, allow_none=True)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"cache_dir={cache_dir!r} must be a folder path, a str or pathlib.Path such "
+            "as 'feature_cache', or None to keep the features in memory only."
+        )
+    if isinstance(cache_dir, str) and not cache_dir.strip():
+        raise ValueError(
+            f"cache_dir={cache_dir!r} is empty; pass a folder such as 'feature_cache', or "
+            "None to keep the features in memory only."
+        )
+    if cache_key is not None:
+        if not isinstance(cache_key, str):
+            raise TypeError(
+                f"cache_key={cache_key!r} must be a str naming your code's version, e.g. "
+                "'my-layers-v2', or None."
+            )
+        if not cache_key.strip():
+            raise ValueError(
+                f"cache_key={cache_key!r} is empty; pass a name for your code's version, "
+                "e.g. 'my-layers-v2', or None."
+            )
+        if cache_dir is None:
+            raise ValueError(
+                f"cache_key={cache_key!r} names a cache entry, but cache_dir=None: pass "
+                "cache_dir= too, e.g. cache_dir='feature_cache'."
+            )
     args.check_int("augment_rounds", augment_rounds, minimum=0)
     if augmentation is not None and not callable(augmentation):
         raise TypeError(
@@ -459,7 +545,7 @@ class _MemoryRows:
             buffer = bigger
         return buffer
 
-    def append(self, features, labels) -> None:
+    def append(self, features, labels, inputs=None) -> None:
         needed = self.count + len(features)
         self.features = self._grow(self.features, features, needed)
         self.features[self.count : needed] = features

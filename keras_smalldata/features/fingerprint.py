@@ -1,40 +1,39 @@
-"""Fingerprints: short digests of everything that changes extracted features.
+"""The cache key's model parts, and what in a model the key cannot vouch for.
 
-A feature cache entry is keyed by one SHA-256 over the parts built here and
-in ``_sources.py``:
+A feature cache entry is keyed by one SHA-256 over what is declared (see
+``extraction.py``): here, a model's or an augmentation layer's Keras
+configuration (that of the object and of every layer in it, with the layer
+names Keras numbers automatically made neutral) and all its weight values;
+in ``_sources.py``, the data's content.
 
-- the model: its configuration with auto-generated layer names made neutral,
-  every weight value, and the code of every layer that is not Keras' own (see
-  ``_code.py``): a user-defined layer class, a ``Lambda`` layer's function, a
-  custom activation function;
-- the augmentation: the same for a Keras layer; for a function, its code and
-  everything it references (closure, defaults, globals, helper functions);
-- the data (``_sources.py``): the bytes of every picture file, or of every
-  array or sample.
-
-Code that the fingerprint cannot read completely (code outside Keras and
-this package, objects implemented in C: see `layers_to_probe`) is also
-checked by its output on a probe input (``_probe.py``), stored with the
-entry and compared when the entry is read.
+The key determines the result only for code whose behaviour its
+configuration and a version number pin down: Keras' own layers and
+functions, this library's, and registered serializable layers of installed
+packages (their versions join the key). `unvouched` lists everything else
+(a layer class of the user's, a ``Lambda`` layer or an activation running a
+function of the user's, a package installed in editable mode): no code is
+read, its origin is enough to refuse it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import platform
-import types
 
 import keras
 import numpy as np
 
 from keras_smalldata._backend import backend_name
-from keras_smalldata.features._code import CodeWalker, is_library_code
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+
+# Packages whose versions are always in the key: their code is trusted.
+_OWN_PACKAGES = ("keras", "keras_smalldata")
+# Attributes that do not change what a layer computes at inference.
+_TRAINING_ONLY = ("initializer", "regularizer", "constraint")
 
 
 def digest_json(obj) -> str:
@@ -50,11 +49,21 @@ def _json_default(value):
         return {"ndarray": value.tolist(), "dtype": str(value.dtype)}
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
-    return repr(value)
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"  # never an address
 
 
-def _all_layers(layer) -> list:
-    """The layer and every layer nested in it, depth first."""
+def _public_values(layer):
+    """The values of a layer's public attributes (names without a leading underscore)."""
+    return [(name, value) for name, value in vars(layer).items() if not name.startswith("_")]
+
+
+def all_layers(layer) -> list:
+    """The layer and every layer nested in it, depth first, each once.
+
+    Nested layers are a model's ``layers`` and the layers held in public
+    attributes (a wrapper's ``layer``, ``forward_layer``...; under PyTorch,
+    a layer is a ``torch.nn.Module`` that keeps them as its children).
+    """
     found, stack, seen = [], [layer], set()
     while stack:
         current = stack.pop()
@@ -62,14 +71,20 @@ def _all_layers(layer) -> list:
             continue
         seen.add(id(current))
         found.append(current)
-        stack.extend(reversed(list(getattr(current, "layers", None) or [])))
+        inner = list(getattr(current, "layers", None) or [])
+        for _, value in _public_values(current):
+            inner.extend(value if isinstance(value, (list, tuple)) else [value])
+        if hasattr(current, "named_children"):  # PyTorch keeps sub-layers out of vars()
+            inner.extend(child for name, child in current.named_children() if name[0] != "_")
+        stack.extend(
+            item for item in reversed(inner) if isinstance(item, keras.layers.Layer)
+        )
     return found
 
 
 # Configuration entries that record how a layer was first built, not what it
-# computes: a layer gains them when it is first called (weights whose shape
-# depends on the input are digested with their values, and the data's shape
-# is part of the data's fingerprint).
+# computes (weights whose shape depends on the input are in the key with
+# their values, and the data's shape is in the data's part).
 _BUILD_KEYS = ("build_config", "build_input_shape")
 
 
@@ -83,18 +98,15 @@ def _neutral_names(config, names: set[str], sequential: bool = False):
     under a ``"name"`` key and the first item of ``[name, node, tensor]``
     references are renamed, and only when they are names of actual layers.
     The ``trainable`` flags and the build records are left out, and so is
-    the ``InputLayer`` a `keras.Sequential` gains when it is first called
-    (``sequential``, or a nested config of class ``Sequential``), so that a
-    layer gives the same digest before and after its first use.
+    the ``InputLayer`` a `keras.Sequential` gains when it is first called,
+    so that a layer gives the same digest before and after its first use.
     """
     mapping: dict[str, str] = {}
 
     def rename(value: str) -> str:
         if value not in names:
             return value
-        if value not in mapping:
-            mapping[value] = f"<layer {len(mapping)}>"
-        return mapping[value]
+        return mapping.setdefault(value, f"<layer {len(mapping)}>")
 
     def walk(node, in_sequential=False):
         if isinstance(node, dict):
@@ -143,160 +155,138 @@ def weights_digest(layer) -> str:
 def _config(layer):
     try:
         return layer.get_config()
-    except (NotImplementedError, TypeError, AttributeError):
+    except (NotImplementedError, TypeError, AttributeError, ValueError):
         return None
 
 
-def layer_config_digest(layer) -> str:
-    """Digest of a layer's or model's architecture, independent of automatic names.
+def _class_name(obj) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
-    Uses ``get_config()``; an object without a usable config is described by
-    the classes and configurations of the layers in it.
+
+def config_digest(layer) -> str:
+    """Digest of the configuration of ``layer`` and of every layer in it, names made neutral.
+
+    Every nested layer counts with its own configuration, also inside a
+    model whose ``get_config`` does not list its layers (e.g. a
+    `PretrainedBase`): an activation changed in place is seen.
     """
-    layers = _all_layers(layer)
+    layers = all_layers(layer)
     names = {item.name for item in layers if isinstance(getattr(item, "name", None), str)}
-    cls = type(layer)
-    description = {"class": f"{cls.__module__}.{cls.__qualname__}"}
-    config = _config(layer)
-    if config is not None:
-        description["config"] = _neutral_names(config, names, isinstance(layer, keras.Sequential))
-    else:
-        description["layers"] = [
-            [
-                f"{type(item).__module__}.{type(item).__qualname__}",
-                _neutral_names(_config(item), names, isinstance(item, keras.Sequential)),
-            ]
-            for item in layers[1:]
+    return digest_json(
+        [
+            [_class_name(item), _neutral_names(_config(item), names, isinstance(item, keras.Sequential))]
+            for item in layers
+            if not isinstance(item, keras.layers.InputLayer)
         ]
-    return digest_json(description)
+    )
 
 
-def _sublayers(layer) -> list:
-    """The layers directly inside ``layer``: its ``layers``, and layers it holds (a wrapper's).
+def structure_digest(model, config: str | None = None) -> str:
+    """What a compiled call of ``model`` is made for: layers, configuration, variables, trainability.
 
-    ``InputLayer``s are left out: they compute nothing, and a
-    `keras.Sequential` gains one when it is first called.
+    It changes when a layer or its configuration changes (an activation set
+    in place), when variables are added or replaced, or when a ``trainable``
+    flag changes; weight values do not count (a compiled call reads them
+    when it runs).
     """
-    candidates = list(getattr(layer, "layers", None) or [])
-    for value in vars(layer).values():
-        candidates.extend(value if isinstance(value, (list, tuple)) else [value])
-    found, seen = [], {id(layer)}
-    for item in candidates:
-        if isinstance(item, keras.layers.Layer) and not isinstance(item, keras.layers.InputLayer):
-            if id(item) not in seen:
-                seen.add(id(item))
-                found.append(item)
-    return found
+    variables = [
+        (id(v), tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables
+    ]
+    flags = [(id(item), bool(item.trainable)) for item in all_layers(model)]
+    return digest_json([config or config_digest(model), variables, flags])
 
 
-def _own_code(layer, walker: CodeWalker) -> list | None:
-    """A layer's class and the functions it holds (a Lambda's, an activation).
+# ---------------------------------------------------------------- origins
 
-    None for a library class (Keras') holding only library functions: the
-    versions in the key cover them, and Keras-internal structure (such as
-    the model a `keras.Sequential` builds on its first call) stays out.
+
+def _top_module(obj) -> str:
+    module = getattr(obj, "__module__", None) or type(obj).__module__ or ""
+    return module.partition(".")[0]
+
+
+def installed_version(obj) -> str | None:
+    """``"name==version"`` of the installed package ``obj``'s code comes from, else None.
+
+    None for code outside installed packages (a script, a notebook, a
+    module on ``PYTHONPATH``) and for a package installed in editable mode
+    (``pip install -e``), whose code changes without a new version.
     """
-    functions = {
-        name: value
-        for name, value in sorted(vars(layer).items())
-        if isinstance(value, (types.FunctionType, functools.partial))
-    }
-    owners = [type(layer)] + [getattr(f, "func", f) for f in functions.values()]
-    if all(is_library_code(owner) for owner in owners):
+    top = _top_module(obj)
+    names = importlib.metadata.packages_distributions().get(top) or []
+    if not names:
         return None
-    return [
-        walker.describe(type(layer)),
-        {name: walker.describe(value) for name, value in functions.items()},
-    ]
+    distribution = importlib.metadata.distribution(names[0])
+    direct = distribution.read_text("direct_url.json")
+    if direct and json.loads(direct).get("dir_info", {}).get("editable"):
+        return None
+    return f"{distribution.metadata['Name']}=={distribution.version}"
 
 
-def _layers_code(layer, walker: CodeWalker, seen=None) -> list:
-    """The code of ``layer`` and of every layer inside it that is not Keras' own, depth first."""
-    seen = set() if seen is None else seen
-    seen.add(id(layer))
-    own = _own_code(layer, walker)
-    code = [] if own is None else [own]
-    for item in _sublayers(layer):
-        if id(item) not in seen:
-            code.extend(_layers_code(item, walker, seen))
-    return code
+def _is_registered(cls) -> bool:
+    name = keras.saving.get_registered_name(cls)
+    return name != cls.__name__ and keras.saving.get_registered_object(name) is cls
 
 
-def _describe_layer(layer, walker: CodeWalker) -> dict:
-    """A Keras layer: architecture, weights and the code of each of its layers."""
-    return {
-        "architecture": layer_config_digest(layer),
-        "weights": weights_digest(layer),
-        "code": _layers_code(layer, walker),
-    }
+def unvouched(layer, allow_packages: bool = True) -> tuple[list[str], dict[str, str]]:
+    """What in ``layer`` the key cannot vouch for, and the packages whose versions it needs.
 
-
-def layers_to_probe(layer, _seen=None) -> list:
-    """The outermost layers in ``layer`` whose own code the fingerprint cannot fully vouch for.
-
-    That is code outside Keras and this package (a layer class of the
-    user's, a Lambda's function, a custom activation) or an object whose
-    state cannot be read: ``[layer]`` when ``layer`` itself is such a layer,
-    else such layers inside it, searched depth first. Their output is checked
-    on the probe, and a model holding any is compiled afresh on each call,
-    as tracing runs their Python code once and a value it read then (a
-    global, a file) would stay baked into the compiled function.
+    Returns ``(reasons, packages)``: one sentence per layer class or
+    function that is not Keras' own or this library's (nor, with
+    ``allow_packages``, a registered layer class of an installed package,
+    whose ``name==version`` goes into ``packages``, or a function of that
+    package held by such a layer), and per random Keras function.
     """
-    seen = set() if _seen is None else _seen
-    seen.add(id(layer))
-    walker = CodeWalker(_describe_layer)
-    _own_code(layer, walker)
-    if walker.user_code or walker.opaque:
-        return [layer]
-    return [
-        found
-        for item in _sublayers(layer)
-        if id(item) not in seen
-        for found in layers_to_probe(item, seen)
-    ]
-
-
-@dataclasses.dataclass
-class Part:
-    """One part of a fingerprint, with what its static description could not cover.
-
-    Attributes:
-        description: JSON-able; goes into the cache key.
-        user_code: Whether it holds code outside libraries, Keras and this
-            package: its output is checked on the probe picture.
-        opaque: Objects whose state could not be read.
-    """
-
-    description: object
-    user_code: bool = False
-    opaque: list = dataclasses.field(default_factory=list)
-
-    @property
-    def needs_probe(self) -> bool:
-        return self.user_code or bool(self.opaque)
-
-
-def describe(obj) -> Part:
-    """Describes a model, an augmentation (layer or function) or None."""
-    if obj is None:
-        return Part(None)
-    walker = CodeWalker(_describe_layer)
-    description = walker.describe(obj)
-    return Part(description, walker.user_code, sorted(set(walker.opaque)))
+    reasons, packages = [], {}
+    for item in all_layers(layer):
+        cls = type(item)
+        trusted = _OWN_PACKAGES + (_top_module(cls),)  # the functions of its own package too
+        if _top_module(cls) not in _OWN_PACKAGES:
+            version = installed_version(cls) if allow_packages and _is_registered(cls) else None
+            if version is None:
+                reasons.append(
+                    f"layer {item.name!r} is of class {cls.__qualname__} from "
+                    f"{cls.__module__!r}, code of yours (not a registered layer of an "
+                    "installed package)"
+                )
+                continue
+            packages[version.partition("==")[0]] = version
+        for name, value in _public_values(item):
+            function = getattr(value, "func", value)  # functools.partial
+            if (
+                not callable(function)
+                or isinstance(function, (type, keras.layers.Layer))
+                or any(word in name for word in _TRAINING_ONLY)
+            ):
+                continue
+            label = getattr(function, "__qualname__", type(function).__qualname__)
+            kind = "Lambda layer" if isinstance(item, keras.layers.Lambda) else "layer"
+            module = getattr(function, "__module__", None) or ""
+            if _top_module(function) not in trusted:
+                reasons.append(
+                    f"{kind} {item.name!r} runs the function {label} from "
+                    f"{_top_module(function)!r} ({name}=), code of yours"
+                )
+            elif "random" in module.split("."):  # keras.random.dropout...
+                reasons.append(f"{kind} {item.name!r} runs {label}, a random function")
+    return reasons, packages
 
 
 def environment(reads_tf_data: bool) -> dict:
-    """Versions that change computed features: Python, NumPy, Keras, the backend.
+    """Versions that change computed features: Python, NumPy, Keras, this library, the backend.
 
     TensorFlow's version counts too when the data comes through `tf.data`
     (it decodes and resizes the pictures), whatever the backend.
     """
+    from keras_smalldata import __version__
+
     backend = backend_name()
     names = {backend, "tensorflow"} if reads_tf_data else {backend}
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
         "keras": keras.__version__,
+        "keras_smalldata": __version__,
         "backend": backend,
         **{name: getattr(importlib.import_module(name), "__version__", None) for name in names},
     }

@@ -1,9 +1,5 @@
 """Fixtures for the feature-extraction tests: tiny models and picture folders."""
 
-import importlib.util
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +9,15 @@ def constant_picture(path, value, size=12):
     """Writes a picture whose every pixel is (value, 255 - value, 7)."""
     pixels = np.empty((size, size, 3), dtype=np.uint8)
     pixels[...] = (value, 255 - value, 7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def pattern_picture(path, k, size=16):
+    """Writes picture ``k``: a pattern with no flip or rotation symmetry, unique to ``k``."""
+    i, j, c = np.meshgrid(np.arange(size), np.arange(size), np.arange(3), indexing="ij")
+    pixels = ((7 * k + 3 * i + 11 * j * j + 5 * c) % 256).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return path
@@ -51,13 +56,3 @@ def numbered_folder(tmp_path_factory):
         constant_picture(root / label / f"img_{k:03d}.png", 3 * k + 5)
     return root
 
-
-def load_module(tmp_path, monkeypatch, name, source):
-    """Imports ``source`` as the module ``name``, as a new session would (again if imported before)."""
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(source))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module

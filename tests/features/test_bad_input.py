@@ -1,5 +1,7 @@
 """extract_features: the bad inputs a user will try, each a clear error."""
 
+import errno
+
 import keras
 import numpy as np
 import pytest
@@ -113,3 +115,52 @@ def test_model_without_fixed_input_size_takes_any_size():
         result = extract_features(any_size, _images(3, size=size), verbose=0)
         np.testing.assert_allclose(result.features, _images(3, size=size).mean(axis=(1, 2)), rtol=1e-5)
     assert mean_model().inputs[0].shape[1:] == (12, 12, 3)
+
+
+def test_one_picture_without_a_batch_axis(model):
+    # Issue 23: it reported "shape (16, 3)", the shape of a row of the picture.
+    picture = _images(1)[0]
+    with pytest.raises(ValueError) as error:
+        extract_features(model, picture, verbose=0)
+    message = str(error.value)
+    assert "one picture" in message and "(16, 16, 3)" in message and "x[None]" in message
+    assert "(16, 3)" not in message
+    result = extract_features(model, picture[None], verbose=0)
+    assert len(result) == 1
+
+
+def test_a_list_of_pictures_of_different_sizes(model):
+    # Issue 23: NumPy's "inhomogeneous shape" error, which names neither picture.
+    pictures = [_images(1)[0], _images(1, size=20)[0], _images(1)[0]]
+    with pytest.raises(ValueError) as error:
+        extract_features(model, pictures, verbose=0)
+    message = str(error.value)
+    assert "picture 1" in message and "(20, 20, 3)" in message and "(16, 16, 3)" in message
+    assert "image_size=" in message
+    same = extract_features(model, [pictures[0], pictures[2]], verbose=0)
+    np.testing.assert_allclose(same.features, model.predict(np.stack([pictures[0], pictures[2]]), verbose=0), atol=1e-4)
+
+
+@pytest.mark.parametrize("cache_dir, error", [(123, TypeError), ("", ValueError), (b"cache", TypeError)])
+def test_bad_cache_dir(model, cache_dir, error):
+    # Issue 23: cache_dir=123 gave "expected str, bytes or os.PathLike object, not int".
+    with pytest.raises(error, match=f"cache_dir={cache_dir!r}"):
+        extract_features(model, _images(2), cache_dir=cache_dir, verbose=0)
+
+
+@pytest.mark.parametrize("where", ["append", "finish"])
+def test_a_full_disk_names_the_cache(model, tmp_path, monkeypatch, where):
+    # Issue 23: a bare "OSError: [Errno 28] No space left on device".
+    from keras_smalldata.features import _npy_writer
+
+    def full(self, *args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_npy_writer.NpyAppender, where, full)
+    cache = tmp_path / "feature_cache"
+    with pytest.raises(OSError) as error:
+        extract_features(model, _images(5), batch_size=2, cache_dir=cache, verbose=0)
+    assert error.value.errno == errno.ENOSPC
+    message = str(error.value)
+    assert str(cache) in message and "No space left on device" in message and "cache_dir=None" in message
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # nothing half-written is left

@@ -1,4 +1,4 @@
-"""The feature cache: hits, a miss for each fingerprint part, interruptions, damage."""
+"""The feature cache: hits, a miss for each part of the key, interruptions, damage."""
 
 import json
 import multiprocessing
@@ -12,17 +12,14 @@ import tensorflow as tf
 
 from keras_smalldata.features import (
     CorruptedCacheWarning,
-    StaleCacheWarning,
     extract_features,
 )
 from keras_smalldata.features import cache as cache_module
 from keras_smalldata.features._npy_writer import NpyAppender
-from keras_smalldata.features._probe import probe_picture
 from tests.features._concurrent_writer import fill_cache_in_rounds
 from tests.features.conftest import (
     constant_picture,
     conv_model,
-    load_module,
     mean_model,
 )
 
@@ -83,16 +80,15 @@ class _CountingIdentity(keras.layers.Layer):
 
 
 def test_hit_is_not_recomputed(tmp_path):
-    # A hit runs neither the model nor the augmentation over the data: the
-    # augmentation (code of ours) only sees the one probe picture.
+    # A hit runs neither the model nor the augmentation (code of ours, cached
+    # under a key of ours).
     x = _images(10)
     counting = _CountingIdentity()
-    kwargs = dict(augmentation=counting, augment_rounds=1, batch_size=4)
+    kwargs = dict(augmentation=counting, augment_rounds=1, batch_size=4, cache_key="counting")
     first = _extract(conv_model(), x, tmp_path, **kwargs)
-    assert not first.from_cache
-    assert counting.pictures == 10 + 2  # the data, and the probe twice
+    assert not first.from_cache and counting.pictures == 10
     again = _extract(conv_model(), x, tmp_path, **kwargs)
-    assert again.from_cache and counting.pictures == 12 + 1
+    assert again.from_cache and counting.pictures == 10
     np.testing.assert_array_equal(again.features, first.features)
 
 
@@ -100,14 +96,19 @@ def test_shuffled_dataset_and_rebuilt_model_hit(tmp_path, folder):
     # A reshuffling dataset and the same model built again (new automatic
     # layer names) are the same inputs.
     first = _extract(conv_model(seed=1), _directory_dataset(folder, shuffle=True), tmp_path)
-    second = _extract(conv_model(seed=1), _directory_dataset(folder, shuffle=True, batch_size=3), tmp_path)
+    second = _extract(conv_model(seed=1), _directory_dataset(folder, shuffle=True), tmp_path)
     assert second.from_cache
+    # The batch size is in the key (a model may compute a row from its batch).
+    rebatched = _extract(conv_model(seed=1), _directory_dataset(folder, shuffle=True), tmp_path, batch_size=3)
+    other_batches = _extract(conv_model(seed=1), _directory_dataset(folder, batch_size=3), tmp_path)
+    assert not rebatched.from_cache and other_batches.from_cache
     # Content-hashed datasets (no file list) too: order does not matter.
     x, y = _images(9), np.arange(9)
     tensors = tf.data.Dataset.from_tensor_slices((x, y))
     cold = _extract(conv_model(seed=1), tensors.shuffle(9).batch(4), tmp_path)
-    warm = _extract(conv_model(seed=1), tensors.shuffle(9).batch(2), tmp_path)
+    warm = _extract(conv_model(seed=1), tensors.shuffle(9).batch(4), tmp_path)
     assert not cold.from_cache and warm.from_cache
+    assert not _extract(conv_model(seed=1), tensors.shuffle(9).batch(2), tmp_path).from_cache
     assert not first.cache_path == cold.cache_path
 
 
@@ -208,31 +209,30 @@ def test_miss_on_pipeline_options(tmp_path, folder):
     assert _extract(model, _directory_dataset(folder, labels=[1, 0] * 6), tmp_path).from_cache
 
 
-def test_mapped_directory_dataset_is_fingerprinted_by_its_files(tmp_path, folder):
+def test_only_a_directory_dataset_as_keras_gives_it_is_keyed_by_its_files(tmp_path, folder):
+    # Keras' own pipeline is keyed by the files' bytes and its options,
+    # without a pass over the pictures; any step added to it (a map, a
+    # prefetch, a take) makes it a dataset keyed by what it gives.
     from keras_smalldata.features._sources import make_source
 
     def preprocess(x, y):  # TensorFlow ops: tf.data runs them on every backend
         return tf.reverse(x, axis=[-1]) - tf.constant([103.939, 116.779, 123.68]), y
 
-    mapped = _directory_dataset(folder).map(preprocess).prefetch(2)
-    parts = make_source(mapped, None, 4).fingerprint()
-    assert "files" in parts and "content" not in parts
-    model = mean_model(size=16)
-    first = _extract(model, mapped, tmp_path)
-    assert first.class_names == ["a", "b"] and len(first) == 12
-    again = _directory_dataset(folder).map(preprocess).prefetch(2)
-    assert _extract(model, again, tmp_path).from_cache
-    # Another function in the map is another pipeline.
-    other = _directory_dataset(folder).map(lambda x, y: (x / 255.0, y))
-    assert not _extract(model, other, tmp_path).from_cache
-    # Steps that may change the samples, and state the graph does not show,
-    # are fingerprinted by content.
+    parts = make_source(_directory_dataset(folder), None, (None, 16, 16, 3)).fingerprint()
+    assert "files" in parts and "content" not in parts and parts["batch_size"] == 5
     scale = tf.Variable(2.0)
     for dataset in (
+        _directory_dataset(folder).map(preprocess).prefetch(2),
         _directory_dataset(folder).take(1),
         _directory_dataset(folder).map(lambda x, y: (x * scale, y)),
     ):
-        assert "content" in make_source(dataset, None, 4).fingerprint()
+        parts = make_source(dataset, None, (None, 16, 16, 3)).fingerprint()
+        assert "content" in parts and "files" not in parts
+    model = mean_model(size=16)
+    mapped = _extract(model, _directory_dataset(folder).map(preprocess).prefetch(2), tmp_path)
+    assert mapped.class_names is None and len(mapped) == 12  # class_names belong to Keras' dataset
+    assert _extract(model, _directory_dataset(folder).map(preprocess).prefetch(2), tmp_path).from_cache
+    assert not _extract(model, _directory_dataset(folder).map(lambda x, y: (x / 255.0, y)), tmp_path).from_cache
     taken = _extract(model, _directory_dataset(folder, shuffle=False).take(1), tmp_path)
     assert len(taken) == 5 and not taken.from_cache
 
@@ -285,12 +285,11 @@ def test_miss_on_augmentation_settings(tmp_path):
     def lighter(images):
         return images * 1.5
 
-    assert not _extract(model, x, tmp_path, augmentation=darker, augment_rounds=1).from_cache
-    assert not _extract(model, x, tmp_path, augmentation=lighter, augment_rounds=1).from_cache
-    assert _extract(model, x, tmp_path, augmentation=lighter, augment_rounds=1).from_cache
-    scaled = _extract(model, x, tmp_path, augmentation=_scaler(2.0), augment_rounds=1)
-    other = _extract(model, x, tmp_path, augmentation=_scaler(3.0), augment_rounds=1)
-    assert not other.from_cache and other.cache_path != scaled.cache_path
+    # Functions are code of ours: cached under our own keys.
+    kwargs = dict(augment_rounds=1, cache_key="v1")
+    assert not _extract(model, x, tmp_path, augmentation=darker, **kwargs).from_cache
+    assert _extract(model, x, tmp_path, augmentation=darker, **kwargs).from_cache
+    assert not _extract(model, x, tmp_path, augmentation=lighter, **{**kwargs, "cache_key": "v2"}).from_cache
 
 
 def test_an_augmentation_used_before_still_hits(tmp_path):
@@ -306,13 +305,6 @@ def test_an_augmentation_used_before_still_hits(tmp_path):
     np.testing.assert_array_equal(again.features, first.features)
 
 
-def _scaler(factor):
-    def scale(images):
-        return images * factor
-
-    return scale
-
-
 def test_interrupted_extraction_leaves_no_complete_entry(tmp_path):
     model = conv_model()
     x = _images(20)
@@ -324,12 +316,13 @@ def test_interrupted_extraction_leaves_no_complete_entry(tmp_path):
             raise KeyboardInterrupt
         return images
 
+    kwargs = dict(augmentation=stop_after_two, augment_rounds=1, batch_size=4, cache_key="stop")
     with pytest.raises(KeyboardInterrupt):
-        _extract(model, x, tmp_path, augmentation=stop_after_two, augment_rounds=1, batch_size=4)
+        _extract(model, x, tmp_path, **kwargs)
     (entry,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert list(entry.iterdir()) == []  # temporary files removed, no manifest
     seen["batches"] = 10  # the same function now runs through
-    result = _extract(model, x, tmp_path, augmentation=stop_after_two, augment_rounds=1, batch_size=4)
+    result = _extract(model, x, tmp_path, **kwargs)
     assert not result.from_cache and len(result) == 40
     np.testing.assert_allclose(result.features[20:], result.features[:20])
 
@@ -437,7 +430,10 @@ def test_unwritable_cache_dir_is_a_clear_error_before_any_work(tmp_path, monkeyp
 
     monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
     with pytest.raises(PermissionError, match="is not writable"):
-        _extract(conv_model(), _images(3), tmp_path / "ro", augmentation=counting, augment_rounds=1)
+        _extract(
+            conv_model(), _images(3), tmp_path / "ro", augmentation=counting, augment_rounds=1,
+            cache_key="counting",
+        )
     assert calls["n"] == 0
 
 
@@ -467,122 +463,39 @@ def test_cached_features_stay_on_disk(tmp_path):
     assert isinstance(result.features, np.memmap) and not result.features.flags.writeable
 
 
-_USER_CODE = """
-import keras
-
-class Scale(keras.layers.Layer):
-    def call(self, x):
-        return x * {factor}
-
-def shift(images):
-    return images + {shift}
-
-def model():
-    inputs = keras.Input((4, 4, 3))
-    return keras.Model(inputs, keras.layers.Flatten()(Scale()(inputs)))
-
-def augment(images):
-    return shift(images)
-"""
-
-
-def test_miss_when_user_code_changes(tmp_path, monkeypatch):
-    x = _images(3, size=4)
-    cache = tmp_path / "cache"
-
-    def extract(factor, shift):
-        code = load_module(tmp_path, monkeypatch, "user_code_v", _USER_CODE.format(factor=factor, shift=shift))
-        return _extract(code.model(), x, cache, augmentation=code.augment, augment_rounds=1)
-
-    first = extract(2.0, 1.0)
-    assert not first.from_cache and extract(2.0, 1.0).from_cache
-    layer_changed = extract(3.0, 1.0)  # the layer's code
-    assert not layer_changed.from_cache
-    np.testing.assert_allclose(layer_changed.features[:3], 3.0 * x.reshape(3, -1), rtol=1e-6)
-    helper_changed = extract(3.0, 5.0)  # a helper function the augmentation calls
-    assert not helper_changed.from_cache
-    np.testing.assert_allclose(helper_changed.features[3:], 3.0 * (x + 5.0).reshape(3, -1), rtol=1e-6)
-
-
-class _ScaleFromEnvironment(keras.layers.Layer):
-    """Reads its factor from the environment: state the fingerprint cannot read."""
-
-    def call(self, x):
-        return x * float(os.environ["KS_TEST_FACTOR"])
-
-
-def test_probe_catches_what_the_fingerprint_cannot_read(tmp_path, monkeypatch):
-    monkeypatch.setenv("KS_TEST_FACTOR", "2")
-    inputs = keras.Input((4, 4, 3))
-    model = keras.Model(inputs, keras.layers.Flatten()(_ScaleFromEnvironment()(inputs)))
-    factor_file = tmp_path / "factor.txt"
-    factor_file.write_text("1.0")
-
-    def brighten(images):  # reads a file: the fingerprint sees the code, not the file
-        return images * float(factor_file.read_text())
-
-    x = _images(3, size=4)
-    kwargs = dict(augmentation=brighten, augment_rounds=1)
-    assert not _extract(model, x, tmp_path, **kwargs).from_cache
-    assert _extract(model, x, tmp_path, **kwargs).from_cache
-    monkeypatch.setenv("KS_TEST_FACTOR", "3")  # the model's output changes
-    with pytest.warns(StaleCacheWarning, match="probe picture"):
-        model_changed = _extract(model, x, tmp_path, **kwargs)
-    assert not model_changed.from_cache
-    np.testing.assert_allclose(model_changed.features[:3], 3 * x.reshape(3, -1), rtol=1e-6)
-    assert _extract(model, x, tmp_path, **kwargs).from_cache  # the entry was replaced
-    factor_file.write_text("0.5")  # the augmentation's output changes
-    with pytest.warns(StaleCacheWarning, match="probe picture"):
-        augmentation_changed = _extract(model, x, tmp_path, **kwargs)
-    np.testing.assert_allclose(augmentation_changed.features[3:], 1.5 * x.reshape(3, -1), rtol=1e-6)
-    assert len(_entries(tmp_path)) == 1
-
-
 class _Recording(keras.layers.Layer):
-    """A layer of our own on top of a base: records the inputs it is called on."""
+    """A layer of our own on top of a base: records the batch sizes it is called on."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.seen = []
 
     def call(self, x):
-        try:  # eager calls only: traced and symbolic tensors have no values
-            self.seen.append(keras.ops.convert_to_numpy(x))
-        except Exception:  # noqa: BLE001, S110 - a tracing call
-            pass
+        self.seen.append(x.shape[0])
         return x
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
-def test_the_probe_runs_the_layers_of_yours_alone(tmp_path):
-    # On a hit, a layer of ours on top of a Keras base is checked on its own
-    # probe input: the base does not run at all.
+def test_a_hit_under_a_cache_key_checks_the_first_batch_only(tmp_path):
+    # Under cache_key, a hit runs a model with code of ours on the first
+    # batch stored with the entry, not over the data.
     inputs = keras.Input((16, 16, 3))
-    features = keras.layers.Conv2D(8, 3, strides=4)(inputs)
     recording = _Recording()
-    model = keras.Model(inputs, recording(features))
-    first = _extract(model, _images(5), tmp_path)
+    model = keras.Model(inputs, recording(keras.layers.Conv2D(8, 3, strides=4)(inputs)))
+    kwargs = dict(batch_size=4, cache_key="recording")
+    first = _extract(model, _images(10), tmp_path, **kwargs)
+    manifest = json.loads((first.cache_path / "manifest.json").read_text())
+    assert manifest["check"]["shape"] == [4, 16, 16, 3]
+    stored = np.load(first.cache_path / manifest["check"]["file"], allow_pickle=False)
+    np.testing.assert_array_equal(stored, _images(10)[:4])
     recording.seen.clear()
-    again = _extract(model, _images(5), tmp_path)
-    assert not first.from_cache and again.from_cache
-    probe = probe_picture((4, 4, 8))
-    assert len(recording.seen) == 1
-    np.testing.assert_array_equal(recording.seen[0], probe)
-
-
-def test_a_model_of_yours_is_probed_whole(tmp_path):
-    class Doubling(keras.Model):
-        def call(self, x):
-            return keras.ops.reshape(x, (keras.ops.shape(x)[0], -1)) * 2.0
-
-    model = Doubling()
-    result = _extract(model, _images(3, size=4), tmp_path)
-    manifest = json.loads((result.cache_path / "manifest.json").read_text())
-    assert sorted(manifest["probes"]) == ["model"]
-    assert manifest["probes"]["model"]["shape"] == [[1, 48]]
-    assert _extract(model, _images(3, size=4), tmp_path).from_cache
+    again = _extract(model, _images(10), tmp_path, **kwargs)
+    assert again.from_cache and recording.seen == [4]  # one batch of 4, traced or run once
+    # Keras' own layers need no check: no stored batch.
+    plain = _extract(conv_model(), _images(10), tmp_path, **kwargs)
+    assert json.loads((plain.cache_path / "manifest.json").read_text())["check"] is None
 
 
 def test_infinite_dataset_is_refused_at_once(tmp_path):

@@ -211,3 +211,59 @@ def test_batches_are_never_padded():
     expected = np.concatenate([means[:4] - means[:4].mean(0), means[4:] - means[4:].mean(0)])
     result = extract_features(model, x, batch_size=4, verbose=0)
     np.testing.assert_allclose(result.features, expected, rtol=1e-4, atol=1e-3)
+
+
+def _softmax_model():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(
+        3, activation="softmax", name="out", kernel_initializer=keras.initializers.GlorotUniform(0)
+    )(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_compiled_function_follows_a_changed_activation(tmp_path, cache):
+    # Issue 23, case 1: after the activation changed, the old compiled
+    # function still ran (rows still summed to 1).
+    model = _softmax_model()
+    x = _images(6, size=4) / 255.0
+    kernel, bias = model.get_layer("out").get_weights()
+    logits = x.mean(axis=(1, 2)) @ kernel + bias
+    cache_dir = tmp_path if cache else None
+    softmax = extract_features(model, x, cache_dir=cache_dir, verbose=0)
+    np.testing.assert_allclose(softmax.features.sum(axis=1), 1.0, rtol=1e-5)
+    model.get_layer("out").activation = keras.activations.linear
+    linear = extract_features(model, x, cache_dir=cache_dir, verbose=0)
+    assert not linear.from_cache
+    np.testing.assert_allclose(linear.features, logits, rtol=1e-4, atol=1e-5)
+    model.get_layer("out").activation = keras.activations.softmax
+    back = extract_features(model, x, cache_dir=cache_dir, verbose=0)
+    np.testing.assert_allclose(back.features, softmax.features, rtol=1e-5)
+    assert back.from_cache == cache
+
+
+def test_compiled_function_follows_new_weights_and_a_rebuilt_layer():
+    model = _softmax_model()
+    x = _images(5, size=4) / 255.0
+    first = extract_features(model, x, verbose=0)
+    model.get_layer("out").set_weights([np.zeros((3, 3)), np.array([1.0, 2.0, 3.0])])
+    shifted = extract_features(model, x, verbose=0)
+    expected = np.exp([1.0, 2.0, 3.0]) / np.exp([1.0, 2.0, 3.0]).sum()
+    np.testing.assert_allclose(shifted.features, np.tile(expected, (5, 1)), rtol=1e-5)
+    assert not np.allclose(first.features, shifted.features)
+
+
+def test_the_compiled_call_is_reused_while_the_model_is_unchanged(monkeypatch):
+    from keras_smalldata.features import _forward
+
+    compiled = []
+    original = _forward._compile
+    monkeypatch.setattr(_forward, "_compile", lambda model: compiled.append(model) or original(model))
+    model, x = _softmax_model(), _images(5, size=4)
+    for _ in range(3):
+        extract_features(model, x, batch_size=2, verbose=0)
+    assert len(compiled) == 1
+    model.trainable = False  # another trainable state: a new compiled call
+    extract_features(model, x, verbose=0)
+    assert len(compiled) == 2
