@@ -122,30 +122,10 @@ print(json.dumps({"same": str(root) == str(again), "found": found}))
 """
 
 
-def _write_idx(path, array, magic):
-    import gzip
-    import struct
-
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 def _fake_fashion_mnist(keras_home):
-    """A tiny Fashion-MNIST in Keras' cache layout: each picture says who it is.
+    from tests.conftest import write_fake_fashion_mnist
 
-    Pixel (0, 0) holds the label, pixel (1, 0) the picture's index within its
-    class and split (train pictures < 100, test pictures >= 100).
-    """
-    folder = keras_home / "datasets" / "fashion-mnist"
-    folder.mkdir(parents=True)
-    for prefix, per_class, offset in (("train", 8, 0), ("t10k", 6, 100)):
-        labels = np.repeat(np.arange(10), per_class)
-        pictures = np.zeros((len(labels), 28, 28), dtype=np.uint8)
-        pictures[:, 0, 0] = labels
-        pictures[:, 1, 0] = np.tile(np.arange(per_class), 10) + offset
-        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
-        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", pictures, 2051)
+    write_fake_fashion_mnist(keras_home)
 
 
 def _run_with_keras_home(keras_home, *arguments):
