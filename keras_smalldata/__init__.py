@@ -28,7 +28,10 @@ _EXPORTS = {
     "augmentation_preset": "keras_smalldata.augment",
     "from_image_data_generator": "keras_smalldata.augment",
     "show_augmentations": "keras_smalldata.augment",
+    "mixing_augmentation": "keras_smalldata.augment",
+    "predict_with_tta": "keras_smalldata.augment",
     # features
+    "CacheNotUsedWarning": "keras_smalldata.features",
     "CorruptedCacheWarning": "keras_smalldata.features",
     "FeatureSet": "keras_smalldata.features",
     "StaleCacheWarning": "keras_smalldata.features",
@@ -49,7 +52,12 @@ _EXPORTS = {
     "recompile": "keras_smalldata.pretrained",
     "trainable_summary": "keras_smalldata.pretrained",
     # training
+    "CollapseCheck": "keras_smalldata.training",
     "CurveSmoothing": "keras_smalldata.training",
+    "LearningRateRange": "keras_smalldata.training",
+    "OneCycle": "keras_smalldata.training",
+    "TrainingCollapseWarning": "keras_smalldata.training",
+    "lr_range_test": "keras_smalldata.training",
     "GradualUnfreezing": "keras_smalldata.training",
     "small_convnet": "keras_smalldata.training",
     "check_callbacks": "keras_smalldata.training",
@@ -60,7 +68,9 @@ _EXPORTS = {
     # viz
     "ClassActivationMaps": "keras_smalldata.viz",
     "FilterPatterns": "keras_smalldata.viz",
+    "Interpretation": "keras_smalldata.viz",
     "Misclassified": "keras_smalldata.viz",
+    "interpret": "keras_smalldata.viz",
     "cam_faithfulness": "keras_smalldata.viz",
     "class_activation_maps": "keras_smalldata.viz",
     "colorize_heatmap": "keras_smalldata.viz",

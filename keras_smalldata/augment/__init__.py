@@ -1,4 +1,4 @@
-"""Augmentation layers: a fused ImageDataGenerator replacement and pipeline builders."""
+"""Augmentation layers, pipeline builders, MixUp and CutMix, test-time augmentation."""
 
 from keras_smalldata.augment.affine import RandomAffine, affine_matrix
 from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChannelShift
@@ -6,6 +6,7 @@ from keras_smalldata.augment.image_data_generator import (
     ImageDataGeneratorAugmentation,
     from_image_data_generator,
 )
+from keras_smalldata.augment.mixing import mixing_augmentation
 from keras_smalldata.augment.pipelines import (
     PRESETS,
     augmentation_pipeline,
@@ -13,6 +14,7 @@ from keras_smalldata.augment.pipelines import (
     keras_cv_layer,
 )
 from keras_smalldata.augment.show import show_augmentations
+from keras_smalldata.augment.test_time import predict_with_tta
 
 __all__ = [
     "PRESETS",
@@ -25,5 +27,7 @@ __all__ = [
     "augmentation_preset",
     "from_image_data_generator",
     "keras_cv_layer",
+    "mixing_augmentation",
+    "predict_with_tta",
     "show_augmentations",
 ]

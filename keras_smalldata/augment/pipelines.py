@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import re
 import warnings
 
 import keras
+import numpy as np
 
 from keras_smalldata import _arguments as args
 from keras_smalldata.augment.image_data_generator import ImageDataGeneratorAugmentation
 
-PRESETS = ("flip_rotate_zoom", "image_data_generator")
+PRESETS = ("flip_rotate_zoom", "image_data_generator", "rand_augment")
 
 # The seeds' ImageDataGenerator arguments (the "image_data_generator" preset).
 SEEDS_IMAGE_DATA_GENERATOR = {
@@ -47,10 +50,24 @@ def augmentation_preset(
       horizontal_flip=True, fill_mode="nearest"``, as an
       `ImageDataGeneratorAugmentation` (one fused affine pass). Note that
       ``shear_range=0.2`` is 0.2 DEGREES, as it always was.
+    - ``"rand_augment"``: Keras' `keras.layers.RandAugment` (Cubuk et al.,
+      2020) with its defaults, two operations of strength ``factor=0.5``
+      chosen from shear, translation, rotation, brightness, colour
+      degeneration, contrast, sharpness, posterization, solarization,
+      auto-contrast and equalization, for pictures in 0-255
+      (``value_range=(0, 255)``, this library's range; for other ranges build
+      ``keras.layers.RandAugment(value_range=...)`` yourself). Which
+      operations run is drawn per batch, their strengths per picture. Needs
+      Keras >= 3.11 to draw the operations anew for each batch inside
+      ``tf.data`` or a compiled model (Keras 3.10 draws them once, when the
+      function is traced: a warning says so). Under PyTorch use it in
+      ``dataset.map``, where it runs with TensorFlow: run by PyTorch, Keras'
+      brightness operation changes the pictures in place and the result is
+      wrong (a warning says so).
 
-    Both take pictures of any value range (uint8 or float), batched or not,
-    augment only during training, and work in a Functional model and in
-    ``dataset.map``.
+    The first two take pictures of any value range (uint8 or float), batched
+    or not; all three augment only during training, and work in a Functional
+    model and in ``dataset.map``.
 
     Args:
         preset: One of ``PRESETS``.
@@ -105,7 +122,63 @@ def augmentation_preset(
             ],
             name=name,
         )
+    if preset == "rand_augment":
+        return keras.layers.Pipeline([_rand_augment(seed)], name=name)
     return ImageDataGeneratorAugmentation(**SEEDS_IMAGE_DATA_GENERATOR, seed=seed, name=name)
+
+
+def _keras_version() -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", keras.__version__)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _rand_augment(seed):
+    """`keras.layers.RandAugment` for 0-255 pictures, with a warning on Keras < 3.11."""
+    if not hasattr(keras.layers, "RandAugment"):
+        raise ImportError(
+            'augmentation_preset("rand_augment") needs keras.layers.RandAugment, '
+            f"which this Keras ({keras.__version__}) does not have: "
+            'pip install -U "keras>=3.11".'
+        )
+    if _keras_version() < (3, 11):
+        warnings.warn(
+            f"Keras {keras.__version__}'s RandAugment chooses its operations with "
+            "Python's random module: inside tf.data or a compiled model they are "
+            "chosen once, when the function is traced, and every batch then gets "
+            "the same two operations (Keras issue 21169, fixed in Keras 3.11). "
+            'Upgrade with pip install -U "keras>=3.11".',
+            UserWarning,
+            stacklevel=3,
+        )
+    if _brightness_adds_in_place():
+        warnings.warn(
+            "Under PyTorch, Keras' RandomBrightness (one of RandAugment's "
+            "operations) adds to its input tensor in place, so RandAugment run by "
+            "PyTorch, in a model or called directly, returns wrong pictures (values "
+            "beyond 255, brightness added where it was not drawn). Inside tf.data "
+            "(dataset.map) it runs with TensorFlow and is right: use it there.",
+            UserWarning,
+            stacklevel=3,
+        )
+    # Not named: RandAugment gives its name to each of its inner layers.
+    return keras.layers.RandAugment(value_range=(0, 255), seed=seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _brightness_adds_in_place() -> bool:
+    """True where `keras.layers.RandomBrightness` changes the tensor it is given.
+
+    Its ``transform_images`` does ``images += delta``: in place on PyTorch
+    tensors (Keras 3.10 to 3.15 at least). Checked by running it, so that a
+    fixed Keras stops the warning.
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    layer = keras.layers.RandomBrightness(factor=(0.5, 0.5), value_range=(0, 255))
+    pictures = keras.ops.zeros((1, 1, 1, 1))
+    drawn = layer.get_random_transformation(pictures, training=True)
+    layer.transform_images(pictures, drawn)
+    return bool(np.any(keras.ops.convert_to_numpy(pictures)))
 
 
 def _flatten(items):
@@ -120,12 +193,11 @@ def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipe
     """Composes augmentation layers into one block that is a layer.
 
     Accepts any Keras layers (Keras' own `RandomContrast`, `RandAugment`...,
-    this package's layers, keras-cv layers from `keras_cv_layer`), preset
-    names (see `augmentation_preset`) and lists of those, and returns a
-    `keras.layers.Pipeline` applying them in order. A `Pipeline`, unlike a
-    `keras.Sequential` model, stays usable inside ``dataset.map`` with every
-    backend, and it passes ``training`` on to each layer (augmentation only
-    during training).
+    and this package's layers), preset names (see `augmentation_preset`) and
+    lists of those, and returns a `keras.layers.Pipeline` applying them in
+    order. A `Pipeline`, unlike a `keras.Sequential` model, stays usable
+    inside ``dataset.map`` with every backend, and it passes ``training`` on
+    to each layer (augmentation only during training).
 
     Args:
         *layers: Layers, preset names or (nested) lists of them, in order.
@@ -165,12 +237,17 @@ def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipe
 
 
 def keras_cv_layer(class_name: str, /, **kwargs) -> keras.layers.Layer:
-    """Builds a keras-cv augmentation layer by class name (keras-cv is optional).
+    """Deprecated: builds a keras-cv augmentation layer by class name.
 
-    keras-cv is imported only when this function is called; install it with
-    ``pip install "keras-smalldata[cv]"``. Many of its policies now exist in
-    Keras 3 itself (`keras.layers.RandAugment`, `AugMix`, `RandomColorJitter`,
-    `CutMix`, `MixUp`...): prefer those when they fit.
+    keras-cv is frozen upstream and its layers run only on the
+    TensorFlow backend; Keras 3 itself now has its augmentation policies
+    (`keras.layers.RandAugment`, `AugMix`, `RandomColorJitter`, `CutMix`,
+    `MixUp`...), on every backend. Calling this function emits a
+    `FutureWarning` naming the Keras layer to use instead (a FutureWarning,
+    not a DeprecationWarning, because Python shows DeprecationWarnings only
+    for code run as ``__main__``: a call from a user's module or a library
+    would stay silent). It keeps working: keras-cv is imported only when it
+    is called (``pip install "keras-smalldata[cv]"``, also deprecated).
 
     Args:
         class_name: Class name in ``keras_cv.layers``, e.g. ``"RandAugment"``
@@ -183,10 +260,30 @@ def keras_cv_layer(class_name: str, /, **kwargs) -> keras.layers.Layer:
     Example:
 
     ```python
+    # Deprecated; the Keras core equivalent is
+    # keras.layers.RandAugment(value_range=(0, 255)).
     rand_augment = keras_cv_layer("RandAugment", value_range=(0, 255))
-    augment = augmentation_pipeline(rand_augment, keras.layers.RandomFlip("horizontal"))
     ```
     """
+    if isinstance(class_name, str) and isinstance(
+        getattr(keras.layers, class_name, None), type
+    ):
+        replacement = (
+            f"use keras.layers.{class_name} from Keras core instead (it runs on every "
+            "backend; check its arguments, which may differ from keras-cv's)"
+        )
+    else:
+        replacement = (
+            f"Keras core has no layer named {class_name!r}: find its equivalent in "
+            "keras.layers (RandAugment, AugMix, RandomColorJitter, CutMix, MixUp...)"
+        )
+    warnings.warn(
+        f"keras_cv_layer({class_name!r}) is deprecated, as keras-cv (frozen upstream, "
+        f"TensorFlow only) and the keras-smalldata[cv] extra are: "
+        f"{replacement}.",
+        FutureWarning,
+        stacklevel=2,
+    )
     try:
         keras_cv = importlib.import_module("keras_cv")
     except ImportError as error:

@@ -1,7 +1,8 @@
-"""Presets, composition into one layer, and the optional keras-cv loader."""
+"""Presets, composition into one layer, and the deprecated keras-cv loader."""
 
 import sys
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -40,7 +41,7 @@ def test_image_data_generator_preset_has_the_classic_settings():
         shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest",
     )  # fmt: skip
     assert {k: config[k] for k in expected} == expected
-    assert sorted(PRESETS) == ["flip_rotate_zoom", "image_data_generator"]
+    assert sorted(PRESETS) == ["flip_rotate_zoom", "image_data_generator", "rand_augment"]
 
 
 def test_name_names_the_layer_as_everywhere_and_layer_name_still_works():
@@ -90,14 +91,131 @@ def test_pipeline_rejects_what_is_not_a_layer():
         augmentation_pipeline(lambda x: x)
     with pytest.raises(ValueError, match="at least one"):
         augmentation_pipeline()
-    with pytest.raises(ValueError, match="preset"):
-        augmentation_pipeline("rand_augment")
+    with pytest.raises(ValueError, match="Did you mean 'rand_augment'"):
+        augmentation_pipeline("randaugment")
+
+
+def _quiet_rand_augment(**kwargs):
+    with warnings.catch_warnings():
+        # Under PyTorch a warning (tested below) says the eager result is wrong.
+        warnings.filterwarnings("ignore", "Under PyTorch", UserWarning)
+        return augmentation_preset("rand_augment", **kwargs)
+
+
+def test_rand_augment_preset_is_keras_rand_augment_for_0_255_pictures():
+    preset = _quiet_rand_augment(seed=4, name="rand")
+    again = _quiet_rand_augment(seed=4)
+    assert isinstance(preset, keras.layers.Pipeline) and preset.name == "rand"
+    (layer,) = preset.layers
+    assert isinstance(layer, keras.layers.RandAugment)
+    assert tuple(layer.value_range) == (0, 255) and layer.seed == 4
+    assert layer.num_ops == 2
+    pictures = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3)).astype("uint8")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(preset(pictures, training=False)), pictures
+    )
+    first = keras.ops.convert_to_numpy(preset(pictures, training=True))
+    assert first.shape == pictures.shape and np.abs(first - pictures).max() > 0
+    if keras.backend.backend() != "torch":
+        assert first.min() >= 0 and first.max() <= 255
+    again = keras.ops.convert_to_numpy(again(pictures, training=True))
+    np.testing.assert_allclose(again, first, atol=1e-4)
+    in_pipeline = augmentation_pipeline("rand_augment", keras.layers.RandomFlip())
+    assert type(in_pipeline.layers[0].layers[0]).__name__ == "RandAugment"
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="Keras' RandAugment takes about a minute to trace in tf.data under JAX",
+)
+def test_rand_augment_preset_in_dataset_map():
+    import tensorflow as tf
+
+    pictures = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+    augment = _quiet_rand_augment(seed=0)
+    mapped = tf.data.Dataset.from_tensor_slices(pictures).batch(2)
+    mapped = mapped.map(lambda x: augment(x, training=True)).repeat(5)
+    batches = [batch.numpy() for batch in mapped]
+    assert [b.shape for b in batches] == [(2, 16, 16, 3)] * 10
+    assert all(b.dtype == np.float32 for b in batches)
+    # In tf.data the layer computes with TensorFlow, on every backend: in range.
+    assert min(b.min() for b in batches) >= 0 and max(b.max() for b in batches) <= 255
+    assert any(np.abs(b - pictures[:2]).max() > 0 for b in batches[::2])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "torch",
+    reason="Keras' RandAugment takes about a minute to build symbolically under PyTorch",
+)
+def test_rand_augment_preset_in_a_saved_model(tmp_path):
+    pictures = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3)).astype("uint8")
+    inputs = keras.Input((16, 16, 3))
+    x = _quiet_rand_augment(seed=0, name="rand")(inputs)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert tuple(reloaded.get_layer("rand").layers[0].get_config()["value_range"]) == (0, 255)
+    np.testing.assert_allclose(
+        reloaded.predict(pictures, verbose=0), model.predict(pictures, verbose=0), rtol=1e-5
+    )
+
+
+def test_rand_augment_preset_warns_where_keras_brightness_adds_in_place():
+    """Keras' RandomBrightness does ``images += delta``: in place on PyTorch tensors."""
+    probe = keras.layers.RandomBrightness(factor=(0.5, 0.5), value_range=(0, 255))
+    pictures = keras.ops.zeros((1, 2, 2, 3))
+    probe.transform_images(pictures, probe.get_random_transformation(pictures))
+    in_place = bool(np.any(keras.ops.convert_to_numpy(pictures)))
+    assert in_place == (keras.backend.backend() == "torch")  # Keras 3.15 at least
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        augmentation_preset("rand_augment")
+    messages = [str(w.message) for w in caught if "Under PyTorch" in str(w.message)]
+    assert len(messages) == int(in_place)
+
+
+def test_rand_augment_preset_warns_on_keras_before_3_11(monkeypatch):
+    monkeypatch.setattr(keras, "__version__", "3.10.0")
+    with pytest.warns(UserWarning, match="Keras 3.11"):
+        augmentation_preset("rand_augment")
+    monkeypatch.setattr(keras, "__version__", "3.11.0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        augmentation_preset("rand_augment")
+    assert not [w for w in caught if "3.11" in str(w.message)]
+    monkeypatch.delattr(keras.layers, "RandAugment")
+    with pytest.raises(ImportError, match="keras.layers.RandAugment"):
+        augmentation_preset("rand_augment")
+
+
+def test_keras_cv_layer_is_deprecated_in_favour_of_keras_core(monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_cv", None)  # import fails
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own filters, as a user has them
+        with pytest.raises(ImportError):
+            keras_cv_layer("RandAugment")
+    (warning,) = caught
+    # A FutureWarning, shown by default wherever the call is (a DeprecationWarning
+    # is shown only for code run as __main__), attributed to the caller.
+    assert warning.category is FutureWarning
+    assert warning.filename == __file__
+    message = str(warning.message)
+    assert "keras_cv_layer('RandAugment') is deprecated" in message
+    assert "use keras.layers.RandAugment from Keras core" in message
+    with pytest.warns(FutureWarning, match="use keras.layers.MixUp"):
+        with pytest.raises(ImportError):
+            keras_cv_layer("MixUp")
+    with pytest.warns(FutureWarning, match="Keras core has no layer named 'RandomCutout'"):
+        with pytest.raises(ImportError):
+            keras_cv_layer("RandomCutout")
 
 
 def test_keras_cv_layer_explains_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_cv", None)  # import fails
-    with pytest.raises(ImportError, match=r"keras-smalldata\[cv\]"):
-        keras_cv_layer("RandAugment")
+    with pytest.warns(FutureWarning):
+        with pytest.raises(ImportError, match=r"keras-smalldata\[cv\]"):
+            keras_cv_layer("RandAugment")
 
 
 def test_keras_cv_layer_builds_the_named_layer(monkeypatch):
@@ -107,16 +225,20 @@ def test_keras_cv_layer_builds_the_named_layer(monkeypatch):
         NotALayer=lambda: object(),
     )
     monkeypatch.setitem(sys.modules, "keras_cv", fake)
-    layer = keras_cv_layer("RandAugment", factor=0.2)
+    with pytest.warns(FutureWarning, match="deprecated"):
+        layer = keras_cv_layer("RandAugment", factor=0.2)
     assert isinstance(layer, keras.layers.RandomContrast)
     # name= goes to the layer (the class name is positional only).
-    named = keras_cv_layer("RandAugment", factor=0.2, name="rand")
+    with pytest.warns(FutureWarning):
+        named = keras_cv_layer("RandAugment", factor=0.2, name="rand")
     assert named.name == "rand"
     assert isinstance(augmentation_pipeline(layer), keras.layers.Pipeline)
-    with pytest.raises(ValueError, match="Did you mean 'RandAugment'"):
-        keras_cv_layer("RandAugmnt")
-    with pytest.raises(TypeError, match="Keras 3 layer"):
-        keras_cv_layer("NotALayer")
+    with pytest.warns(FutureWarning):
+        with pytest.raises(ValueError, match="Did you mean 'RandAugment'"):
+            keras_cv_layer("RandAugmnt")
+    with pytest.warns(FutureWarning):
+        with pytest.raises(TypeError, match="Keras 3 layer"):
+            keras_cv_layer("NotALayer")
 
 
 def test_keras_cv_is_never_imported_at_module_level():
