@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 import keras_smalldata as ks
 
@@ -207,6 +208,42 @@ figure
 figure = ks.plot_history(histories["augmented"])
 figure.savefig(OUTPUT_DIR / "curves_augmented.png", dpi=100)
 figure
+
+# %% [markdown]
+# ## Beyond one picture at a time: MixUp, CutMix and RandAugment
+#
+# Keras has three more augmentations built in that small-data practitioners reach
+# for, and keras-smalldata gives them ready to use:
+#
+# - **MixUp** (Zhang et al., 2018) blends each picture with another one of the batch,
+#   `l * a + (1 - l) * b`, and **CutMix** (Yun et al., 2019) pastes a rectangle of
+#   another picture into it. Both mix the labels with the same draw, so they need
+#   the labels: `ks.mixing_augmentation` goes in the input pipeline, after `batch`,
+#   on the training data only. The labels come out soft: train on them with
+#   `binary_crossentropy` (one sigmoid unit, as here) or `categorical_crossentropy`
+#   (a softmax head), never a sparse loss.
+# - **RandAugment** (Cubuk et al., 2020) applies a few operations drawn from a fixed
+#   list (contrast, solarize, shear...) at a given strength:
+#   `ks.augmentation_preset("rand_augment")`, a layer like the others (the
+#   augmentation guide says what to know about Keras' layer on each backend).
+
+# %%
+mixing = ks.mixing_augmentation("mixup_or_cutmix", label_mode="binary", seed=SEED)
+pictures, labels = next(iter(train))
+mixed, soft_labels = mixing(pictures, labels)
+figure = Figure(figsize=(8, 2.3), layout="constrained")
+for index, ax in enumerate(figure.subplots(1, 6)):
+    ax.imshow(np.clip(np.asarray(mixed[index]), 0, 255).astype("uint8"))
+    share = float(np.asarray(soft_labels[index]).ravel()[0])
+    ax.set_title(f"{train.class_names[1]}: {share:.2f}", fontsize=8)
+    ax.axis("off")
+figure.savefig(OUTPUT_DIR / "mixing.png", dpi=100)
+figure
+
+# %% [markdown]
+# Each title is the mixed label: the share of `not_faces` in the picture. In a
+# training pipeline: `train.map(mixing)`. The learning-quality benchmark page
+# measures what MixUp adds to the fine-tuning recipe on a hard task.
 
 # %% [markdown]
 # With 40 validation pictures one picture is 2.5 points of accuracy, so compare the

@@ -19,6 +19,7 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from tests.conftest import write_fake_fashion_mnist  # noqa: E402
 from tutorials import (  # noqa: E402
     EXAMPLES,
     MAX_LINE,
@@ -86,6 +87,9 @@ def _run_quick(script, tmp_path, monkeypatch):
     for key, value in QUICK_ENVIRONMENT.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    # The hard task's pictures come through keras.datasets.fashion_mnist: a tiny
+    # stand-in in the temporary Keras cache (a fresh clone has no real data).
+    write_fake_fashion_mnist(tmp_path / "keras_home", train_per_class=20, test_per_class=10)
     monkeypatch.delenv("MPLBACKEND", raising=False)
     client = NotebookClient(
         notebook,
