@@ -96,7 +96,19 @@ def test_captured_label_offsets_give_their_own_labels(patterns, tmp_path):
         np.testing.assert_array_equal(result.labels, y + offset)
 
 
-def test_a_random_map_draws_anew_on_every_call(patterns, tmp_path):
+@pytest.fixture
+def no_global_tensorflow_seed():
+    """Unsets TensorFlow's global seed for the test (an earlier test may have set it).
+
+    With a global seed, TensorFlow's unseeded random ops in a dataset repeat the
+    same draws on every pass: the map is then deterministic, and caching it is
+    right. These tests are about a map that draws anew on each pass.
+    """
+    tf.random.set_seed(None)
+    yield
+
+
+def test_a_random_map_draws_anew_on_every_call(patterns, tmp_path, no_global_tensorflow_seed):
     # Issue 23, case 3: tf.image.random_flip_left_right in a map was served
     # the first call's draws.
     x, _ = _pictures(patterns)
@@ -357,7 +369,7 @@ def test_a_deterministic_map_is_cached_by_what_it_gives(patterns, tmp_path):
         assert rows == expected
 
 
-def test_a_random_map_is_named_in_the_warning(patterns, tmp_path):
+def test_a_random_map_is_named_in_the_warning(patterns, tmp_path, no_global_tensorflow_seed):
     data = _directory(patterns).map(lambda images, labels: (tf.image.random_flip_left_right(images), labels))
     with pytest.warns(_not_used_warning(), match="other pictures or labels"):
         result = extract_features(_flatten_model(), data, cache_dir=tmp_path, verbose=0)
