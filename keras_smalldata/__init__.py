@@ -106,3 +106,8 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+# The library's layers saved in a .keras file load after a plain
+# ``import keras_smalldata``: registered with Keras once Keras is loaded.
+importlib.import_module("keras_smalldata._startup").register_serializables_when_keras_is_loaded()

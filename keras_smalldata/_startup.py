@@ -1,4 +1,4 @@
-"""Starting Keras and TensorFlow without TensorFlow's C++ start-up log lines.
+"""Starting Keras and TensorFlow: quietly, and with the library's layers known to Keras.
 
 TensorFlow 2.21 writes a wall of C++ log lines to the process's standard error
 when it is imported and when it first looks for devices::
@@ -17,6 +17,9 @@ Python warning) is written back to standard error, in order.
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.util
 import os
 import re
 import sys
@@ -116,4 +119,96 @@ def import_keras_quietly():
         pass
     import keras
 
+    register_serializables()
     return keras
+
+
+# ---------------------------------------------------------------------------
+# The library's Keras serializables, known to Keras as soon as Keras is loaded.
+#
+# ``import keras_smalldata`` imports no sub-package (it stays fast and does not
+# start TensorFlow), so the classes registered with
+# ``keras.saving.register_keras_serializable`` are unknown to Keras until their
+# module is imported: ``keras.models.load_model("model.keras")`` then fails
+# with "Could not locate class 'PretrainedBase'". Here their modules are
+# imported as soon as Keras is: at once when Keras is already loaded when
+# keras_smalldata is imported, otherwise right after ``import keras`` finishes
+# (a one-time hook on Python's import system, `sys.meta_path`, which removes
+# itself). Keras itself is never imported by this.
+
+# Every module with a `register_keras_serializable` class (a test checks the list).
+SERIALIZABLE_MODULES = (
+    "keras_smalldata.augment.affine",
+    "keras_smalldata.augment.color",
+    "keras_smalldata.augment.image_data_generator",
+    "keras_smalldata.pretrained.base",
+    "keras_smalldata.pretrained.learning_rates",
+    "keras_smalldata.pretrained.preprocessing",
+    "keras_smalldata.training.one_cycle",
+)
+
+
+def register_serializables() -> None:
+    """Imports the modules of the library's Keras serializables, which registers them.
+
+    A module that cannot be imported now (one being imported already, in a
+    circular import) is left out: its own import registers it.
+    """
+    for name in SERIALIZABLE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+class _AfterImport(importlib.abc.Loader):
+    """The loader of a module, followed by a callback once the module has run."""
+
+    def __init__(self, loader, callback):
+        self._loader = loader
+        self._callback = callback
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        # The module sees its own loader, as without the hook.
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        try:
+            self._callback()
+        except Exception:  # never break the user's `import keras`
+            pass
+
+
+class _WhenKerasIsImported(importlib.abc.MetaPathFinder):
+    """Runs `register_serializables` right after the first ``import keras``; one time."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        _remove_keras_hook()
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _AfterImport(spec.loader, register_serializables)
+        return spec
+
+
+def _remove_keras_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _WhenKerasIsImported)]
+
+
+def register_serializables_when_keras_is_loaded() -> None:
+    """Makes the library's layers loadable from ``.keras`` files once Keras is imported.
+
+    Called by ``import keras_smalldata``: registers them now when Keras is
+    loaded already, or right after ``import keras`` otherwise.
+    """
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "saving"):
+        register_serializables()
+    elif not any(isinstance(f, _WhenKerasIsImported) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WhenKerasIsImported())

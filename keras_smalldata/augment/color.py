@@ -75,6 +75,11 @@ class RandomChannelShift(RandomImageLayer):
 
     def _transform(self, ops, images, parameters):
         xnp, cast = ops, ops.cast
+        if images.shape[0] == 0:
+            # No picture, no shift (Keras' min refuses an empty tensor). A
+            # batch size known only when the graph runs reduces to an empty
+            # result there, without an error.
+            return images
         axes = tuple(range(1, len(images.shape)))
         low = xnp.min(images, axis=axes, keepdims=True)
         high = xnp.max(images, axis=axes, keepdims=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,9 @@ class VerificationReport:
         moved: ``{original path: new path}`` for each quarantined file.
         not_moved: ``{original path: why}`` for each bad file that could
             not be moved (it is still in place).
+        report_files: The report files written into ``quarantine_dir``
+            (``report-<date>-<time>.txt`` and ``.json``, under new names each
+            run; no file is ever overwritten), or ``[]``.
     """
 
     directory: Path
@@ -100,6 +104,7 @@ class VerificationReport:
     quarantine_dir: Path | None = None
     moved: dict[Path, Path] = field(default_factory=dict)
     not_moved: dict[Path, str] = field(default_factory=dict)
+    report_files: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -137,6 +142,7 @@ class VerificationReport:
                 for p in self.problems
             ],
             "skipped": [{"path": str(p.path), "detail": p.detail} for p in self.skipped],
+            "report_files": [str(path) for path in self.report_files],
         }
 
     def __str__(self) -> str:
@@ -157,6 +163,8 @@ class VerificationReport:
                     detail += f" (not moved: {self.not_moved[p.path]})"
                 rows.append([where, p.reason, detail])
             lines += ["", format_table(["file", "reason", "detail"], rows)]
+        if self.report_files:
+            lines += ["", "Report saved as " + " and ".join(str(p) for p in self.report_files)]
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer, cycle):  # IPython / Jupyter
@@ -201,9 +209,13 @@ def verify_images(
     Args:
         directory: The folder to check, recursively (class folders included).
         quarantine: If True, bad files are MOVED (never deleted) to
-            ``quarantine_dir``, keeping their relative paths, and the report
-            is written there as ``report.txt`` and ``report.json``. A file
-            that cannot be moved stays where it is and the report says why.
+            ``quarantine_dir``, keeping their relative paths (a file already
+            there is kept: the newcomer gets ``name.1.ext``), and the report is
+            written there as ``report-<date>-<time>.txt`` and ``.json``
+            (``report-<date>-<time>-2.txt``... when taken): every run's report
+            is kept, and so is any file of yours. ``report.report_files``
+            says where. A file that cannot be moved stays where it is and the
+            report says why.
         quarantine_dir: Where to move bad files. Default: a sibling folder
             ``<directory>_quarantine``. It is checked before the scan starts:
             it must be a folder (or not exist yet) that can be written to,
@@ -370,8 +382,46 @@ def _quarantine(report: VerificationReport, target_dir: Path) -> None:
             report.not_moved[problem.path] = f"{type(error).__name__}: {error}"
             continue
         report.moved[problem.path] = target
-    atomic_write_text(target_dir / "report.txt", str(report) + "\n")
-    atomic_write_text(target_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    _write_reports(report, target_dir)
+
+
+def _write_reports(report: VerificationReport, target_dir: Path) -> None:
+    """Writes the report as ``.txt`` and ``.json`` under names no file has yet.
+
+    The names are reserved first (created empty, exclusively: a file of the
+    user's or of another run is never touched, even by a run at the same
+    second), then written through the atomic writer.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    paths = _reserve(target_dir, f"report-{stamp}", (".txt", ".json"))
+    report.report_files = paths
+    try:
+        atomic_write_text(paths[0], str(report) + "\n")
+        atomic_write_text(paths[1], json.dumps(report.to_dict(), indent=2) + "\n")
+    except BaseException:
+        for path in paths:  # our own reservations, still empty
+            if path.exists() and path.stat().st_size == 0:
+                path.unlink()
+        report.report_files = []
+        raise
+
+
+def _reserve(folder: Path, stem: str, suffixes) -> list[Path]:
+    """Creates ``stem<suffix>`` (or ``stem-2<suffix>``...) for every suffix, all new, empty."""
+    for n in range(1, 10_000):
+        name = stem if n == 1 else f"{stem}-{n}"
+        created = []
+        try:
+            for suffix in suffixes:
+                path = folder / f"{name}{suffix}"
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                created.append(path)
+        except FileExistsError:
+            for path in created:
+                path.unlink()
+            continue
+        return created
+    raise FileExistsError(f"No free report name {stem}-<n> in {str(folder)!r}.")
 
 
 def _free_path(path: Path) -> Path:

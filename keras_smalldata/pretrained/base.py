@@ -43,8 +43,10 @@ from keras_smalldata._models import CONVOLUTION_TYPES, contains_layer
 from keras_smalldata.pretrained.freezing import (
     StaleCompileWarning,
     is_auto_named,
+    note_train_steps,
     recompile,
     set_trainable,
+    stale_models,
     trainable_summary,
     weight_layers,
 )
@@ -128,9 +130,10 @@ class PretrainedBase(keras.Model):
     the models that contain the base; and optionally ``optimizer=``): the
     models are compiled again for you, with their own loss and metrics,
     inside their distribution scope. Without it, compile them yourself after
-    freezing. A freezing change made without ``recompile=`` after the base
-    has been trained emits a `StaleCompileWarning` at once: a model compiled
-    before the change would keep training the old set of weights.
+    freezing. A freezing change made without ``recompile=`` after a model
+    that contains the base has trained (and was not compiled since) emits a
+    `StaleCompileWarning` at once, naming the model: it would keep training
+    the old set of weights. `trainable_summary` names the layers concerned.
 
     Args:
         architecture: A name from `available_architectures()`, e.g.
@@ -259,11 +262,41 @@ class PretrainedBase(keras.Model):
     # --------------------------------------------------------------- calling
 
     def call(self, inputs, training=None, mask=None, **kwargs):
+        self._check_picture_size(inputs)
         # Running on real tensors (not while a Functional model is being
         # built) is what training needs: remember it for the freezing checks.
         if not any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(inputs)):
             self._ran_since_change = True
+            # The compiled models whose train step runs the base: what they train.
+            if note_train_steps(self):
+                self._seen_in_train_step = True
         return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        # Building a model around the base: the same check, before Keras' own
+        # ("Computed output size would be zero") deep inside.
+        self._check_picture_size(inputs)
+        return super().compute_output_spec(inputs, *args, **kwargs)
+
+    def _check_picture_size(self, inputs) -> None:
+        """Refuses pictures smaller than the architecture's minimum (free-size bases)."""
+        spec = self.architecture
+        for tensor in keras.tree.flatten(inputs):
+            shape = getattr(tensor, "shape", None)
+            if shape is None or len(shape) != 4:
+                continue
+            sides = [d for d in shape[1:3] if d is not None]
+            if sides and min(int(d) for d in sides) < spec.min_size:
+                raise ValueError(
+                    f"{self.name!r} got pictures of {shape[1]}x{shape[2]} pixels (shape "
+                    f"{tuple(shape)}): {spec.name} needs at least {spec.min_size} pixels "
+                    f"per side (its default size is {spec.default_size}). Built with "
+                    f"input_shape={tuple(self._base_input_shape)}, it takes any size from "
+                    f"{spec.min_size} up. Resize the pictures first, e.g. "
+                    f"keras.layers.Resizing({spec.default_size}, {spec.default_size}) in "
+                    "front of the base, or image_dataset_from_directory(image_size="
+                    f"({spec.default_size}, {spec.default_size}))."
+                )
 
     # ------------------------------------------------------------------ info
 
@@ -511,13 +544,29 @@ class PretrainedBase(keras.Model):
         return models
 
     def _after_change(self, trainable_before, models, optimizer) -> None:
-        """Recompiles ``models``, or warns when a compiled model would go stale."""
+        """Recompiles ``models``, or warns when a compiled model would go stale.
+
+        A model is stale when it trained since it was compiled (the base saw
+        its train step run, see `freezing.note_train_steps`) and its train
+        step was made for another set of trainable weights than the one the
+        flags now give: a fully frozen base has no trainable weight, but the
+        model around it has. When no train step of a model containing the
+        base was seen (a custom training loop), the base's own trainable
+        weights tell: a change after they moved warns.
+        """
         for model in models:
             recompile(model, optimizer)
         changed = self._trainable_weight_ids() != trainable_before
-        if changed and not models and self._trained_since_change(trainable_before):
-            warnings.warn(_stale_compile_message(self.name), StaleCompileWarning,
-                          stacklevel=_user_stacklevel())
+        if changed:
+            stale = [m for m in stale_models(self) if not any(m is x for x in models)]
+            # No train step seen (a custom training loop): the base's own weights tell.
+            unseen = not models and not getattr(self, "_seen_in_train_step", False)
+            if stale or (unseen and self._trained_since_change(trainable_before)):
+                warnings.warn(
+                    _stale_compile_message(self.name, [m.name for m in stale]),
+                    StaleCompileWarning,
+                    stacklevel=_user_stacklevel(),
+                )
         if changed or models:
             self._remember_trainable_weights()
 
@@ -583,16 +632,29 @@ class PretrainedBase(keras.Model):
         return cls(**config)
 
 
-def _stale_compile_message(name: str) -> str:
+def _stale_compile_message(name: str, models=()) -> str:
+    if models:
+        which = ", ".join(repr(m) for m in models)
+        several = len(models) > 1
+        what = (
+            f"{'Models' if several else 'Model'} {which} trained before this change to "
+            f"the trainable weights of {name!r} and {'were' if several else 'was'} not "
+            f"compiled since, so {'they' if several else 'it'} still "
+            f"train{'' if several else 's'} the old set of weights"
+        )
+    else:
+        what = (
+            f"{name!r} has trained since its trainable weights last changed, so a "
+            "model compiled before this change still trains the old set of weights"
+        )
     return (
-        f"{name!r} has trained since its trainable weights last changed, so a model "
-        "compiled before this change still trains the old set of weights: Keras fixes "
-        "what a model trains when it is compiled (and Keras 3.15 does not warn). "
-        "Until every model that contains the base is compiled again, on TensorFlow "
-        "the layers you froze keep training (and those you unfroze stay frozen), on "
-        "JAX fit() fails, and on PyTorch fit() fails for the layers you unfroze. Pass "
-        "recompile=model (or a list of models) to the freezing call, or call "
-        "model.compile(...) before the next fit()."
+        f"{what}: Keras fixes what a model trains when it first trains after "
+        "compile() (and Keras 3.15 does not warn). Until every model that contains "
+        "the base is compiled again, on TensorFlow the layers you froze keep "
+        "training (and those you unfroze stay frozen), on JAX fit() fails, and on "
+        "PyTorch fit() fails for the layers you unfroze. Pass recompile=model (or a "
+        "list of models) to the freezing call, or call model.compile(...) before "
+        "the next fit(). trainable_summary(model) shows the layers concerned."
     )
 
 

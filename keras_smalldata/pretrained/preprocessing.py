@@ -41,7 +41,9 @@ class ImageNetPreprocessing(keras.layers.Layer):
     TensorFlow, as Keras' own preprocessing layers do.
 
     Input shape:
-        ``(..., height, width, 3)`` (channels last).
+        ``(..., height, width, 3)`` (channels last). ``"caffe"`` and
+        ``"torch"`` refuse other channel counts (a ValueError naming the
+        shape): their constants are per RGB channel.
 
     Output shape:
         Same as the input, in the layer's compute dtype (float32 by default).
@@ -74,6 +76,7 @@ class ImageNetPreprocessing(keras.layers.Layer):
         return super().__call__(inputs, *call_args, **kwargs)
 
     def call(self, inputs):
+        self._check_channels(inputs.shape)
         xp = _backend.numpy_ops_for(inputs)
         dtype = self.compute_dtype
         x = xp.array(inputs, dtype=dtype)
@@ -89,7 +92,24 @@ class ImageNetPreprocessing(keras.layers.Layer):
         return xp.flip(x, axis=-1) - xp.array(_CAFFE_MEAN_BGR, dtype=dtype)
 
     def compute_output_shape(self, input_shape):
+        self._check_channels(input_shape)
         return tuple(input_shape)
+
+    def _check_channels(self, shape) -> None:
+        """"caffe" and "torch" have one constant per RGB channel: they need 3 channels."""
+        if self.mode not in ("caffe", "torch") or not shape:
+            return
+        channels = shape[-1]
+        if channels is None or channels == 3:
+            return
+        raise ValueError(
+            f"ImageNetPreprocessing({self.mode!r}) needs RGB pictures, 3 channels on the "
+            f"last axis (one ImageNet {'mean' if self.mode == 'caffe' else 'mean and std'} "
+            f"per channel). Received: pictures of shape {tuple(shape)} ({channels} "
+            "channels). For RGBA pictures drop the alpha channel (pictures[..., :3], or "
+            "load them with color_mode='rgb'); for grey ones repeat the channel "
+            "(keras.ops.repeat(pictures, 3, axis=-1), or color_mode='rgb')."
+        )
 
     def get_config(self):
         config = super().get_config()

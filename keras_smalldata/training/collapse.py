@@ -94,8 +94,7 @@ class CollapseCheck(keras.callbacks.Callback):
         if self.pictures is None:
             return
         predicted = predicted_classes(
-            self.model.predict(self.pictures, batch_size=self.batch_size, verbose=0),
-            logits=not _ends_in_probabilities(self.model),
+            self._predict(), logits=not _ends_in_probabilities(self.model)
         )
         if predicted is None:
             return self._collapsed(epoch, "not finite", "the predictions are not finite")
@@ -111,6 +110,29 @@ class CollapseCheck(keras.callbacks.Callback):
                 "one class",
                 f"class {int(counts.argmax())} takes {share:.0%} of the predictions",
             )
+
+    def _predict(self) -> np.ndarray:
+        """The model's outputs in inference mode, batch by batch.
+
+        The model is called directly rather than through ``predict``: a check
+        inside ``fit`` should not make Keras build (and TensorFlow retrace) a
+        prediction function at every epoch.
+        """
+        if isinstance(self.pictures, np.ndarray) or keras.ops.is_tensor(self.pictures):
+            batches = (
+                self.pictures[start : start + self.batch_size]
+                for start in range(0, len(self.pictures), self.batch_size)
+            )
+        else:
+            batches = (
+                element[0] if isinstance(element, (tuple, list)) else element
+                for element in self.pictures
+            )
+        outputs = [
+            keras.ops.convert_to_numpy(self.model(np.asarray(batch), training=False))
+            for batch in batches
+        ]
+        return np.concatenate(outputs) if outputs else np.zeros((0, 1))
 
     def _collapsed(self, epoch: int, reason: str, detail: str) -> None:
         self.collapse, self.collapse_epoch = reason, int(epoch)

@@ -110,14 +110,36 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 stages.append((name, layers, variables))
         return stages
 
+    def _optimizer(self) -> DiscriminativeOptimizer | None:
+        """The model's `DiscriminativeOptimizer`, also inside a wrapper.
+
+        Keras wraps the optimizer of a model compiled under a
+        ``mixed_float16`` policy in a ``LossScaleOptimizer``; wrappers hold
+        the optimizer they wrap in their public ``inner_optimizer``.
+        """
+        optimizer, seen = self.model.optimizer, set()
+        while optimizer is not None and id(optimizer) not in seen:
+            if isinstance(optimizer, DiscriminativeOptimizer):
+                return optimizer
+            seen.add(id(optimizer))
+            optimizer = getattr(optimizer, "inner_optimizer", None)
+        return None
+
     def on_train_begin(self, logs=None):
         model = self.model
-        if not isinstance(model.optimizer, DiscriminativeOptimizer):
+        if self._optimizer() is None:
+            chain, optimizer = [], model.optimizer
+            while optimizer is not None and len(chain) < 4:
+                chain.append(type(optimizer).__name__)
+                optimizer = getattr(optimizer, "inner_optimizer", None)
             raise ValueError(
                 "GradualUnfreezing holds blocks still through the optimizer: compile "
-                "the model with a DiscriminativeOptimizer, e.g. model.compile("
-                "DiscriminativeOptimizer(keras.optimizers.Adam(1e-4), model), ...). "
-                f"Received: optimizer={model.optimizer!r}."
+                "the model with a DiscriminativeOptimizer (alone, or inside the "
+                "LossScaleOptimizer Keras adds under a mixed_float16 policy), e.g. "
+                "model.compile(DiscriminativeOptimizer(keras.optimizers.Adam(1e-4), "
+                f"model), ...). Received: optimizer={model.optimizer!r} ("
+                + " wrapping ".join(chain)
+                + ")."
             )
         if not contains_layer(model, self.base):
             raise ValueError(
@@ -155,7 +177,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         count = min(len(self._stages), self.initial_blocks + epoch // self.every)
         if count != self._open:
-            optimizer = self.model.optimizer
+            optimizer = self._optimizer()
             optimizer.resume_updates([v for _, _, vs in self._stages[:count] for v in vs])
             optimizer.pause_updates([v for _, _, vs in self._stages[count:] for v in vs])
             if self.verbose and count:
@@ -167,8 +189,9 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.training_blocks[epoch] = [name for name, _, _ in self._stages[:count]]
 
     def on_train_end(self, logs=None):
-        if self._stages and isinstance(self.model.optimizer, DiscriminativeOptimizer):
-            self.model.optimizer.resume_updates([v for _, _, vs in self._stages for v in vs])
+        optimizer = self._optimizer() if self._stages else None
+        if optimizer is not None:
+            optimizer.resume_updates([v for _, _, vs in self._stages for v in vs])
         self._open = None
 
     def __repr__(self) -> str:

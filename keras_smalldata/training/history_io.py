@@ -8,6 +8,7 @@ import json
 import math
 import numbers
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,6 +153,20 @@ def load_history(
         ) from None
     if not text.strip():
         raise ValueError(f"The history file {str(source)!r} is empty.")
+    try:
+        return _read_history(text, source, separator)
+    except RecursionError:
+        # Python's JSON parser, and the reading of nested lists, recurse once per level.
+        raise ValueError(
+            f"{str(source)!r} holds JSON nested too deeply to be a history (about "
+            f"{sys.getrecursionlimit()} levels of lists or objects or more). `path` must "
+            "be a history file: a JSON object of metric name -> list of numbers, "
+            'e.g. {"loss": [0.7, 0.5], "val_loss": [0.6, 0.55]} (from save_history), '
+            "or a CSV file from keras.callbacks.CSVLogger."
+        ) from None
+
+
+def _read_history(text: str, source: Path, separator) -> dict[str, list]:
     try:
         data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
     except _DuplicateKeyError as error:

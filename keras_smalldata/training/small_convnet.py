@@ -31,7 +31,10 @@ def small_convnet(
     them.
 
     Args:
-        input_shape: Shape of one picture, channels last.
+        input_shape: Shape of one picture, channels last: ``(height,
+            width, channels)``. Each block halves the size, so the sides
+            must be at least ``2 ** len(filters)`` pixels (16 for the four
+            default blocks).
         filters: Filters of each convolution block (one block per entry).
         hidden_units: Units of the hidden dense layer, or None for none.
         dropout: Dropout rate before the dense layers (0 for none).
@@ -64,7 +67,8 @@ def small_convnet(
     args.check_number("dropout", dropout, 0.0, 1.0, include_maximum=False)
     args.check_int("num_classes", num_classes, minimum=2)
     args.check_seed(seed)
-    inputs = keras.Input(tuple(input_shape), name="image")
+    input_shape = _check_input_shape(input_shape, tuple(filters))
+    inputs = keras.Input(input_shape, name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
     x = keras.layers.Rescaling(1.0 / 255, name="rescaling")(x)
     for i, count in enumerate(filters, start=1):
@@ -80,3 +84,39 @@ def small_convnet(
     else:
         outputs = keras.layers.Dense(num_classes, activation="softmax", name="output")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _check_input_shape(input_shape, filters: tuple) -> tuple:
+    """``(height, width, channels)`` of positive ints, big enough for one halving per block."""
+    blocks = len(filters)
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if shape is None or len(shape) != 3 or not all(args.is_integer(d) and d > 0 for d in shape):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) of positive ints, e.g. "
+            "(150, 150, 3): the Flatten before the dense layers needs a fixed size. "
+            f"{args.received('input_shape', input_shape)}"
+        )
+    shape = tuple(int(d) for d in shape)
+    side, smallest = min(shape[:2]), 2**blocks
+    if side < smallest:
+        fits = side.bit_length() - 1  # halvings that leave at least 1 pixel
+        sizes = [side]
+        while len(sizes) <= blocks:
+            sizes.append(sizes[-1] // 2)
+        plural = "block" if blocks == 1 else "blocks"
+        advice = "Use larger pictures"
+        if fits:
+            advice += (
+                f", or at most {fits} {'block' if fits == 1 else 'blocks'} at {side} px, "
+                f"e.g. filters={tuple(filters[:fits])}"
+            )
+        raise ValueError(
+            f"`input_shape` {shape} is too small for {blocks} {plural}: each block halves "
+            f"the size ({' -> '.join(map(str, sizes))}), so the pictures must be at "
+            f"least {smallest}x{smallest} for {blocks} {plural}. {advice}. "
+            f"{args.received('input_shape', input_shape)}"
+        )
+    return shape

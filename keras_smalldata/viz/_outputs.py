@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from keras_smalldata._arguments import is_integer, received
-from keras_smalldata.viz._compiled import FunctionCache, compile_for
+from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
 from keras_smalldata.viz._layers import walk_layers
 from keras_smalldata.viz._recording import (
     ACTIVATION_LAYERS,
@@ -258,10 +258,20 @@ def _inspect(model, images) -> ModelInspection:
 _INSPECTIONS = FunctionCache(size=8)
 
 
-def inspect_model(model, images) -> ModelInspection:
-    """Runs ``model`` eagerly on (up to 4 of) ``images``, once per model and picture shape."""
+def inspect_model(model, images, signature=None) -> ModelInspection:
+    """Runs ``model`` eagerly on (up to 4 of) ``images``, once per model state and picture shape.
+
+    Args:
+        model: The model.
+        images: A batch of pictures (a tensor with a batch axis).
+        signature: ``model_signature(model)`` when the caller has it: the
+            inspection is made again whenever the model changed (a layer's
+            activation replaced, a layer added...).
+    """
     key = (tuple(images.shape[1:]), keras.backend.standardize_dtype(images.dtype))
-    return _INSPECTIONS.get(model, key, lambda: _inspect(model, images[:4]))
+    return _INSPECTIONS.get(
+        model, key, lambda: _inspect(model, images[:4]), signature=signature
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -366,21 +376,37 @@ class ClassPredictor:
     The first call inspects the model (eagerly, on a few pictures) to learn
     how its output ends; every batch then runs as a compiled
     ``model(x, training=False)``. One sigmoid unit gives two columns (1 - p, p).
+
+    A predictor serves one call of a public function: the model's state
+    (`model_signature`) is read when it is made or at its first call, and
+    the compiled function and the inspection are those of that state.
     """
 
-    def __init__(self, model, run_eagerly: bool = False):
+    def __init__(self, model, run_eagerly: bool = False, signature=None):
         self._model = model
         self._run_eagerly = run_eagerly
+        self._signature = signature
+
+    @property
+    def signature(self):
+        """The `model_signature` of the model this predictor runs."""
+        if self._signature is None:
+            self._signature = model_signature(self._model)
+        return self._signature
 
     def __call__(self, images):
         """Returns ``(predicted, table)``: int64 (batch,) and float64 (batch, classes)."""
         model = self._model
-        head = inspect_model(model, images).require_head()
+        signature = self.signature
+        head = inspect_model(model, images, signature=signature).require_head()
         if self._run_eagerly:
             outputs = model(images, training=False)
         else:
             predict = _PREDICTS.get(
-                model, (), lambda: compile_for(model, _forward(model), True)
+                model,
+                (),
+                lambda: compile_for(model, _forward(model), True),
+                signature=signature,
             )
             outputs = predict(images)
         probabilities = keras.ops.convert_to_numpy(head.probabilities(outputs))

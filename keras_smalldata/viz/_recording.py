@@ -26,11 +26,14 @@ A forward pass can also be stopped as soon as every chosen layer has run
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 from typing import Any
 
 import keras
 import numpy as np
+
+from keras_smalldata import _backend
 
 _MISSING = object()
 
@@ -219,8 +222,34 @@ def single_run(path: str, runs, model):
     return matches[0]
 
 
+def _is_batch_source(images) -> bool:
+    """True for what yields pictures instead of holding them: datasets, generators, iterators."""
+    if _backend.is_tf_dataset(images) or isinstance(images, keras.utils.PyDataset):
+        return True
+    if isinstance(images, (list, tuple, np.ndarray)) or keras.ops.is_tensor(images):
+        return False
+    if isinstance(images, collections.abc.Iterator):
+        return True
+    return type(images).__name__ == "DataLoader"  # torch.utils.data, not imported
+
+
+def _not_arrays(name: str, images) -> TypeError:
+    return TypeError(
+        f"`{name}` must hold the pictures themselves: pass arrays, not a dataset. "
+        f"Received: {name} of type {type(images).__name__}. Take a batch first, "
+        "e.g. images, labels = next(iter(dataset)), then pass images (or "
+        "images[:4]); an array or tensor of shape (batch, height, width, "
+        "channels), or one picture (height, width, channels)."
+    )
+
+
 def as_batch(images, name: str = "images"):
     """Converts pictures to a float tensor with a batch axis.
+
+    Raises:
+        TypeError: For a dataset, a generator or an iterator (pass arrays),
+            and for pictures that are not numbers or not all of one size.
+        ValueError: For a wrong number of axes, or no picture at all.
 
     Returns:
         ``(tensor, single)`` where ``single`` says a lone picture was given.
@@ -228,13 +257,24 @@ def as_batch(images, name: str = "images"):
     if keras.ops.is_tensor(images):
         array = images
     else:
+        if _is_batch_source(images):
+            raise _not_arrays(name, images)
         try:
             array = np.asarray(images)
         except Exception as error:  # ragged lists etc.
+            if isinstance(images, (list, tuple)):
+                raise _different_sizes(name, images) from error
             raise TypeError(
                 f"{name} must be an array of pictures (batch, height, width, channels), "
                 f"got {type(images).__name__}."
             ) from error
+        if array.dtype == object:
+            if isinstance(images, (list, tuple)) and len(images) and all(
+                np.ndim(picture) == 3 for picture in images
+            ):
+                raise _different_sizes(name, images)
+            if array.ndim == 0:  # something numpy cannot see into: a dataset of some kind
+                raise _not_arrays(name, images)
         if array.dtype == object or not (
             np.issubdtype(array.dtype, np.number) or array.dtype == bool
         ):
@@ -247,12 +287,27 @@ def as_batch(images, name: str = "images"):
             f"{name} must be one picture (height, width, channels) or a batch "
             f"(batch, height, width, channels), got shape {tuple(array.shape)}."
         )
+    if ndim == 4 and array.shape[0] == 0:
+        raise ValueError(
+            f"`{name}` holds no pictures: shape {tuple(array.shape)}. Pass at least "
+            "one picture: a batch (batch, height, width, channels) with batch >= 1, "
+            "or one picture (height, width, channels)."
+        )
     tensor = keras.ops.convert_to_tensor(array)
     if not keras.backend.is_float_dtype(tensor.dtype):
         tensor = keras.ops.cast(tensor, "float32")
     if ndim == 3:
         return keras.ops.expand_dims(tensor, 0), True
     return tensor, False
+
+
+def _different_sizes(name: str, images) -> TypeError:
+    sizes = sorted({tuple(np.shape(picture)) for picture in images})
+    return TypeError(
+        f"`{name}` holds pictures of different sizes {sizes[:4]}: a batch needs one "
+        "size. Resize them first (e.g. keras.ops.image.resize(picture, (height, "
+        "width)) for each, or image_dataset_from_directory(image_size=...))."
+    )
 
 
 def to_numpy(value):

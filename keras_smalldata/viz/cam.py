@@ -38,7 +38,7 @@ from keras_smalldata._arguments import (
 )
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import CONVOLUTION_TYPES, check_model
-from keras_smalldata.viz._compiled import FunctionCache, compile_for
+from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
 from keras_smalldata.viz._layers import is_model, resolve_layer
 from keras_smalldata.viz._outputs import (
     ClassPredictor,
@@ -180,13 +180,15 @@ class ClassActivationMaps:
     method: str
 
 
-def _cam_pass(model, path: str, head, with_gradients: bool):
+def _cam_pass(model, path: str, head, method: str):
     """One forward (and backward) pass giving everything a class activation map needs.
 
     The returned function maps ``(probe, images, requested)`` (probe: zeros of
     the feature map's shape; requested: int per picture, -1 for the predicted
-    class) to a dict with the feature map, its gradient, the per-class
-    probabilities, the predicted and the explained classes.
+    class) to a dict with the per-class probabilities, the predicted and the
+    explained classes, and for Grad-CAM and Grad-CAM++ the raw maps
+    (computed in the pass, so that the feature map and its gradient never
+    leave the device), for Score-CAM the feature map.
     """
     model_ref = weakref.ref(model)
     recorded = (path,) + head.recorded_layers
@@ -213,13 +215,15 @@ def _cam_pass(model, path: str, head, with_gradients: bool):
         }
         return score, result
 
-    if not with_gradients:
+    if method == "scorecam":
         return lambda probe, images, requested: run(probe, images, requested)[1]
     gradient = _backend.gradient_function(run)
 
     def run_with_gradients(probe, images, requested):
         gradients, result = gradient(probe, images, requested)
-        return dict(result, gradients=gradients)
+        activations = result.pop("activations")
+        result["maps"] = _gradcam_maps(activations, gradients, method)
+        return result
 
     return run_with_gradients
 
@@ -227,20 +231,26 @@ def _cam_pass(model, path: str, head, with_gradients: bool):
 _PASSES = FunctionCache(size=4)
 
 
-def _gradcam_weights(activations, gradients, method):
+def _gradcam_maps(activations, gradients, method: str):
+    """Raw Grad-CAM or Grad-CAM++ maps (batch, height, width), float32, with `keras.ops`."""
+    ops = keras.ops
+    activations = ops.cast(activations, "float32")
+    gradients = ops.cast(gradients, "float32")
     if method == "gradcam":
-        return np.mean(gradients, axis=(1, 2))
-    # Grad-CAM++ with Y = exp(score): dY/dA = Y g, d2 = Y g^2, d3 = Y g^3; the
-    # positive factor Y cancels in alpha and in the final normalisation.
-    g2 = gradients**2
-    g3 = g2 * gradients
-    total = np.sum(activations, axis=(1, 2), keepdims=True)
-    denominator = 2.0 * g2 + total * g3
-    alpha = g2 / np.where(denominator != 0.0, denominator, 1.0)
-    # As the authors' reference code: alphas of a channel sum to 1.
-    alpha_sum = np.sum(alpha, axis=(1, 2), keepdims=True)
-    alpha = alpha / np.where(alpha_sum != 0.0, alpha_sum, 1.0)
-    return np.sum(alpha * np.maximum(gradients, 0.0), axis=(1, 2))
+        weights = ops.mean(gradients, axis=(1, 2))
+    else:
+        # Grad-CAM++ with Y = exp(score): dY/dA = Y g, d2 = Y g^2, d3 = Y g^3; the
+        # positive factor Y cancels in alpha and in the final normalisation.
+        g2 = gradients * gradients
+        g3 = g2 * gradients
+        total = ops.sum(activations, axis=(1, 2), keepdims=True)
+        denominator = 2.0 * g2 + total * g3
+        alpha = g2 / ops.where(denominator != 0.0, denominator, 1.0)
+        # As the authors' reference code: alphas of a channel sum to 1.
+        alpha_sum = ops.sum(alpha, axis=(1, 2), keepdims=True)
+        alpha = alpha / ops.where(alpha_sum != 0.0, alpha_sum, 1.0)
+        weights = ops.sum(alpha * ops.relu(gradients), axis=(1, 2))
+    return ops.relu(ops.einsum("nhwk,nk->nhw", activations, weights))
 
 
 def _resize_maps(maps: np.ndarray, size) -> np.ndarray:
@@ -249,7 +259,19 @@ def _resize_maps(maps: np.ndarray, size) -> np.ndarray:
         size,
         interpolation="bilinear",
     )
-    return keras.ops.convert_to_numpy(resized)[..., 0]
+    return np.asarray(keras.ops.convert_to_numpy(resized), dtype="float32")[..., 0]
+
+
+def _rescale_resized(maps: np.ndarray) -> np.ndarray:
+    """`normalize_heatmaps` for maps in [0, 1] after a bilinear resize, in float32.
+
+    Bilinear weights are non-negative, so the resized maps stay finite and in
+    [0, 1]; only their maxima can fall below 1 (a peak between two samples).
+    """
+    maps = np.maximum(maps, 0.0, dtype="float32")
+    peak = maps.max(axis=(1, 2), keepdims=True)
+    ok = peak > 1e-12
+    return np.divide(maps, np.where(ok, peak, 1.0), out=np.zeros_like(maps), where=ok)
 
 
 def normalize_heatmaps(maps: np.ndarray) -> np.ndarray:
@@ -278,6 +300,19 @@ def normalize_heatmaps(maps: np.ndarray) -> np.ndarray:
     peak = maps.max(axis=axes, keepdims=True)
     ok = peak > 1e-12
     return np.where(ok, maps / np.where(ok, peak, 1.0), 0.0).astype("float32")
+
+
+# On a CPU, a pass holds at most this many pixels: 8 pictures of 224 x 224.
+CPU_PIXELS_PER_PASS = 8 * 224 * 224
+
+
+def default_batch_size(size) -> int:
+    """Pictures per pass when ``batch_size=None``: 32 with an accelerator; on a CPU at most
+    `CPU_PIXELS_PER_PASS` pixels per pass (8 pictures of 224 px, 32 of 112 px or less)."""
+    if _backend.accelerator_available():
+        return 32
+    height, width = (int(d) if d is not None else 224 for d in size)
+    return max(1, min(32, CPU_PIXELS_PER_PASS // max(1, height * width)))
 
 
 def _score_cam(predictor, batch, activations, classes, batch_size, progbar):
@@ -311,7 +346,7 @@ def class_activation_maps(
     layer: str | keras.layers.Layer | None = None,
     method: str = "gradcam",
     resize: bool = True,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     verbose: int | str = "auto",
     run_eagerly: bool = False,
 ) -> ClassActivationMaps:
@@ -356,12 +391,19 @@ def class_activation_maps(
         resize: True (default) returns maps at the pictures' resolution
             (bilinear); False at the feature map's.
         batch_size: Pictures per forward pass; for Score-CAM, also masked
-            pictures per forward pass.
+            pictures per forward pass. None (default): 32 when a GPU or TPU
+            is visible; on a CPU, 32 or fewer so that a pass holds at most
+            the pixels of 8 pictures of 224 x 224 (8 MobileNetV2 pictures,
+            32 of 112 px or less). On a shared CPU, passes of 8 such
+            pictures ran faster than passes of 32 (the same work, less
+            memory per pass; see the visualisation benchmark).
         verbose: "auto" shows a progress bar for Score-CAM only; 0 never,
             1 always.
         run_eagerly: False (default) runs the pass compiled (traced once per
             model, layer and batch shape, then reused; it always uses the
-            model's current weights); True runs it eagerly, for debugging.
+            model's current weights, and a model whose layers, weights or
+            trainable flags changed since gets a new pass); True runs it
+            eagerly, for debugging.
 
     Returns:
         A `ClassActivationMaps` with the heatmaps, float32 (batch, height,
@@ -379,13 +421,18 @@ def class_activation_maps(
     """
     check_model(model)
     method = check_choice("method", method, METHODS)
-    check_positive_int("batch_size", batch_size)
+    if batch_size is not None:
+        check_positive_int("batch_size", batch_size)
     check_bool("resize", resize)
     check_bool("run_eagerly", run_eagerly)
     batch, _ = as_batch(images)
+    if batch_size is None:
+        batch_size = default_batch_size(batch.shape[1:3])
     total = int(batch.shape[0])
     requested_all = requested_classes(class_index, total)
-    inspection = inspect_model(model, batch)
+    # The model as it is now: a compiled pass made for another state is not used.
+    signature = model_signature(model)
+    inspection = inspect_model(model, batch, signature=signature)
     head = inspection.require_head()
     check_class_range(requested_all, inspection.units)
     if layer is not None:
@@ -401,38 +448,36 @@ def class_activation_maps(
             "need a 4-D (batch, height, width, channels) feature map, e.g. the last "
             "convolution."
         )
-    with_gradients = method != "scorecam"
     if run_eagerly:
-        cam_pass = _cam_pass(model, path, head, with_gradients)
+        cam_pass = _cam_pass(model, path, head, method)
     else:
         cam_pass = _PASSES.get(
             model,
-            (path, head, with_gradients),
-            lambda: compile_for(
-                model, _cam_pass(model, path, head, with_gradients), True
-            ),
+            (path, head, method),
+            lambda: compile_for(model, _cam_pass(model, path, head, method), True),
+            signature=signature,
         )
     show = (
         verbose == "auto" and method == "scorecam" or verbose not in ("auto", 0, False)
     )
     progbar = None
-    predictor = ClassPredictor(model, run_eagerly=run_eagerly)
+    predictor = ClassPredictor(model, run_eagerly=run_eagerly, signature=signature)
     parts = {
         key: []
         for key in ("maps", "classes", "predicted", "probability", "class_probability")
     }
     for start in range(0, total, batch_size):
-        chunk = batch[start : start + batch_size]
+        chunk = batch if total <= batch_size else batch[start : start + batch_size]
         requested = requested_all[start : start + batch_size]
         probe = keras.ops.zeros((int(chunk.shape[0]),) + target.shape[1:], target.dtype)
         result = cam_pass(probe, chunk, keras.ops.convert_to_tensor(requested))
         table = keras.ops.convert_to_numpy(result["table"]).astype("float64")
         predicted = keras.ops.convert_to_numpy(result["predicted"]).astype("int64")
         classes = keras.ops.convert_to_numpy(result["chosen"]).astype("int64")
-        activations = keras.ops.convert_to_numpy(result["activations"]).astype(
-            "float64"
-        )
         if method == "scorecam":
+            activations = keras.ops.convert_to_numpy(result["activations"]).astype(
+                "float64"
+            )
             if progbar is None and show:
                 steps = -(-int(activations.shape[-1]) // batch_size) * total
                 progbar = keras.utils.Progbar(steps, unit_name="batch")
@@ -440,14 +485,11 @@ def class_activation_maps(
                 predictor, chunk, activations, classes, batch_size, progbar
             )
         else:
-            gradients = keras.ops.convert_to_numpy(result["gradients"]).astype(
-                "float64"
-            )
-            weights = _gradcam_weights(activations, gradients, method)
-            maps = np.maximum(np.einsum("nhwk,nk->nhw", activations, weights), 0.0)
+            maps = keras.ops.convert_to_numpy(result["maps"])
+        maps = normalize_heatmaps(maps)
         if resize:
-            maps = _resize_maps(normalize_heatmaps(maps), tuple(chunk.shape[1:3]))
-        parts["maps"].append(normalize_heatmaps(maps))
+            maps = _rescale_resized(_resize_maps(maps, tuple(chunk.shape[1:3])))
+        parts["maps"].append(maps)
         parts["classes"].append(classes)
         parts["predicted"].append(predicted)
         rows = np.arange(len(predicted))
@@ -471,7 +513,7 @@ def grad_cam(
     layer: str | keras.layers.Layer | None = None,
     method: str = "gradcam",
     resize: bool = True,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     verbose: int | str = "auto",
     run_eagerly: bool = False,
 ) -> np.ndarray:

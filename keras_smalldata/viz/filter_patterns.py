@@ -47,7 +47,7 @@ from keras_smalldata._arguments import (
 )
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
-from keras_smalldata.viz._compiled import FunctionCache, compile_for
+from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
 from keras_smalldata.viz._layers import resolve_layer
 from keras_smalldata.viz._recording import CallRecorder, single_run
 
@@ -361,7 +361,11 @@ class _Ascent:
 
 
 def _step_and_measure(model, passes, run_eagerly: bool):
-    """The ascent step and the activation measure for ``passes``, compiled and cached unless eager."""
+    """The ascent step and the activation measure for ``passes``, compiled and cached unless eager.
+
+    The cached pair is only reused while the model is as it was when they
+    were compiled (`model_signature`): a changed layer gets new ones.
+    """
     path, border = passes[0], passes[1]
     if run_eagerly:
         return _ascent_step(model, *passes), _activation_measure(model, path, border)
@@ -372,6 +376,7 @@ def _step_and_measure(model, passes, run_eagerly: bool):
             compile_for(model, _ascent_step(model, *passes)),
             compile_for(model, _activation_measure(model, path, border)),
         ),
+        signature=model_signature(model),
     )
 
 

@@ -162,3 +162,24 @@ def test_identity_at_inference_seed_and_unbatched(layer_class, kwargs):
 def test_bad_arguments_name_the_argument(build, error, argument):
     with pytest.raises(error, match=argument):
         build()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_channel_shift_of_an_empty_batch_is_the_empty_batch(dtype):
+    """Issue 23: an empty batch failed with "Cannot compute the min of an empty tensor"."""
+    import tensorflow as tf
+
+    layer = RandomChannelShift(20.0, seed=0)
+    empty = np.zeros((0, 8, 8, 3), dtype)
+    out = layer(empty, training=True)
+    assert tuple(out.shape) == (0, 8, 8, 3)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    # In a model, and in tf.data, as a batch that a filter left empty.
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, RandomChannelShift(20.0, seed=0)(inputs))
+    assert tuple(model(empty, training=True).shape) == (0, 8, 8, 3)
+    mapped = tf.data.Dataset.from_tensors(empty).map(lambda x: layer(x, training=True))
+    assert [tuple(batch.shape) for batch in mapped] == [(0, 8, 8, 3)]
+    # The layer still shifts the next batch it sees.
+    pictures = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+    assert not np.allclose(_numpy(layer(pictures, training=True)), pictures)

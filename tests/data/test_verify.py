@@ -133,9 +133,12 @@ def test_quarantine_moves_every_byte_and_then_the_loader_works(messy):
     assert set(report.moved) == set(bad_paths)
     assert _digests(good) == good_before
     assert (root / "Cat" / "photo.tiff").exists()  # skipped files are not moved
-    saved = json.loads((quarantine / "report.json").read_text())
+    text_file, json_file = report.report_files
+    assert (text_file.parent, json_file.parent) == (quarantine, quarantine)
+    saved = json.loads(json_file.read_text())
     assert saved["counts"]["corrupt"] == 3
-    assert "truncated.jpg" in (quarantine / "report.txt").read_text()
+    assert saved["report_files"] == [str(text_file), str(json_file)]
+    assert "truncated.jpg" in text_file.read_text()
 
     # With the bad files gone the Keras loader reads the whole folder.
     dataset = keras.utils.image_dataset_from_directory(root, image_size=(32, 32), batch_size=4)
@@ -154,6 +157,42 @@ def test_quarantine_never_overwrites(tmp_path):
     assert moved.name == "x.1.jpg"
     assert (tmp_path / "data_quarantine" / "a" / "x.jpg").read_bytes() == b"first"
     assert moved.read_bytes() == b"second"
+
+
+def test_reports_never_overwrite_a_users_files_or_earlier_reports(tmp_path):
+    """Issue 23: report.txt / report.json of the user's, and the first run's report, were overwritten."""
+    root, quarantine = tmp_path / "data", tmp_path / "q"
+    (root / "a").mkdir(parents=True)
+    quarantine.mkdir()
+    mine = {"report.txt": b"my notes\n", "report.json": b'{"mine": true}\n'}
+    for name, content in mine.items():
+        (quarantine / name).write_bytes(content)
+    (root / "a" / "x.jpg").write_bytes(b"first")
+    first = verify_images(root, quarantine=True, quarantine_dir=quarantine, verbose=0)
+    (root / "a" / "y.jpg").write_bytes(b"second")
+    second = verify_images(root, quarantine=True, quarantine_dir=quarantine, verbose=0)
+
+    for name, content in mine.items():
+        assert (quarantine / name).read_bytes() == content
+    assert len(set(first.report_files) | set(second.report_files)) == 4
+    for report, moved in ((first, "a/x.jpg"), (second, "a/y.jpg")):
+        text_file, json_file = report.report_files
+        assert text_file.name.startswith("report-") and text_file.suffix == ".txt"
+        assert json_file == text_file.with_suffix(".json")
+        assert [p["path"] for p in json.loads(json_file.read_text())["problems"]] == [
+            str(root / moved)
+        ]
+        assert text_file.read_text() == str(report) + "\n"
+        assert f"Report saved as {text_file} and {json_file}" in str(report)
+    reports = sorted(p.name for p in quarantine.iterdir() if p.name.startswith("report-"))
+    assert len(reports) == 4
+    assert not [p for p in quarantine.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_no_report_is_written_without_quarantine(messy):
+    root, _, _ = messy
+    report = verify_images(root, verbose=0)
+    assert report.report_files == [] and "Report saved" not in str(report)
 
 
 def test_bad_arguments(tmp_path):
@@ -345,7 +384,7 @@ def test_a_file_that_cannot_be_moved_stays_and_is_reported(messy, monkeypatch):
     assert set(report.not_moved) == {root / "Cat" / "html.jpg"}
     assert (root / "Cat" / "html.jpg").exists()
     assert len(report.moved) == len(bad) - 1
-    saved = json.loads((report.quarantine_dir / "report.json").read_text())
+    saved = json.loads(report.report_files[1].read_text())
     assert [p["not_moved"] for p in saved["problems"] if p["not_moved"]] == [
         "PermissionError: [Errno 13] Permission denied"
     ]

@@ -169,3 +169,37 @@ def test_default_input_shape_and_variable_size():
     assert default.input.shape == (None, 224, 224, 3)
     variable = PretrainedBase("vgg16", input_shape=(None, None, 3), weights=None, output_layer="block1")
     assert variable(np.zeros((1, 40, 48, 3))).shape == (1, 20, 24, 64)
+
+
+@pytest.fixture(scope="module")
+def free_size_mobilenet():
+    return PretrainedBase("mobilenet_v2", input_shape=(None, None, 3), weights=None,
+                          application_kwargs={"alpha": 0.35}, pooling="avg")
+
+
+@pytest.mark.parametrize("height, width", [(16, 40), (40, 31), (4, 4)])
+def test_a_free_size_base_refuses_pictures_below_the_minimum(free_size_mobilenet, height, width):
+    """Issue 23: below 32 px MobileNetV2 gave features anyway, or an error from deep inside."""
+    base = free_size_mobilenet
+    with pytest.raises(ValueError) as info:
+        base(np.zeros((2, height, width, 3), "float32"))
+    message = str(info.value)
+    assert (
+        f"'mobilenetv2' got pictures of {height}x{width} pixels (shape (2, {height}, {width}, 3)): "
+        "MobileNetV2 needs at least 32 pixels per side (its default size is 224)."
+    ) in message
+    assert "input_shape=(None, None, 3), it takes any size from 32 up" in message
+    assert "keras.layers.Resizing(224, 224)" in message
+    # Building a model on such pictures fails the same way, at once.
+    with pytest.raises(ValueError, match=f"got pictures of {height}x{width} pixels"):
+        inputs = keras.Input((height, width, 3))
+        keras.Model(inputs, base(inputs))
+
+
+def test_a_free_size_base_takes_pictures_from_the_minimum_up(free_size_mobilenet):
+    base = free_size_mobilenet
+    for height, width in [(32, 32), (32, 57), (64, 40)]:
+        assert tuple(base(np.zeros((1, height, width, 3), "float32")).shape) == (1, 1280)
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, base(inputs))
+    assert tuple(model(np.zeros((1, 48, 48, 3), "float32")).shape) == (1, 1280)

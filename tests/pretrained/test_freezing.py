@@ -273,7 +273,10 @@ def test_freeze_after_fit_warns_at_once_and_the_advice_keeps_weights_frozen(pict
     caught = _stale_warnings(base.freeze)
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "'vgg16' has trained since its trainable weights last changed" in message
+    assert (
+        f"Model {model.name!r} trained before this change to the trainable weights of "
+        "'vgg16' and was not compiled since"
+    ) in message
     assert "recompile=model" in message and "model.compile(...)" in message
     assert caught[0].filename == __file__  # it points at the freezing call
     model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS)
@@ -339,6 +342,96 @@ def test_no_warning_when_no_compiled_model_can_be_stale(pictures):
     before = weights_by_layer(base)
     _fit_once(model, pictures)
     assert not any(changed(before, weights_by_layer(base), name) for name in before)
+
+
+def test_a_change_after_compiling_again_by_hand_does_not_warn(pictures):
+    """model.compile(...) after training, then a change: the next fit makes a new train step."""
+    base, model = _small_trained(pictures[:4], run_eagerly=True)
+    model.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS, run_eagerly=True)
+    assert _stale_warnings(lambda: base.freeze_until("block2_conv1")) == []
+    assert not trainable_summary(model).stale
+    before = weights_by_layer(base)
+    _fit_once(model, pictures[:4])
+    after = weights_by_layer(base)
+    assert {name for name in before if changed(before, after, name)} == {
+        "block2_conv1", "block2_conv2"
+    }
+
+
+# ---------------------------- the classic mistake: freeze, fit the head, unfreeze a block
+
+
+@pytest.fixture
+def trained_head(pictures):
+    """MobileNetV2 (random weights, 32 px), fully frozen, whose head trained once."""
+    base = PretrainedBase("mobilenet_v2", input_shape=(32, 32, 3), weights=None, pooling="avg")
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(1, name="out")(base(inputs, training=False))
+    model = keras.Model(inputs, outputs, name="classifier")
+    base.freeze()
+    model.compile(keras.optimizers.SGD(0.1), LOGITS_LOSS)
+    _fit_once(model, pictures[:4])
+    return base, model
+
+
+def test_unfreezing_a_block_of_a_frozen_base_after_fit_warns(trained_head, pictures):
+    """Issue 23: the check looked at the base's own trainable weights, and a frozen base has none.
+
+    The head trained with the whole base frozen; freeze_until then lets
+    block_16 train, without compiling again: the train step Keras made for
+    the head only would leave block_16 as it is (TensorFlow) or fail (JAX,
+    PyTorch), and nothing said so.
+    """
+    base, model = trained_head
+    caught = _stale_warnings(lambda: base.freeze_until("block_16_expand"))
+    assert len(caught) == 1
+    assert caught[0].filename == __file__  # at the freezing call
+    message = str(caught[0].message)
+    assert "Model 'classifier' trained before this change" in message
+    assert "recompile=model" in message and "model.compile(...)" in message
+    # The summary says which layers the flags call trainable but the train step does not train.
+    summary = trainable_summary(model)
+    assert summary.stale_models == ("classifier",)
+    block_16 = [
+        layer.name for layer in base.layers if layer.name.startswith("block_16") and layer.weights
+    ]
+    assert set(summary.not_trained_layers) == set(block_16) | {"Conv_1", "Conv_1_bn"}
+    assert summary.still_trained_layers == ()
+    assert "STALE COMPILE: 'classifier'" in str(summary)
+    assert "trainable, not in its train step (8): block_16_expand" in str(summary)
+    assert base.trainable_summary().stale_models == ("classifier",)
+    # Compiling again, as the warning says: the kernel trains and the summary is clean.
+    model.compile(keras.optimizers.SGD(0.1), LOGITS_LOSS)
+    assert not trainable_summary(model).stale
+    kernel = np.array(keras.ops.convert_to_numpy(base.get_layer("block_16_expand").kernel))
+    _fit_once(model, pictures[:4])
+    moved = keras.ops.convert_to_numpy(base.get_layer("block_16_expand").kernel)
+    assert not np.array_equal(kernel, moved)
+    assert not trainable_summary(model).stale
+
+
+def test_freezing_back_to_what_the_train_step_trains_is_not_stale(trained_head):
+    base, model = trained_head
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StaleCompileWarning)
+        base.unfreeze()
+    assert trainable_summary(model).stale
+    assert _stale_warnings(base.freeze) == []  # back to the set the train step trains
+    assert not trainable_summary(model).stale
+
+
+def test_summary_names_frozen_layers_that_still_train(pictures):
+    base, model = _small_trained(pictures[:4], run_eagerly=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StaleCompileWarning)
+        base.freeze_until("block2_conv1")
+    summary = trainable_summary(model)
+    assert summary.stale_models == (model.name,)
+    assert summary.still_trained_layers == ("block1_conv1", "block1_conv2")
+    assert summary.not_trained_layers == ()
+    assert "frozen, still in its train step (2): block1_conv1, block1_conv2" in str(summary)
+    base.freeze_until("block2_conv1", recompile=model)
+    assert not trainable_summary(model).stale
 
 
 # ------------------------------------------------- fine-tuning really trains...

@@ -122,3 +122,31 @@ def test_preprocessing_can_be_forced_off(pictures):
     assert base.get_config()["preprocessing"] == "none"
     with pytest.raises(ValueError, match="preprocessing='bgr'"):
         PretrainedBase("vgg16", input_shape=(32, 32, 3), weights=None, preprocessing="bgr")
+
+
+@pytest.mark.parametrize("mode, per_channel", [("torch", "mean and std"), ("caffe", "mean")])
+@pytest.mark.parametrize("channels", [4, 1])
+def test_per_channel_modes_refuse_other_than_rgb_pictures(mode, per_channel, channels):
+    """Issue 23: ImageNetPreprocessing("torch") on RGBA pictures failed in a broadcast."""
+    layer = ImageNetPreprocessing(mode)
+    pictures = np.zeros((2, 8, 8, channels), "float32")
+    with pytest.raises(ValueError) as info:
+        layer(pictures)
+    message = str(info.value)
+    assert f"ImageNetPreprocessing('{mode}') needs RGB pictures, 3 channels" in message
+    assert f"one ImageNet {per_channel} per channel" in message
+    assert f"Received: pictures of shape (2, 8, 8, {channels}) ({channels} channels)" in message
+    assert "pictures[..., :3]" in message and "color_mode='rgb'" in message
+    with pytest.raises(ValueError, match="needs RGB pictures"):  # building a model, too
+        inputs = keras.Input((8, 8, channels))
+        keras.Model(inputs, layer(inputs))
+
+
+def test_tf_and_none_modes_take_any_channels():
+    pictures = np.full((1, 2, 2, 4), 255.0, "float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ImageNetPreprocessing("tf")(pictures)), 1.0
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ImageNetPreprocessing("none")(pictures)), 255.0
+    )

@@ -112,3 +112,72 @@ def test_dtype_policy_round_trips(tmp_path):
     loaded = keras.models.load_model(tmp_path / "half.keras").get_layer("half")
     assert loaded.get_layer("block1_conv1").dtype_policy.name == "mixed_bfloat16"
     assert loaded.trainable is False and loaded.get_config() == config
+
+
+# ------------------- loading in a new session after a plain `import keras_smalldata`
+
+_LOAD = """
+import sys
+{imports}
+model = keras.models.load_model(sys.argv[1])
+print([type(layer).__name__ for layer in model.layers])
+print(keras.ops.convert_to_numpy(model(np.full((1, 32, 32, 3), 100.0))).round(5).tolist())
+"""
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        "import keras, numpy as np\nimport keras_smalldata",
+        "import keras_smalldata\nimport keras, numpy as np",
+        "import keras_smalldata as ks, numpy as np\nkeras = ks.import_keras_quietly()",
+    ],
+    ids=["keras first", "keras_smalldata first", "import_keras_quietly"],
+)
+def test_a_keras_file_with_the_librarys_layers_loads_after_a_plain_import(tmp_path, imports):
+    """Issue 23: "Could not locate class": the lazy import registered nothing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from keras_smalldata.augment import RandomAffine, RandomChannelShift
+
+    base = PretrainedBase("mobilenet_v2", input_shape=(32, 32, 3), weights=None,
+                          application_kwargs={"alpha": 0.35}, output_layer="block_1",
+                          pooling="avg")
+    inputs = keras.Input((32, 32, 3))
+    x = RandomAffine(rotation_range=10, seed=2)(RandomChannelShift(10.0, seed=1)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(base(x)))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    expected = keras.ops.convert_to_numpy(model(np.full((1, 32, 32, 3), 100.0))).round(5)
+    result = subprocess.run(
+        [sys.executable, "-c", _LOAD.format(imports=imports), str(path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    names, outputs = result.stdout.strip().splitlines()[-2:]
+    assert names == str(["InputLayer", "RandomChannelShift", "RandomAffine", "PretrainedBase",
+                         "Dense"])
+    np.testing.assert_allclose(eval(outputs), expected, atol=1e-4)
+
+
+def test_every_registered_serializable_is_registered_when_keras_loads():
+    """The list of modules imported when Keras loads names every registering module."""
+    import ast
+    from pathlib import Path
+
+    import keras_smalldata
+    from keras_smalldata._startup import SERIALIZABLE_MODULES
+
+    root = Path(keras_smalldata.__file__).parent
+    registering = set()
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and any(
+                "register_keras_serializable" in ast.unparse(d) for d in node.decorator_list
+            ):
+                module = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+                registering.add(module)
+    assert registering and registering == set(SERIALIZABLE_MODULES)

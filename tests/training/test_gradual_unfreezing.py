@@ -165,3 +165,39 @@ def test_batchnorm_that_trains_in_a_waiting_block_is_refused():
     # Blocks that never wait may keep trainable BatchNormalization layers.
     model.fit(PICTURES, LABELS, epochs=1, verbose=0,
               callbacks=[GradualUnfreezing(base, initial_blocks=2)])
+
+
+@pytest.fixture
+def mixed_float16():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_under_mixed_float16_the_optimizer_inside_the_loss_scale_optimizer_is_used(mixed_float16):
+    """Issue 23: Keras wraps the optimizer in a LossScaleOptimizer; the callback asked for
+    the DiscriminativeOptimizer the user had given."""
+    base = small_base()
+    model = compiled(base, run_eagerly=EAGER)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(model.optimizer.inner_optimizer, DiscriminativeOptimizer)
+    unfreezing = GradualUnfreezing(base, every=1)
+    recorder = WeightRecorder(base)
+    model.fit(PICTURES, LABELS, batch_size=4, epochs=3, callbacks=[unfreezing, recorder],
+              verbose=0)
+    assert unfreezing.training_blocks == {0: [], 1: ["block_4"], 2: ["block_4", "block_3"]}
+    assert recorder.changed == {
+        0: set(),
+        1: trainable_layers(base, "block_4"),
+        2: trainable_layers(base, "block_4", "block_3"),
+    }
+
+
+def test_under_mixed_float16_a_plain_optimizer_is_named_with_its_wrapper(mixed_float16):
+    base = small_base(output_layer="block_2")
+    plain = compiled(base, optimizer=keras.optimizers.Adam(1e-3), run_eagerly=EAGER)
+    with pytest.raises(ValueError, match="inside the LossScaleOptimizer") as info:
+        plain.fit(PICTURES, LABELS, epochs=1, callbacks=[GradualUnfreezing(base)], verbose=0)
+    assert "(LossScaleOptimizer wrapping Adam)" in str(info.value)

@@ -295,3 +295,26 @@ def _numbers_only(item):
     if isinstance(item, list):
         return all(_numbers_only(i) for i in item)
     return item is None or (isinstance(item, (int, float)) and not isinstance(item, bool))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[" * 100_000 + "]" * 100_000,  # the parser gives up
+        '{"loss": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"loss": ' + "[" * 900 + "1" + "]" * 900 + "}",  # parsed, too deep to read
+        '{"a": ' * 50_000 + "1" + "}" * 50_000,
+        'epoch,loss\n0,"' + "[" * 5_000 + "1" + "]" * 5_000 + '"\n',  # a CSV cell
+    ],
+    ids=["list", "object of lists", "just parsed", "objects", "csv cell"],
+)
+def test_deeply_nested_json_is_refused_with_what_a_history_is(tmp_path, content):
+    """Issue 23: a RecursionError instead of a message."""
+    path = tmp_path / "history.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as info:
+        load_history(path)
+    message = str(info.value)
+    assert f"{str(path)!r} holds JSON nested too deeply to be a history" in message
+    assert "`path` must be a history file" in message and "CSVLogger" in message
+    assert info.value.__suppress_context__  # no RecursionError traceback above it

@@ -86,3 +86,28 @@ def test_seeded_dropout_keeps_the_initial_weights_of_the_model_without_it():
     for a, b in zip(plain.get_weights(), with_dropout.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert with_dropout.get_layer("dropout").seed == 1
+
+
+@pytest.mark.parametrize(
+    "shape, filters, message",
+    [
+        ((8, 8, 3), (32, 64, 128, 128),
+         r"`input_shape` \(8, 8, 3\) is too small for 4 blocks: each block halves the size "
+         r"\(8 -> 4 -> 2 -> 1 -> 0\), so the pictures must be at least 16x16 for 4 blocks\. "
+         r"Use larger pictures, or at most 3 blocks at 8 px, e\.g\. filters=\(32, 64, 128\)\. "
+         r"Received: input_shape=\(8, 8, 3\)\."),
+        ((64, 15, 3), (8, 8, 8, 8), r"\(15 -> 7 -> 3 -> 1 -> 0\).*filters=\(8, 8, 8\)"),
+        ((1, 1, 3), (4,), r"too small for 1 block: .* Use larger pictures\. Received"),
+        ((8, 8), (4,), r"must be \(height, width, channels\) of positive ints"),
+        ((None, None, 3), (4,), r"needs a fixed size\. Received: input_shape=\(None, None, 3\)"),
+    ],
+)
+def test_pictures_too_small_for_the_blocks_are_refused_with_what_fits(shape, filters, message):
+    """Issue 23: 8x8 pictures failed inside MaxPooling2D."""
+    with pytest.raises(ValueError, match=message):
+        small_convnet(shape, filters=filters)
+
+
+def test_the_smallest_pictures_for_the_blocks_build():
+    model = small_convnet((16, 16, 3))
+    assert model.get_layer("pool4").output.shape == (None, 1, 1, 128)

@@ -595,6 +595,118 @@ def test_a_cached_compiled_pass_sees_new_weights(method):
     assert not np.allclose(after.heatmaps, before.heatmaps, atol=1e-3)
 
 
+# --- compiled passes follow the model they were made for ----------------------
+
+
+def _changing_model():
+    keras.utils.set_random_seed(40)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _changing_pictures():
+    return (
+        np.random.default_rng(5).uniform(-1, 1, size=(3, SIZE, SIZE, 3)).astype("float32")
+    )
+
+
+LAYER_CHANGES = {
+    "feature activation": lambda m: setattr(
+        m.get_layer("conv"), "activation", keras.activations.linear
+    ),
+    "output activation": lambda m: setattr(
+        m.get_layer("out"), "activation", keras.activations.sigmoid
+    ),
+}
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
+@pytest.mark.parametrize("change", sorted(LAYER_CHANGES))
+def test_a_compiled_pass_follows_a_changed_layer(change, method):
+    """Issue 23: after model.get_layer(...).activation = ..., the old compiled pass answered."""
+    model, images = _changing_model(), _changing_pictures()
+    before = class_activation_maps(model, images, method=method, verbose=0)
+    LAYER_CHANGES[change](model)
+    after = class_activation_maps(model, images, method=method, verbose=0)
+    eager = class_activation_maps(
+        model, images, method=method, verbose=0, run_eagerly=True
+    )
+    outputs = numpy(model(images, training=False))
+    rows = np.arange(3)
+    np.testing.assert_allclose(after.probability, outputs[rows, after.predicted], rtol=1e-5)
+    np.testing.assert_allclose(after.heatmaps, eager.heatmaps, atol=1e-5)
+    assert not np.allclose(after.probability, before.probability, rtol=1e-3)
+
+
+def test_a_compiled_pass_follows_a_sequential_model_that_changed():
+    keras.utils.set_random_seed(41)
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(3, activation="softmax", name="three"),
+        ]
+    )
+    images = _changing_pictures()
+    assert class_activation_maps(model, images).predicted.max() < 3
+    model.pop()
+    model.add(keras.layers.Dense(2, activation="softmax", name="two"))
+    after = class_activation_maps(model, images)
+    outputs = numpy(model(images, training=False))
+    assert outputs.shape == (3, 2)
+    np.testing.assert_allclose(
+        after.probability, outputs[np.arange(3), after.predicted], rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="out of range"):
+        class_activation_maps(model, images, class_index=2)
+
+
+def test_a_new_compiled_pass_only_when_the_model_changed(monkeypatch):
+    from keras_smalldata.viz import cam
+
+    built = []
+    original = cam.compile_for
+
+    def counting(*args, **kwargs):
+        built.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cam, "compile_for", counting)
+    model, images = _changing_model(), _changing_pictures()
+    class_activation_maps(model, images)
+    class_activation_maps(model, images)
+    assert len(built) == 1  # traced once, then reused
+    model.get_layer("conv").trainable = False  # a trainable state
+    class_activation_maps(model, images)
+    class_activation_maps(model, images)
+    assert len(built) == 2
+    model.get_layer("out").activation = keras.activations.linear  # a layer
+    class_activation_maps(model, images)
+    assert len(built) == 3
+
+
+def test_empty_batch_is_refused_with_its_shape():
+    with pytest.raises(ValueError, match=r"`images` holds no pictures: shape \(0, 32, 32, 3\)"):
+        class_activation_maps(region_model("softmax"), np.zeros((0, SIZE, SIZE, 3), "float32"))
+
+
+def test_a_dataset_is_refused_with_what_to_pass():
+    import tensorflow as tf
+
+    pictures = region_pictures()
+    dataset = tf.data.Dataset.from_tensor_slices((pictures, np.array([0, 1]))).batch(2)
+    for source in (dataset, dataset.unbatch(), iter(dataset), (p for p in pictures)):
+        with pytest.raises(TypeError, match="pass arrays, not a dataset") as info:
+            plot_grad_cam(region_model("softmax"), source)
+        assert "images, labels = next(iter(dataset))" in str(info.value)
+    with pytest.raises(TypeError, match="different sizes"):
+        grad_cam(region_model("softmax"), [pictures[0], pictures[0, :16]])
+
+
 # --- the figure ---------------------------------------------------------------
 
 

@@ -454,6 +454,23 @@ def test_a_cached_compiled_step_sees_new_weights(convnet):
     assert not np.allclose(np.asarray(after), np.asarray(before), atol=1e-2)
 
 
+@pytest.mark.filterwarnings("ignore:.*were not excited by the ascent")
+@pytest.mark.parametrize("objective", ["activation", "pre_activation"])
+def test_a_cached_compiled_step_follows_a_changed_layer(objective):
+    """Issue 23: a layer changed after a call (its activation replaced) got the old step."""
+    model = small_convnet("changed_patterns", seed=42)
+    kwargs = dict(steps=3, seed=2, deprocess=False, verbose=0, restarts=0, objective=objective)
+    before = filter_patterns(model, "conv2", [1, 3], **kwargs)
+    model.get_layer("conv1").activation = keras.activations.tanh
+    after = filter_patterns(model, "conv2", [1, 3], **kwargs)
+    eager = filter_patterns(model, "conv2", [1, 3], run_eagerly=True, **kwargs)
+    np.testing.assert_allclose(
+        after.final_activation, eager.final_activation, rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(np.asarray(after), np.asarray(eager), rtol=1e-5, atol=1e-3)
+    assert not np.allclose(after.final_activation, before.final_activation, rtol=1e-3)
+
+
 # --- real pretrained weights (skipped where ../shared/weights is absent) ---------
 
 WEIGHTS = (
