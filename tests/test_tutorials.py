@@ -19,7 +19,6 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from tests.conftest import write_fake_fashion_mnist  # noqa: E402
 from tutorials import (  # noqa: E402
     EXAMPLES,
     MAX_LINE,
@@ -31,6 +30,8 @@ from tutorials import (  # noqa: E402
     output_skeleton,
     script_notebook,
 )
+
+from tests.conftest import write_fake_fashion_mnist  # noqa: E402
 
 SCRIPTS = sorted(TUTORIALS)
 # TensorFlow's C++ log lines (absl format): a quiet console has none.

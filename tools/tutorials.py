@@ -52,6 +52,14 @@ _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?")
 # and the weights a base really got (ImageNet's, or random ones when the weights
 # file cannot be had, as in a fresh clone without network).
 _WEIGHTS = re.compile(r"(weights: )\S+")
+# TensorFlow's note that Keras' own train and test functions were traced again: in
+# the quick run each compiled function is called once or twice, so every new
+# compile() counts as frequent retracing; the full runs call them hundreds of times
+# and print nothing. A performance note about Keras' functions, not the script's output.
+_KERAS_RETRACING = re.compile(
+    r"^WARNING:tensorflow:\d+ out of the last \d+ calls to <function "
+    r"TensorFlowTrainer\._make_function.* triggered tf\.function retracing"
+)
 
 
 def output_skeleton(text: str) -> list[str]:
@@ -62,6 +70,8 @@ def output_skeleton(text: str) -> list[str]:
     """
     lines = []
     for line in text.splitlines():
+        if _KERAS_RETRACING.match(line):
+            continue
         line = _WEIGHTS.sub(r"\1<weights>", line.rstrip())
         line = _QUOTED.sub("'…'", line)
         lines.append(_NUMBER.sub("#", line))
