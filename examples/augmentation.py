@@ -229,8 +229,7 @@ figure
 
 # %%
 mixing = ks.mixing_augmentation("mixup_or_cutmix", label_mode="binary", seed=SEED)
-pictures, labels = next(iter(train))
-mixed, soft_labels = mixing(pictures, labels)
+mixed, soft_labels = next(iter(train.map(mixing)))  # in tf.data, on every backend
 figure = Figure(figsize=(8, 2.3), layout="constrained")
 for index, ax in enumerate(figure.subplots(1, 6)):
     ax.imshow(np.clip(np.asarray(mixed[index]), 0, 255).astype("uint8"))
@@ -242,8 +241,8 @@ figure
 
 # %% [markdown]
 # Each title is the mixed label: the share of `not_faces` in the picture. In a
-# training pipeline: `train.map(mixing)`. The learning-quality benchmark page
-# measures what MixUp adds to the fine-tuning recipe on a hard task.
+# training pipeline, `train.map(mixing)` as here, then `fit`. The learning-quality
+# benchmark page measures what MixUp adds to the fine-tuning recipe on a hard task.
 
 # %% [markdown]
 # With 40 validation pictures one picture is 2.5 points of accuracy, so compare the
