@@ -83,6 +83,26 @@ def compile_function(fn, variables=(), reduce_retracing: bool = False):
     )(fn, list(variables), reduce_retracing)
 
 
+def fused_batch_normalization(x, mean, variance, offset, scale, epsilon: float):
+    """Batch normalisation of ``x`` over its last axis with given statistics, as one op.
+
+    Computes ``(x - mean) / sqrt(variance + epsilon) * scale + offset`` (what
+    `keras.ops.batch_normalization` computes, to float rounding) for a 4-D
+    float32 ``x``. On TensorFlow this is one ``FusedBatchNormV3`` op in
+    inference mode, which TensorFlow's graph optimizer merges with the
+    convolution before it (Keras' own batch normalisation is two element-wise
+    passes over the feature map). Returns None on the other backends, whose
+    compilers fuse (JAX) or which run eagerly (PyTorch).
+    """
+    if not is_tensorflow():
+        return None
+    tf = tensorflow()
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        x, scale, offset, mean=mean, variance=variance, epsilon=epsilon, is_training=False
+    )
+    return y
+
+
 def accelerator_available() -> bool:
     """True when the backend computes on a GPU or TPU rather than the CPU."""
     return _for_backend(

@@ -486,17 +486,17 @@ def class_activation_maps(
             )
         else:
             maps = keras.ops.convert_to_numpy(result["maps"])
-        maps = normalize_heatmaps(maps)
-        if resize:
-            maps = _rescale_resized(_resize_maps(maps, tuple(chunk.shape[1:3])))
-        parts["maps"].append(maps)
+        parts["maps"].append(normalize_heatmaps(maps))
         parts["classes"].append(classes)
         parts["predicted"].append(predicted)
         rows = np.arange(len(predicted))
         parts["probability"].append(table[rows, predicted])
         parts["class_probability"].append(table[rows, classes])
+    heatmaps = np.concatenate(parts["maps"])
+    if resize:  # all chunks at once: one resize
+        heatmaps = _rescale_resized(_resize_maps(heatmaps, tuple(batch.shape[1:3])))
     return ClassActivationMaps(
-        heatmaps=np.concatenate(parts["maps"]),
+        heatmaps=heatmaps,
         class_index=np.concatenate(parts["classes"]),
         predicted=np.concatenate(parts["predicted"]),
         probability=np.concatenate(parts["probability"]).astype("float32"),

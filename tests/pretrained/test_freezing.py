@@ -358,6 +358,24 @@ def test_a_change_after_compiling_again_by_hand_does_not_warn(pictures):
     }
 
 
+def test_a_model_left_out_of_recompile_is_named(pictures):
+    base, first = _small_trained(pictures[:4], run_eagerly=True)
+    inputs = keras.Input((32, 32, 3))
+    second = keras.Model(
+        inputs, add_classifier_head(base(inputs), hidden_units=None, dropout=0.0, logits=True),
+        name="second",
+    )
+    second.compile(keras.optimizers.SGD(1e-6), LOGITS_LOSS, run_eagerly=True)
+    _fit_once(second, pictures[:4])
+    caught = _stale_warnings(lambda: base.freeze(recompile=first))
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message).startswith(
+        "Model 'second' trained before this change to the trainable weights of 'vgg16'"
+    )
+    assert not trainable_summary(first).stale and trainable_summary(second).stale
+    assert _stale_warnings(lambda: base.unfreeze(recompile=[first, second])) == []
+
+
 # ---------------------------- the classic mistake: freeze, fit the head, unfreeze a block
 
 

@@ -122,3 +122,70 @@ def test_function_cache_never_serves_a_model_that_is_gone():
     other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     value = cache.get(other, (), lambda: "new")
     assert value == "new" or id(other) != key
+
+
+def _batchnorm_convnet(seed=5):
+    """Conv -> BatchNormalization -> ReLU twice, with statistics far from the defaults."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(6, 3, use_bias=False, name="conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(6.0, name="relu1")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, use_bias=False, name="conv2")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, center=False, name="bn2")(x)
+    x = keras.layers.ReLU(name="relu2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+    rng = np.random.default_rng(seed)
+    for name in ("bn1", "bn2"):
+        layer = model.get_layer(name)
+        layer.set_weights([
+            rng.uniform(0.5, 2.0, w.shape).astype("float32") if "variance" in w.path
+            else rng.normal(0.0, 0.5, w.shape).astype("float32") + (1.0 if "gamma" in w.path else 0.0)
+            for w in layer.weights
+        ])
+    return model
+
+
+def test_fused_batch_normalization_gives_the_layers_values():
+    import keras_smalldata.viz._compiled as compiled
+
+    model = _batchnorm_convnet()
+    images = _pictures(3) / 255.0
+    expected = keras.ops.convert_to_numpy(model(images, training=False))
+    run = compiled.compile_for(model, lambda x: model(x, training=False))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(run(images)), expected, rtol=1e-5,
+                               atol=1e-6)
+    # Restored: the layers' own call again, as their class defines it.
+    assert all("call" not in vars(layer) for layer in model.layers)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def forward(x):
+            with compiled.fused_batch_normalization(model):
+                return model(x, training=False)
+
+        graph = tf.function(forward).get_concrete_function(tf.TensorSpec((None, SIZE, SIZE, 3)))
+        kinds = {op.type for op in graph.graph.get_operations()}
+        assert "FusedBatchNormV3" in kinds
+    # A layer in training mode computes batch statistics: its own call.
+    with compiled.fused_batch_normalization(model):
+        training = keras.ops.convert_to_numpy(model(images, training=True))
+    assert not np.allclose(training, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_compiled_maps_of_a_batchnorm_model_equal_the_eager_ones(method):
+    model = _batchnorm_convnet()
+    images = _pictures(3) / 255.0
+    compiled = class_activation_maps(model, images, layer="relu1", method=method)
+    eager = class_activation_maps(model, images, layer="relu1", method=method, run_eagerly=True)
+    assert compiled.heatmaps.max() == 1.0
+    np.testing.assert_allclose(compiled.heatmaps, eager.heatmaps, atol=1e-5)
+    np.testing.assert_allclose(compiled.probability, eager.probability, rtol=1e-5)
+    patterns = filter_patterns(model, "conv2", [0, 1], steps=3, restarts=0, verbose=0,
+                               deprocess=False, seed=1, value_range=(0, 1))
+    eager_patterns = filter_patterns(model, "conv2", [0, 1], steps=3, restarts=0, verbose=0,
+                                     deprocess=False, seed=1, value_range=(0, 1),
+                                     run_eagerly=True)
+    np.testing.assert_allclose(np.asarray(patterns), np.asarray(eager_patterns), atol=1e-4)
