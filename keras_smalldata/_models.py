@@ -42,6 +42,17 @@ def nested_layers(layer) -> Iterator[keras.layers.Layer]:
         stack.extend(reversed(list(getattr(current, "layers", None) or [])))
 
 
+def unique_variables(variables) -> list:
+    """``variables`` in order, each once (by identity: a shared weight counts once)."""
+    seen: set[int] = set()
+    unique = []
+    for variable in variables:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            unique.append(variable)
+    return unique
+
+
 def contains_layer(model, target) -> bool:
     """True when ``target`` is ``model`` or one of its (nested) layers."""
     return model is target or any(layer is target for layer in nested_layers(model))

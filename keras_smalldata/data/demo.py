@@ -113,8 +113,6 @@ TASKS = {
         name_digits=4,
     ),
 }
-# Kept for callers that know the quick start's classes.
-DEMO_CLASSES = TASKS["faces"].classes
 
 
 def _keras_home() -> str:

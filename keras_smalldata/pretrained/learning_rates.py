@@ -39,7 +39,12 @@ import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata._models import check_model, contains_layer, nested_layers
+from keras_smalldata._models import (
+    check_model,
+    contains_layer,
+    nested_layers,
+    unique_variables,
+)
 from keras_smalldata.pretrained.base import PretrainedBase
 
 OTHER_LAYERS = "other layers"
@@ -475,7 +480,7 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
             multiplier = _multiplier(option, key, value, optimizer)
             label = _label(key)
             where = f"{option}[{label!r}]"
-            variables = _unique(
+            variables = unique_variables(
                 v for layer in _match(key, model, layers, option) for v in layer.weights
                 if keras.backend.is_float_dtype(v.dtype)
             )
@@ -499,7 +504,7 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
         base = _decay_base(model, layers, base)
         blocks = block_groups(base)
         for depth, (block, block_layers) in enumerate(reversed(blocks)):
-            variables = _unique(
+            variables = unique_variables(
                 v for layer in block_layers for v in layer.weights
                 if id(v) not in claimed and keras.backend.is_float_dtype(v.dtype)
             )
@@ -509,7 +514,7 @@ def _resolve_groups(model, optimizer, layer_decay, base, multipliers, learning_r
                 decayed.append((block, decay**depth, variables))
     elif base is not None:
         raise ValueError("`base` is only used with layer_decay=.")
-    rest = _unique(v for v in weights if id(v) not in claimed)
+    rest = unique_variables(v for v in weights if id(v) not in claimed)
     groups = explicit + decayed + ([(OTHER_LAYERS, 1.0, rest)] if rest else [])
     # In model order: the first blocks first, the head last.
     position = {id(v): i for i, v in enumerate(weights)}
@@ -628,13 +633,3 @@ def _decay_base(model, layers, base) -> PretrainedBase:
             f"has {found}: pass base=... (or name the groups with multipliers=)."
         )
     return bases[0]
-
-
-def _unique(variables) -> list:
-    seen: set[int] = set()
-    unique = []
-    for variable in variables:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            unique.append(variable)
-    return unique

@@ -12,7 +12,7 @@ import numpy as np
 from keras_smalldata import _arguments as args
 from keras_smalldata._backend import is_tf_dataset
 from keras_smalldata._figures import new_figure
-from keras_smalldata._models import check_model
+from keras_smalldata._models import check_model, unique_variables
 from keras_smalldata.training.smoothing import ExponentialAverage, validate_factor
 
 __all__ = ["LearningRateRange", "lr_range_test"]
@@ -386,7 +386,7 @@ class _Snapshot:
     """The values of a model's, its optimizer's and its metrics' variables, to put back."""
 
     def __init__(self, model, optimizer):
-        self.variables = _unique(
+        self.variables = unique_variables(
             [*model.variables, *optimizer.variables, *model.metrics_variables]
         )
         self.values = [keras.ops.convert_to_numpy(v).copy() for v in self.variables]
@@ -394,13 +394,3 @@ class _Snapshot:
     def restore(self) -> None:
         for variable, value in zip(self.variables, self.values):
             variable.assign(value)
-
-
-def _unique(variables) -> list:
-    seen: set[int] = set()
-    unique = []
-    for variable in variables:
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            unique.append(variable)
-    return unique

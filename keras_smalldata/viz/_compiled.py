@@ -27,6 +27,7 @@ import keras
 
 from keras_smalldata import _backend
 from keras_smalldata._models import nested_layers
+from keras_smalldata.viz._recording import replace_call, restore_calls
 
 # Values kept as they are in a signature (their identity says nothing).
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
@@ -73,9 +74,7 @@ class fused_batch_normalization:  # noqa: N801 - used as a context manager, like
     def __enter__(self):
         try:
             for layer in self._layers:
-                saved = layer.__dict__.get("call", _MISSING)
-                object.__setattr__(layer, "call", _fused_call(layer, layer.call))
-                self._saved.append((layer, saved))
+                replace_call(layer, _fused_call(layer, layer.call), self._saved)
         except BaseException:
             self._restore()
             raise
@@ -86,15 +85,7 @@ class fused_batch_normalization:  # noqa: N801 - used as a context manager, like
         return False
 
     def _restore(self):
-        while self._saved:
-            layer, saved = self._saved.pop()
-            if saved is _MISSING:
-                object.__delattr__(layer, "call")
-            else:
-                object.__setattr__(layer, "call", saved)
-
-
-_MISSING = object()
+        restore_calls(self._saved)
 
 
 def _fused_call(layer, original):

@@ -38,6 +38,28 @@ from keras_smalldata import _backend
 _MISSING = object()
 
 
+def replace_call(layer, call, saved: list) -> None:
+    """Sets ``layer.call`` to ``call`` on the instance; `restore_calls(saved)` undoes it.
+
+    ``object.__setattr__``: the replacement is not a tracked attribute of the
+    layer. What the instance had before (usually nothing: ``call`` comes from
+    the class) is appended to ``saved``.
+    """
+    previous = layer.__dict__.get("call", _MISSING)
+    object.__setattr__(layer, "call", call)
+    saved.append((layer, previous))
+
+
+def restore_calls(saved: list) -> None:
+    """Undoes the `replace_call`s recorded in ``saved``, the last one first."""
+    while saved:
+        layer, previous = saved.pop()
+        if previous is _MISSING:
+            object.__delattr__(layer, "call")
+        else:
+            object.__setattr__(layer, "call", previous)
+
+
 class _StopForward(BaseException):
     """Raised inside a recorded call to end a forward pass early.
 
@@ -141,7 +163,6 @@ class CallRecorder:
         return False
 
     def _install(self, path, layer):
-        saved = layer.__dict__.get("call", _MISSING)
         original = layer.call
         transform = self._transform.get(path)
         spy = path in self._pre_activation and has_own_activation(layer)
@@ -172,17 +193,10 @@ class CallRecorder:
                 raise _StopForward()
             return output
 
-        # object.__setattr__: the hook is not a tracked attribute of the layer.
-        object.__setattr__(layer, "call", recorded_call)
-        self._saved.append((layer, saved))
+        replace_call(layer, recorded_call, self._saved)
 
     def _restore(self):
-        while self._saved:
-            layer, saved = self._saved.pop()
-            if saved is _MISSING:
-                object.__delattr__(layer, "call")
-            else:
-                object.__setattr__(layer, "call", saved)
+        restore_calls(self._saved)
 
     def run(self, model, inputs):
         """Runs ``model(inputs, training=False)``; returns its output, or None when stopped early."""

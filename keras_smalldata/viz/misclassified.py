@@ -230,7 +230,7 @@ def predicted_batches(model: keras.Model, dataset, batch_size: int):
                 f"a batch has {count} pictures but labels of shape {labels.shape}."
             )
         predicted, table = predictor(batch)
-        units = inspect_model(model, batch).units
+        units = inspect_model(model, batch, signature=predictor.signature).units
         truth = label_classes(labels, units, first=seen)
         yield batch, truth, predicted, table
         seen += count
