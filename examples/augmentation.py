@@ -48,11 +48,14 @@ parser = argparse.ArgumentParser(
     description="Tutorial 2: the small convnet without and with data augmentation.",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
-parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
-parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-parser.add_argument("--epochs", type=int, default=EPOCHS)
-parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of train/, validation/, test/; None: the demo task")
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR,
+                    help="where the figures and files go")
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="side of the square pictures, in pixels")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--seed", type=int, default=SEED, help="seed of every random draw")
 parser.add_argument(
     "--quick",
     action="store_true",
@@ -145,7 +148,7 @@ print(augmentation.layers)
 images, labels = next(iter(train))
 face = images[int(np.argmin(labels[:, 0]))]  # a face (class 0) from the first batch
 figure = ks.show_augmentations(
-    augmentation, face, n=8, include_original=True, value_range=(0, 255)
+    augmentation, face, num_images=8, include_original=True, value_range=(0, 255)
 )
 figure.savefig(OUTPUT_DIR / "augmentations.png", dpi=100)
 figure

@@ -46,15 +46,21 @@ parser = argparse.ArgumentParser(
     description="Tutorial 3: feature extraction with a pretrained base.",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
-parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
-parser.add_argument("--cache-dir", type=Path, default=None, help="default: OUTPUT/...")
-parser.add_argument("--architecture", default=ARCHITECTURE)
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of train/, validation/, test/; None: the demo task")
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR,
+                    help="where the figures and files go")
+parser.add_argument("--cache-dir", type=Path, default=None,
+                    help="feature cache folder; None: a folder inside --output-dir")
+parser.add_argument("--architecture", default=ARCHITECTURE,
+                    help="a keras.applications network")
 parser.add_argument("--weights", default=WEIGHTS, help="'imagenet', 'none' or a path")
-parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-parser.add_argument("--epochs", type=int, default=EPOCHS)
-parser.add_argument("--augment-rounds", type=int, default=AUGMENT_ROUNDS)
-parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="side of the square pictures, in pixels")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--augment-rounds", type=int, default=AUGMENT_ROUNDS,
+                    help="augmented passes over the training pictures")
+parser.add_argument("--seed", type=int, default=SEED, help="seed of every random draw")
 parser.add_argument(
     "--quick",
     action="store_true",

@@ -53,14 +53,19 @@ parser = argparse.ArgumentParser(
     description="Tutorial 4: fine-tuning where ImageNet features fall short.",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
-parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of train/, validation/, test/; None: the demo task")
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR,
+                    help="where the figures and files go")
 parser.add_argument("--weights", default=WEIGHTS, help="'imagenet', 'none' or a path")
-parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-parser.add_argument("--head-epochs", type=int, default=HEAD_EPOCHS)
-parser.add_argument("--epochs", type=int, default=EPOCHS)
-parser.add_argument("--rate", type=float, default=RATE)
-parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="side of the square pictures, in pixels")
+parser.add_argument("--head-epochs", type=int, default=HEAD_EPOCHS,
+                    help="epochs of the head on the frozen base")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--rate", type=float, default=RATE,
+                    help="peak learning rate of the whole-base phase")
+parser.add_argument("--seed", type=int, default=SEED, help="seed of every random draw")
 parser.add_argument(
     "--quick",
     action="store_true",
@@ -168,7 +173,7 @@ test_accuracy("phase 1, frozen base")
 # %%
 shirt = test_pictures[np.flatnonzero(test_labels == class_names.index("shirt"))[0]]
 figure = ks.show_augmentations(
-    augmentation, shirt, n=7, include_original=True, value_range=(0, 255)
+    augmentation, shirt, num_images=7, include_original=True, value_range=(0, 255)
 )
 figure.savefig(OUTPUT_DIR / "augmentations.png", dpi=100)
 figure

@@ -44,11 +44,14 @@ parser = argparse.ArgumentParser(
     description="Tutorial 1: a small convnet from scratch.",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
-parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
-parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-parser.add_argument("--epochs", type=int, default=EPOCHS)
-parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of train/, validation/, test/; None: the demo task")
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR,
+                    help="where the figures and files go")
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="side of the square pictures, in pixels")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--seed", type=int, default=SEED, help="seed of every random draw")
 parser.add_argument(
     "--quick",
     action="store_true",
@@ -162,6 +165,7 @@ print(f"last epoch: training loss {history.history['loss'][-1]:.3f}, "
 # %%
 figure = ks.plot_history(history)
 figure.savefig(OUTPUT_DIR / "curves.png", dpi=100)
+print("figure written to", OUTPUT_DIR / "curves.png")
 ks.save_history(history, OUTPUT_DIR / "history.json")
 figure
 

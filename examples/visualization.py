@@ -45,13 +45,17 @@ parser = argparse.ArgumentParser(
     description="Tutorial 5: activations, filter patterns and Grad-CAM heatmaps.",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
 )
-parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
+parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                    help="folder of train/, validation/, test/; None: the demo task")
+parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR,
+                    help="where the figures and files go")
 parser.add_argument("--weights", default=WEIGHTS, help="'imagenet' or 'none'")
-parser.add_argument("--image-size", type=int, default=IMAGE_SIZE)
-parser.add_argument("--epochs", type=int, default=EPOCHS)
-parser.add_argument("--filters", type=int, default=FILTERS)
-parser.add_argument("--seed", type=int, default=SEED)
+parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                    help="side of the square pictures, in pixels")
+parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+parser.add_argument("--filters", type=int, default=FILTERS,
+                    help="filters whose patterns are drawn")
+parser.add_argument("--seed", type=int, default=SEED, help="seed of every random draw")
 parser.add_argument(
     "--quick",
     action="store_true",
@@ -117,8 +121,9 @@ figure
 
 # %% [markdown]
 # The first layer keeps most of the picture (edges, light and dark areas); deeper
-# layers are smaller and more abstract, and more of their channels stay dark: the
-# pattern they detect is not in this face.
+# layers are smaller and more abstract, and more of their channels are flat, one
+# even teal tile (a channel with the same value everywhere is drawn in the middle
+# colour of the map): the pattern they detect is not in this face.
 #
 # ## 2. Filter patterns
 #
@@ -200,8 +205,9 @@ for name, row in zip(("chelsea", "coffee", "camera"), probabilities):
     print(f"{name}: " + ", ".join(f"{names[i]!r} {row[i]:.2f}" for i in top))
 
 # %%
-figure = ks.plot_grad_cam(
-    imagenet_model, inputs, class_names=names, value_range=(-1, 1)
+maps = ks.class_activation_maps(imagenet_model, inputs)
+figure = ks.plot_class_activation_maps(
+    maps, inputs, class_names=names, value_range=(-1, 1)
 )
 figure.savefig(OUTPUT_DIR / "grad_cam_photos.png", dpi=80)
 figure
@@ -209,8 +215,10 @@ figure
 # %% [markdown]
 # The heatmaps sit on the cat's face, on the cup of espresso and on the tripod the
 # cameraman stands behind: the network decides from the object, not from the
-# background. `ks.grad_cam` returns the heatmaps themselves (values in [0, 1]) for
-# your own figures; `ks.overlay_heatmap` blends one over its picture.
+# background. `ks.class_activation_maps` computes the maps and
+# `ks.plot_class_activation_maps` draws them; for your own figures, `maps.heatmaps`
+# holds the heatmaps themselves (values in [0, 1]) and `ks.overlay_heatmap` blends one
+# over its picture.
 #
 # ## 4. Grad-CAM on a model fine-tuned on a hard task
 #
@@ -266,7 +274,10 @@ print(f"fine-tuned MobileNetV2, weights: {weights}, collapse check: {status!r}")
 tops_pictures = np.concatenate([x.numpy() for x, _ in tops_test])
 tops_labels = np.concatenate([y.numpy() for _, y in tops_test]).argmax(axis=1)
 one_of_each = [np.flatnonzero(tops_labels == c)[0] for c in range(len(tops_names))]
-figure = ks.plot_grad_cam(model, tops_pictures[one_of_each], class_names=tops_names)
+tops_maps = ks.class_activation_maps(model, tops_pictures[one_of_each])
+figure = ks.plot_class_activation_maps(
+    tops_maps, tops_pictures[one_of_each], class_names=tops_names
+)
 figure.savefig(OUTPUT_DIR / "grad_cam_tops.png", dpi=80)
 figure
 

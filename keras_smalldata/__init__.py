@@ -4,11 +4,9 @@ The public API is re-exported here. Sub-packages are imported on first use, so
 ``import keras_smalldata`` stays fast and does not start TensorFlow.
 """
 
-from __future__ import annotations
+import importlib as _importlib
 
-import importlib
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public name -> the sub-package that defines it.
 _EXPORTS = {
@@ -80,13 +78,12 @@ _EXPORTS = {
     "find_last_conv_layer": "keras_smalldata.viz",
     "find_misclassified": "keras_smalldata.viz",
     "get_activations": "keras_smalldata.viz",
-    "grad_cam": "keras_smalldata.viz",
     "layer_paths": "keras_smalldata.viz",
     "normalize_heatmaps": "keras_smalldata.viz",
     "overlay_heatmap": "keras_smalldata.viz",
     "plot_activations": "keras_smalldata.viz",
     "plot_filter_patterns": "keras_smalldata.viz",
-    "plot_grad_cam": "keras_smalldata.viz",
+    "plot_class_activation_maps": "keras_smalldata.viz",
     "plot_misclassified": "keras_smalldata.viz",
     # start-up
     "import_keras_quietly": "keras_smalldata._startup",
@@ -99,7 +96,7 @@ def __getattr__(name: str):
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'keras_smalldata' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
+    value = getattr(_importlib.import_module(module_name), name)
     globals()[name] = value
     return value
 
@@ -110,4 +107,4 @@ def __dir__():
 
 # The library's layers saved in a .keras file load after a plain
 # ``import keras_smalldata``: registered with Keras once Keras is loaded.
-importlib.import_module("keras_smalldata._startup").register_serializables_when_keras_is_loaded()
+_importlib.import_module("keras_smalldata._startup").register_serializables_when_keras_is_loaded()

@@ -11,7 +11,8 @@ bad value always gets the same kind of error:
   'nearest'?").
 
 Booleans are refused where a number is expected: ``batch_size=True`` is a
-mistake, not 1.
+mistake, not 1. Rules that only one sub-package has live in it (the
+augmentation ranges in ``augment/_arguments.py``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Iterable
+from typing import Any, Literal, overload
 
 import numpy as np
-
-FILL_MODES = ("nearest", "constant", "reflect", "wrap")
-INTERPOLATIONS = ("bilinear", "nearest")
 
 
 def is_number(value) -> bool:
@@ -43,19 +42,61 @@ def received(name: str, value) -> str:
     return f"Received: {name}={value!r}."
 
 
-def did_you_mean(value, candidates: Iterable, n: int = 3, cutoff: float = 0.6) -> str:
-    """`` Did you mean 'a' or 'b'?`` for the candidates closest to ``value``, or ``""``."""
+def closest(value, candidates: Iterable, n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The string candidates closest to ``value``, best first (at most ``n``).
+
+    Args:
+        value: The misspelt value; anything but a string has no close names.
+        candidates: The accepted values (those that are not strings are passed over).
+        n: How many names at the most.
+        cutoff: How alike a name must be, from 0 to 1 (`difflib`'s ratio).
+
+    Returns:
+        A list of names, empty when none is close. A value with capitals
+        that matches nothing is tried again in lower case.
+
+    Example:
+
+    ```python
+    closest("neerest", ("nearest", "constant"))  # ['nearest']
+    ```
+    """
     if not isinstance(value, str):
-        return ""
+        return []
     names = [c for c in candidates if isinstance(c, str)]
     close = difflib.get_close_matches(value, names, n=n, cutoff=cutoff)
     if not close and value.lower() != value:
         close = difflib.get_close_matches(value.lower(), names, n=n, cutoff=cutoff)
+    return close
+
+
+def did_you_mean(value, candidates: Iterable, n: int = 3, cutoff: float = 0.6) -> str:
+    """`` Did you mean 'a' or 'b'?`` for the candidates closest to ``value``, or ``""``."""
+    close = closest(value, candidates, n=n, cutoff=cutoff)
     if not close:
         return ""
     return f" Did you mean {' or '.join(repr(c) for c in close)}?"
 
 
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    minimum: int | None = ...,
+    maximum: int | None = ...,
+    what: str = ...,
+    allow_none: Literal[False] = ...,
+) -> int: ...
+@overload
+def check_int(
+    name: str,
+    value: Any,
+    minimum: int | None = ...,
+    maximum: int | None = ...,
+    what: str = ...,
+    *,
+    allow_none: bool,
+) -> int | None: ...
 def check_int(
     name: str,
     value,
@@ -125,6 +166,44 @@ def check_seed(value, name: str = "seed") -> int | None:
     return check_int(name, value, minimum=0, allow_none=True)
 
 
+@overload
+def sub_seed(seed: int, index: int) -> int: ...
+@overload
+def sub_seed(seed: None, index: int) -> None: ...
+def sub_seed(seed: int | None, index: int) -> int | None:
+    """The seed of the ``index``-th random part of something seeded with ``seed``.
+
+    ``seed + index`` (None stays None): the parts of one seeded whole (the
+    layers of a preset, the generators of a mixing) draw different sequences,
+    and the whole reproduces its draws from its one seed.
+    """
+    return None if seed is None else seed + index
+
+
+@overload
+def check_number(
+    name: str,
+    value: Any,
+    minimum: float | None = ...,
+    maximum: float | None = ...,
+    *,
+    include_minimum: bool = ...,
+    include_maximum: bool = ...,
+    example: str | None = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def check_number(
+    name: str,
+    value: Any,
+    minimum: float | None = ...,
+    maximum: float | None = ...,
+    *,
+    include_minimum: bool = ...,
+    include_maximum: bool = ...,
+    example: str | None = ...,
+    allow_none: bool,
+) -> float | None: ...
 def check_number(
     name: str,
     value,
@@ -193,29 +272,6 @@ def check_unknown_keywords(owner: str, kwargs: dict, accepted: Iterable[str]) ->
         )
 
 
-# Augmentation ranges, in ImageDataGenerator's forms.
-
-
-def check_non_negative(name: str, value, unit: str, example: str, upper=None) -> float:
-    """Returns ``float(value)`` for a number of ``unit`` in ``[0, upper)``."""
-    if not is_number(value):
-        raise TypeError(
-            f"`{name}` must be a number of {unit}, e.g. {name}={example}. "
-            f"{received(name, value)}"
-        )
-    number = float(value)
-    if not np.isfinite(number) or number < 0:
-        raise ValueError(
-            f"`{name}` must be a non-negative number of {unit}, e.g. {name}={example} "
-            f"(the draw is symmetric, U(-{name}, +{name})). {received(name, value)}"
-        )
-    if upper is not None and number >= upper:
-        raise ValueError(
-            f"`{name}` must be smaller than {upper:g} {unit}. {received(name, value)}"
-        )
-    return number
-
-
 def check_value_range(name: str, value) -> tuple[float, float]:
     """Returns ``(low, high)`` floats with low < high, e.g. a pixel value range."""
     if (
@@ -234,85 +290,3 @@ def check_value_range(name: str, value) -> tuple[float, float]:
             f"(0, 1). {received(name, value)}"
         )
     return low, high
-
-
-def check_shift_range(name: str, value):
-    """Validates an ImageDataGenerator shift range and returns it config-ready.
-
-    Accepted forms (all of ImageDataGenerator's): a float (``< 1``: fraction of
-    the size, ``>= 1``: pixels, drawn from U(-f, f)); an int ``n`` (a whole
-    number of pixels from ``range(n)`` with a random sign); a non-empty 1-D
-    list/tuple/array of numbers (one element with a random sign, as a fraction
-    of the size if all are ``< 1``).
-    """
-    example = f"{name}=0.2 (fraction), 10.0 (pixels), 3 (range(3)) or [-4, 0, 4]"
-    if is_integer(value):
-        if value < 0:
-            raise ValueError(
-                f"`{name}` must not be negative; use e.g. {example}. "
-                f"{received(name, value)}"
-            )
-        return int(value)
-    if is_number(value):
-        number = float(value)
-        if not np.isfinite(number) or number < 0:
-            raise ValueError(
-                f"`{name}` must be a finite non-negative number; use e.g. {example}. "
-                f"{received(name, value)}"
-            )
-        return number
-    if isinstance(value, (list, tuple, np.ndarray)):
-        values = np.asarray(value)
-        if (
-            values.ndim != 1
-            or values.size == 0
-            or not all(is_number(v) for v in values.tolist())
-        ):
-            raise ValueError(
-                f"`{name}` must be a non-empty 1-D list of numbers; use e.g. {example}. "
-                f"{received(name, value)}"
-            )
-        if not np.all(np.isfinite(values.astype(float))):
-            raise ValueError(
-                f"`{name}` must hold finite numbers. {received(name, value)}"
-            )
-        return list(values.tolist())
-    raise TypeError(
-        f"`{name}` must be a float, an int or a list of numbers; use e.g. {example}. "
-        f"{received(name, value)}"
-    )
-
-
-def check_zoom_range(value) -> tuple[float, float]:
-    """Returns the ``(low, high)`` zoom interval; a float z means [1 - z, 1 + z]."""
-    example = "zoom_range=0.2 (i.e. [0.8, 1.2]) or zoom_range=(0.8, 1.2)"
-    if is_number(value):
-        number = float(value)
-        if not np.isfinite(number) or number < 0 or number >= 1:
-            raise ValueError(
-                "`zoom_range` must be in [0, 1): a float z draws the zoom from "
-                f"[1 - z, 1 + z]; for other intervals pass a pair, e.g. {example}. "
-                f"{received('zoom_range', value)}"
-            )
-        return 1.0 - number, 1.0 + number
-    if (
-        isinstance(value, (tuple, list, np.ndarray))
-        and len(value) == 2
-        and all(is_number(v) for v in value)
-    ):
-        low, high = float(value[0]), float(value[1])
-        if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high <= 0:
-            raise ValueError(
-                "`zoom_range`: both zoom factors must be > 0 (1 = no zoom); use e.g. "
-                f"{example}. {received('zoom_range', value)}"
-            )
-        if low > high:
-            raise ValueError(
-                "`zoom_range`: the lower bound must not exceed the upper one; use e.g. "
-                f"{example}. {received('zoom_range', value)}"
-            )
-        return low, high
-    raise TypeError(
-        f"`zoom_range` must be a float or a pair of floats; use e.g. {example}. "
-        f"{received('zoom_range', value)}"
-    )

@@ -9,10 +9,17 @@ when it is imported and when it first looks for devices::
     E0000 00:00:1796038965.582927   19266 cuda_platform.cc:52] failed call to cuInit...
 
 They are written before TensorFlow's logging is set up, so
-``TF_CPP_MIN_LOG_LEVEL`` does not stop them. Here the C++ standard error
-(file descriptor 2) goes to a temporary file while TensorFlow starts; the
-known start-up notices are then dropped and everything else (a real error, a
-Python warning) is written back to standard error, in order.
+``TF_CPP_MIN_LOG_LEVEL`` does not stop them. `import_keras_quietly` sends the
+C++ standard error (file descriptor 2) to a temporary file while TensorFlow
+starts; the known start-up notices are then dropped and everything else (a
+real error, a Python warning) is written back to standard error, in order.
+
+Nothing here runs unless asked: ``import keras_smalldata`` changes no
+process-wide state (no redirect, no environment variable, no log filter).
+The one thing it does is register the library's Keras serializables once
+Keras is imported (see below), so that ``.keras`` files load. The quiet
+start is opt-in (`import_keras_quietly`); when the library needs TensorFlow
+itself (for ``tf.data``), it imports it plainly.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 import re
 import sys
 import tempfile
+from types import ModuleType
 
 # Lines that TensorFlow prints on every start on a machine without a GPU.
 _STARTUP_NOTICE = re.compile(
@@ -74,7 +82,9 @@ def import_tensorflow_quietly():
     search, which prints the second half of the notices); only the known
     start-up notices are dropped, anything else TensorFlow or Python writes to
     standard error still appears. With ``TF_CPP_MIN_LOG_LEVEL=0`` nothing is
-    dropped. A TensorFlow that is already imported is returned as it is.
+    dropped; unset, it is set to 2 (TensorFlow's C++ warnings and errors
+    only). A TensorFlow that is already imported is returned as it is. Called
+    by `import_keras_quietly` only: the user opts in.
 
     Returns:
         The ``tensorflow`` module.
@@ -91,7 +101,7 @@ def import_tensorflow_quietly():
     return tensorflow
 
 
-def import_keras_quietly():
+def import_keras_quietly() -> ModuleType:
     """``import keras``, without TensorFlow's C++ start-up log lines.
 
     TensorFlow 2.21 prints a dozen C++ log lines when it starts (oneDNN, CUDA
@@ -99,8 +109,10 @@ def import_keras_quietly():
     ``TF_CPP_MIN_LOG_LEVEL=2``. Call this instead of ``import keras`` at the top
     of a script or notebook: TensorFlow, when it is installed (it is the
     default backend, and `tf.data` feeds every backend), is started first with
-    those known notices dropped; every other message still appears. Set
-    ``TF_CPP_MIN_LOG_LEVEL=0`` to see everything.
+    those known notices dropped, and ``TF_CPP_MIN_LOG_LEVEL`` is set to 2 if
+    it is unset; every other message still appears. Set
+    ``TF_CPP_MIN_LOG_LEVEL=0`` to see everything. Without this call the
+    library leaves TensorFlow's logging as TensorFlow sets it.
 
     Returns:
         The ``keras`` module.

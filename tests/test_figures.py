@@ -37,7 +37,7 @@ def test_the_formatter_is_registered_once_and_an_existing_one_is_kept(shell):
     formatter = shell.display_formatter.formatters["image/png"]
     mine = formatter.for_type(Figure, lambda figure: b"theirs")  # e.g. the inline backend's
     assert mine is None
-    figure = ks.show_augmentations(lambda x, training=True: x, np.zeros((8, 8, 3)), n=2)
+    figure = ks.show_augmentations(lambda x, training=True: x, np.zeros((8, 8, 3)), num_images=2)
     assert shell.display_formatter.format(figure)[0]["image/png"] == b"theirs"
 
 

@@ -136,5 +136,10 @@ def test_help_shows_the_settings_and_the_quick_mode_quietly(script):
         check=True,
         timeout=120,
     )
-    assert "--quick" in result.stdout and "default" in result.stdout
+    assert "--quick" in result.stdout
+    # Every option's help says its default.
+    options = re.split(r"\n  (?=--)", result.stdout.split("options:", 1)[1])[1:]
+    assert len(options) >= 5
+    for option in options:
+        assert "(default:" in option, option
     assert result.stderr == ""

@@ -42,7 +42,7 @@ def test_only_block5_and_head_are_trainable(fine_tuning_model):
 def test_grad_cam_finds_the_last_conv_layer_inside_the_base(fine_tuning_model, pictures):
     model, _ = fine_tuning_model
     assert ks.find_last_conv_layer(model, pictures[:1]) == "vgg16/block5_conv3"
-    heatmaps = ks.grad_cam(model, pictures)
+    heatmaps = ks.class_activation_maps(model, pictures).heatmaps
     assert heatmaps.shape == (4, 32, 32)
     assert np.all(np.isfinite(heatmaps)) and heatmaps.min() >= 0 and heatmaps.max() <= 1
 

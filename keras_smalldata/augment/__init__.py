@@ -11,7 +11,6 @@ from keras_smalldata.augment.pipelines import (
     PRESETS,
     augmentation_pipeline,
     augmentation_preset,
-    keras_cv_layer,
 )
 from keras_smalldata.augment.show import show_augmentations
 from keras_smalldata.augment.test_time import predict_with_tta
@@ -26,7 +25,6 @@ __all__ = [
     "augmentation_pipeline",
     "augmentation_preset",
     "from_image_data_generator",
-    "keras_cv_layer",
     "mixing_augmentation",
     "predict_with_tta",
     "show_augmentations",

@@ -12,18 +12,26 @@ without Keras' private base class:
   backend's tensors).
 
 `RandomImageLayer` adds the random part: identity at inference, one draw per
-picture from the layer's `keras.random.SeedGenerator` (``seed=`` makes the
-sequence of draws reproducible), and the transformation written once as a pure
-function of the pictures and the draws, compiled with XLA where it pays.
+picture from the layer's `keras.random.SeedGenerator` (inside ``tf.data``,
+from the TensorFlow generator of `_tf_data_random`); ``seed=`` makes the
+sequence of draws reproducible, and `RandomImageLayer.reseed` restarts it.
+The transformation is written once as a pure function of the pictures and the
+draws, compiled with XLA where it pays.
 """
 
 from __future__ import annotations
+
+import random
+import weakref
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata import _backend
+from keras_smalldata._function_cache import FunctionCache
+from keras_smalldata._types import Shape, Tensor
+from keras_smalldata.augment import _tf_data, _tf_data_random
 
 DICT_KEYS = ("images", "labels", "segmentation_masks", "bounding_boxes")
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -31,12 +39,51 @@ _REAL_DTYPE_PREFIXES = ("uint", "int", "float", "bfloat")
 # Compiled transformations, shared by the layers of one class whose compiled
 # program is the same (see `RandomImageLayer._function`): XLA compiles once per
 # input shape for all of them, not once per layer.
-_COMPILED = {}
+_TRANSFORMATIONS = FunctionCache(size=64)
 
 
 def _ops(x):
     """`keras.ops`, or its TensorFlow twin for TensorFlow tensors under another backend."""
-    return _backend.keras_ops_for(x)
+    return _tf_data.keras_ops_for(x)
+
+
+def reseed_generator(generator: keras.random.SeedGenerator, seed: int) -> None:
+    """Restarts ``generator`` from ``seed``: it then draws as ``SeedGenerator(seed)`` does.
+
+    A `keras.random.SeedGenerator` made with ``seed`` starts from the state
+    ``[seed, 0]``, held in its public ``state`` variable; this assigns that
+    state.
+    """
+    state = generator.state
+    state.assign(keras.ops.convert_to_tensor([seed, 0], dtype=state.dtype))
+
+
+class _Transformation:
+    """A method of a layer class, compiled once for every layer with the same static config.
+
+    The layers that share it differ only in the setting arrays it is given,
+    so whichever of them is calling traces it (the function holds no layer).
+    """
+
+    def __init__(self, name: str, ops, tensorflow_tensors: bool):
+        self._caller: weakref.ref[keras.layers.Layer] | None = None
+
+        def run(*tensors):
+            layer = None if self._caller is None else self._caller()
+            if layer is None:
+                raise RuntimeError(f"No layer is calling the compiled _{name}.")
+            return getattr(layer, f"_{name}")(ops, *tensors)
+
+        self._compiled = _tf_data.xla_function(run, tensorflow_tensors=tensorflow_tensors)
+
+    def for_layer(self, layer):
+        """The compiled function, called on behalf of ``layer``."""
+
+        def call(*tensors):
+            self._caller = weakref.ref(layer)
+            return self._compiled(*tensors)
+
+        return call
 
 
 def _shape_text(shape) -> str:
@@ -54,13 +101,15 @@ class ImageLayer(keras.layers.Layer):
         **kwargs: Base layer arguments (``name``, ``dtype``...).
     """
 
-    def __init__(self, data_format: str | None = None, **kwargs):
+    def __init__(self, data_format: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if data_format is None:
             data_format = keras.config.image_data_format()
         self.data_format = args.check_choice("data_format", data_format, DATA_FORMATS)
 
-    def __call__(self, data, training=None, **kwargs):
+    def __call__(
+        self, data: Tensor | dict[str, Tensor], training: bool | None = None, **kwargs: Any
+    ) -> Tensor | dict[str, Tensor]:
         if training is not None and not isinstance(training, (bool, np.bool_)):
             raise TypeError(
                 f"{type(self).__name__} got training={training!r:.60}: the second "
@@ -69,8 +118,8 @@ class ImageLayer(keras.layers.Layer):
                 "(layer(x, training=True), y))."
             )
         images = self._check_input(data)
-        if _backend.runs_in_tf_data(images):
-            call = _backend.without_autograph(self.call)
+        if _tf_data.runs_in_tf_data(images):
+            call = _tf_data.without_autograph(self.call)
             return call(data, training=True if training is None else training)
         if training is not None:
             # An explicit None would hide the call signature's default (True).
@@ -135,10 +184,10 @@ class ImageLayer(keras.layers.Layer):
             )
         return images
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["data_format"] = self.data_format
         return config
@@ -157,7 +206,7 @@ class RandomImageLayer(ImageLayer):
     share it).
 
     Args:
-        seed: Int seed for reproducible draws, or ``None``.
+        seed: Int seed for reproducible draws, or ``None``; see `reseed`.
         data_format: See `ImageLayer`.
         **kwargs: Base layer arguments (``name``, ``dtype``...).
     """
@@ -165,10 +214,42 @@ class RandomImageLayer(ImageLayer):
     draws_per_picture = 1
     compiled = False
 
-    def __init__(self, seed: int | None = None, data_format: str | None = None, **kwargs):
+    def __init__(
+        self, seed: int | None = None, data_format: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(data_format=data_format, **kwargs)
         self.seed = args.check_seed(seed)
         self.generator = keras.random.SeedGenerator(self.seed)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restarts the layer's random draws from ``seed``.
+
+        The layer then draws what a new layer made with ``seed=seed`` draws,
+        in a model and inside ``tf.data`` (a ``tf.data`` pipeline already
+        traced draws the restarted sequence too). Its configuration (the
+        ``seed`` of ``get_config()``) stays as it was made.
+
+        Args:
+            seed: An int >= 0, or None for a new random seed.
+
+        Raises:
+            TypeError: For a seed that is not an int.
+            ValueError: For a negative seed.
+
+        Example:
+
+        ```python
+        layer = RandomChannelShift(20.0, seed=1)
+        first = layer(images, training=True)
+        layer.reseed(1)
+        again = layer(images, training=True)  # the same draws as `first`
+        ```
+        """
+        seed = args.check_seed(seed)
+        if seed is None:
+            seed = random.randint(1, 10**9)  # as keras.random.SeedGenerator(None)
+        reseed_generator(self.generator, seed)
+        _tf_data_random.reseed(self, seed)
 
     # What subclasses define.
 
@@ -207,8 +288,8 @@ class RandomImageLayer(ImageLayer):
 
     def _uniform(self, images, batch_size, seed=None):
         shape = (batch_size, self.draws_per_picture)
-        if _backend.runs_in_tf_data(images) or _backend.in_tf_data_function():
-            return _backend.tf_data_uniform(self, shape, self.seed)
+        if _tf_data.in_tf_data(images):
+            return _tf_data_random.uniform(self, shape, self.seed)
         return keras.random.uniform(shape, seed=self.generator if seed is None else seed)
 
     def _sizes(self, ops, images):
@@ -249,22 +330,28 @@ class RandomImageLayer(ImageLayer):
         """``self._<name>(ops, *tensors)`` for tensors like ``images``, compiled where it pays.
 
         With ``compiled = True`` the function is compiled with XLA once and
-        shared by every layer of the same class and `_static_config`: XLA
-        compiles once per input shape for all of them.
+        shared by every layer of the same class and `_static_config` (the
+        key of the library's `FunctionCache`, which holds what the program
+        has built in): XLA compiles once per input shape for all of them, and
+        a layer whose static config changed gets another program.
         """
-        in_tf_data = _backend.runs_in_tf_data(images)
+        in_tf_data = _tf_data.runs_in_tf_data(images)
         ops = _ops(images)
-        method = getattr(self, f"_{name}")
         if not self.compiled:
+            method = getattr(self, f"_{name}")
             return lambda *tensors: method(ops, *tensors)
         key = (name, in_tf_data, type(self), *self._static_config())
-        if key not in _COMPILED:
-            _COMPILED[key] = _backend.xla_function(
-                lambda *tensors: method(ops, *tensors), tensorflow_tensors=in_tf_data
-            )
-        return _COMPILED[key]
+        transformation = _TRANSFORMATIONS.get(
+            None, key, lambda: _Transformation(name, ops, in_tf_data)
+        )
+        return transformation.for_layer(self)
 
-    def get_random_transformation(self, data, training=True, seed=None):
+    def get_random_transformation(
+        self,
+        data: Tensor | dict[str, Tensor],
+        training: bool = True,
+        seed: int | Tensor | None = None,
+    ) -> dict[str, Tensor] | None:
         """Draws the parameters of a batch, one set per picture.
 
         Args:
@@ -286,7 +373,12 @@ class RandomImageLayer(ImageLayer):
             draws, height, width, *self._setting_arrays()
         )
 
-    def transform_images(self, images, transformation, training=True):
+    def transform_images(
+        self,
+        images: Tensor,
+        transformation: dict[str, Tensor] | None,
+        training: bool = True,
+    ) -> Tensor:
         """Applies drawn parameters to a batch of pictures (cast to the compute dtype)."""
         # Cast before the compiled function: one program for every input dtype.
         images = _ops(images).cast(images, self.compute_dtype)
@@ -294,7 +386,9 @@ class RandomImageLayer(ImageLayer):
             return images
         return self._function("transform_pictures", images)(images, transformation)
 
-    def call(self, data, training=True):
+    def call(
+        self, data: Tensor | dict[str, Tensor], training: bool = True
+    ) -> Tensor | dict[str, Tensor]:
         outputs = dict(data) if isinstance(data, dict) else {"images": data}
         images = outputs["images"]
         ops = _ops(images)
@@ -329,7 +423,7 @@ class RandomImageLayer(ImageLayer):
             outputs["segmentation_masks"] = masks if batched else masks[0]
         return outputs if isinstance(data, dict) else outputs["images"]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["seed"] = self.seed
         return config

@@ -2,8 +2,8 @@
 
 `warp` is the geometric core of `RandomAffine`. It runs unchanged with
 `keras.ops` (TensorFlow, JAX and PyTorch tensors) and with its TensorFlow twin
-inside ``tf.data`` under the other backends (`_backend.keras_ops_for`), and
-it is compiled with XLA where the backend has it (`_backend.xla_function`).
+inside ``tf.data`` under the other backends (`_tf_data.keras_ops_for`), and
+it is compiled with XLA where the backend has it (`_tf_data.xla_function`).
 
 It samples what `keras.ops.image.affine_transform` samples (the same
 output-to-input matrix rows, the same bilinear rule), with these differences,
@@ -98,7 +98,7 @@ def warp(
 
     Args:
         ops: `keras.ops`, or its TensorFlow twin for TensorFlow tensors under
-            another backend (`_backend.keras_ops_for`).
+            another backend (`_tf_data.keras_ops_for`).
         images: ``(batch, height, width, channels)`` pictures, any real dtype.
         matrix: ``(batch, 8)`` float32 rows ``[a0, a1, a2, b0, b1, b2, 0, 0]``
             mapping output pixel ``(x, y)`` (column, row) to the source

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any, cast
 
 import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import ArrayLike, Tensor
+from keras_smalldata.augment import _arguments as augment_args
 from keras_smalldata.augment._image_layer import RandomImageLayer
 from keras_smalldata.augment._warp import warp
 
@@ -42,7 +46,7 @@ def _affine_rows(
 ):
     """Builds the (batch, 8) `affine_transform` rows from 1-D parameter tensors.
 
-    ``xnp`` is `keras.ops` or its TensorFlow twin (`_backend.keras_ops_for`).
+    ``xnp`` is `keras.ops` or its TensorFlow twin (`_tf_data.keras_ops_for`).
     All parameters are float tensors of shape
     ``(batch,)``; ``flip_x``/``flip_y`` hold 0. or 1.
 
@@ -182,50 +186,43 @@ def _shift_spec(value):
 def affine_matrix(
     height: int,
     width: int,
-    rotation=0.0,
-    shift_x=0.0,
-    shift_y=0.0,
-    shear=0.0,
-    zoom_x=1.0,
-    zoom_y=1.0,
-    horizontal_flip=False,
-    vertical_flip=False,
-):
+    *,
+    rotation: ArrayLike = 0.0,
+    shift_x: ArrayLike = 0.0,
+    shift_y: ArrayLike = 0.0,
+    shear: ArrayLike = 0.0,
+    zoom_x: ArrayLike = 1.0,
+    zoom_y: ArrayLike = 1.0,
+    horizontal_flip: ArrayLike = False,
+    vertical_flip: ArrayLike = False,
+) -> Tensor:
     """Returns the `keras.ops.image.affine_transform` rows of a centred affine warp.
 
-    This is the exact geometry of ImageDataGenerator (and of
-    `tf_keras.preprocessing.image.apply_affine_transform`), as one matrix
+    The exact geometry of ImageDataGenerator, as one matrix
     M = R(rotation) . T(shift) . Sh(shear) . Z(zoom_x, zoom_y) about the
-    image centre, with the flips (made after the warp) folded in.
-    `RandomAffine` uses it for its random draws; call it yourself to apply a
-    fixed warp.
-
-    Conventions (x = columns = width, y = rows = height):
-
-    - ``rotation``: degrees, positive turns the picture counter-clockwise.
-    - ``shift_x`` / ``shift_y``: pixels, positive moves the picture right /
-      down (before the rotation is applied).
-    - ``shear``: degrees (not radians, not a fraction): rows slide sideways.
-    - ``zoom_x`` / ``zoom_y``: factors of the sampled area; > 1 zooms OUT
-      (the picture shrinks), < 1 zooms in.
-    - ``horizontal_flip`` / ``vertical_flip``: mirror the warped picture.
-
-    The same warp with `apply_affine_transform(x, theta, tx, ty, shear, zx,
-    zy, row_axis=0, col_axis=1, channel_axis=2)` on a square picture is
-    ``theta=rotation, tx=-shift_x, ty=-shift_y, shear=shear, zx=zoom_x,
-    zy=zoom_y`` (there ``tx`` moves columns and ``ty`` rows).
+    picture's centre, with the flips folded in. `RandomAffine` uses it for
+    its draws; call it to apply a fixed warp. Each parameter is a number or
+    a 1-D array (one value per picture); they are broadcast together.
 
     Args:
         height: Picture height in pixels.
         width: Picture width in pixels.
-        rotation, shift_x, shift_y, shear, zoom_x, zoom_y: Numbers or 1-D
-            arrays (one value per picture), broadcast together.
-        horizontal_flip, vertical_flip: Bools or 1-D bool arrays.
+        rotation: Degrees; positive turns the picture counter-clockwise.
+        shift_x: Pixels; positive moves the picture right.
+        shift_y: Pixels; positive moves the picture down.
+        shear: Degrees (not radians): rows slide sideways.
+        zoom_x: Factor of the sampled width; > 1 zooms OUT.
+        zoom_y: Factor of the sampled height; > 1 zooms OUT.
+        horizontal_flip: Mirror the warped picture left-right (bools).
+        vertical_flip: Mirror the warped picture up-down (bools).
 
     Returns:
-        A float32 tensor of shape ``(batch, 8)``: rows
-        ``[a0, a1, a2, b0, b1, b2, 0, 0]`` mapping output pixel coordinates to
-        input ones, as `keras.ops.image.affine_transform` expects.
+        A float32 tensor ``(batch, 8)`` of rows ``[a0, a1, a2, b0, b1, b2,
+        0, 0]`` mapping output pixel coordinates to input ones.
+
+    Raises:
+        ValueError: For a ``height`` or ``width`` that is not a positive int,
+            or a parameter with more than one axis.
 
     Example:
 
@@ -279,38 +276,20 @@ def affine_matrix(
 class RandomAffine(RandomImageLayer):
     """Random rotation, shift, shear, zoom and flips, fused in one pass.
 
-    The augmentation of Keras 2's `ImageDataGenerator`, as a Keras 3 layer.
-    For each picture of a batch it draws a rotation, a width and a height
-    shift, a shear, an x and a y zoom (independently) and the flips, builds
-    ONE centred affine matrix M = R(theta) . T(tx, ty) . Sh(shear) . Z(zx, zy)
-    (the flips folded in) and resamples the picture ONCE: the bilinear
-    sampling of `keras.ops.image.affine_transform`, in the library's own pass
-    compiled with XLA (several times faster, and exact for constant fills
-    and "wrap" where the backends' kernels are not). A chain of Keras' own
-    `RandomRotation`, `RandomTranslation`, `RandomZoom`... interpolates once
-    per layer: slower and blurrier.
+    The augmentation of Keras 2's `ImageDataGenerator`, as a Keras 3 layer:
+    for each picture it draws a rotation, two shifts, a shear, two zooms
+    (independently) and the flips, builds ONE centred affine matrix (see
+    `affine_matrix`) and resamples the picture ONCE, bilinearly. The
+    arguments mean what they meant for `ImageDataGenerator`, except that
+    the width shift moves columns and the height shift rows, as documented
+    there (Keras >= 2.9 and tf_keras swap the two).
 
-    The arguments mean exactly what they meant for `ImageDataGenerator`
-    (same names, same forms), except that the width shift moves columns and
-    the height shift rows, as documented there (Keras >= 2.9 and tf_keras
-    swap the two).
-
-    During training (``training=True``, e.g. in `fit`) every picture gets its
-    own draw. At inference (``training=False``, e.g. `predict`/`evaluate`) the
-    layer returns its input unchanged (cast to float).
-
-    Input pixel values can be of any range (`[0, 255]`, `[0, 1]`,
-    `[-1, 1]`...) and of integer or floating point dtype; they are cast to the
-    layer's compute dtype (float32 by default) and, since the interpolation
-    only averages neighbouring pixels, the output stays in the input's value
-    range (pixels outside the picture come from ``fill_mode``; with
-    ``fill_mode="constant"`` they take ``fill_value``). Place it before
-    `Rescaling` or before a model's own preprocessing, or after: it does not
-    care.
-
-    **Note:** This layer is safe to use inside a `tf.data` pipeline
-    (``dataset.map(layer)``), independently of the backend. With
-    ``(images, labels)`` pairs, map the images only:
+    During training every picture gets its own draw; at inference
+    (``training=False``) the layer returns its input unchanged (cast to
+    float). Inputs of any value range and of integer or float dtype are
+    accepted; the output, in the layer's compute dtype, stays in the
+    input's range. Safe in `tf.data` on every backend: with ``(images,
+    labels)`` pairs, map the images only,
     ``dataset.map(lambda x, y: (layer(x, training=True), y))``.
 
     Input shape:
@@ -374,10 +353,10 @@ class RandomAffine(RandomImageLayer):
     def __init__(
         self,
         rotation_range: float = 0.0,
-        width_shift_range=0.0,
-        height_shift_range=0.0,
+        width_shift_range: float | Sequence[float] = 0.0,
+        height_shift_range: float | Sequence[float] = 0.0,
         shear_range: float = 0.0,
-        zoom_range=0.0,
+        zoom_range: float | Sequence[float] = 0.0,
         horizontal_flip: bool = False,
         vertical_flip: bool = False,
         fill_mode: str = "nearest",
@@ -385,41 +364,42 @@ class RandomAffine(RandomImageLayer):
         interpolation: str = "bilinear",
         seed: int | None = None,
         data_format: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(seed=seed, data_format=data_format, **kwargs)
-        self.rotation_range = args.check_non_negative(
+        self.rotation_range = augment_args.check_non_negative(
             "rotation_range", rotation_range, "degrees", "40", upper=360.0 + 1e-9
         )
-        self.width_shift_range = args.check_shift_range(
+        self.width_shift_range = augment_args.check_shift_range(
             "width_shift_range", width_shift_range
         )
-        self.height_shift_range = args.check_shift_range(
+        self.height_shift_range = augment_args.check_shift_range(
             "height_shift_range", height_shift_range
         )
-        self.shear_range = args.check_non_negative(
+        self.shear_range = augment_args.check_non_negative(
             "shear_range", shear_range, "degrees", "10", upper=90.0
         )
         for name in ("width_shift_range", "height_shift_range"):
             value = getattr(self, name)
             for v in value if isinstance(value, list) else [value]:
                 args.check_number(name, v, -LARGEST_SHIFT, LARGEST_SHIFT)
-        self._zoom_bounds = args.check_zoom_range(zoom_range)
+        self._zoom_bounds = augment_args.check_zoom_range(zoom_range)
         for bound in self._zoom_bounds:
             args.check_number("zoom_range", bound, *ZOOM_LIMITS)
+        # check_zoom_range accepted it: a number, or a (low, high) pair.
         self.zoom_range = (
-            float(zoom_range)
+            float(cast(float, zoom_range))
             if args.is_number(zoom_range)
-            else [float(v) for v in zoom_range]
+            else [float(v) for v in cast(Sequence[float], zoom_range)]
         )
         self.horizontal_flip = args.check_bool("horizontal_flip", horizontal_flip)
         self.vertical_flip = args.check_bool("vertical_flip", vertical_flip)
-        self.fill_mode = args.check_choice("fill_mode", fill_mode, args.FILL_MODES)
+        self.fill_mode = args.check_choice("fill_mode", fill_mode, augment_args.FILL_MODES)
         self.fill_value = args.check_number(
             "fill_value", fill_value, -_FLOAT32_MAX, _FLOAT32_MAX
         )
         self.interpolation = args.check_choice(
-            "interpolation", interpolation, args.INTERPOLATIONS
+            "interpolation", interpolation, augment_args.INTERPOLATIONS
         )
         width_shift = _shift_spec(self.width_shift_range)
         height_shift = _shift_spec(self.height_shift_range)
@@ -463,7 +443,9 @@ class RandomAffine(RandomImageLayer):
     def _is_identity(self) -> bool:
         return self._identity
 
-    def get_random_transformation(self, data, training=True, seed=None):
+    def get_random_transformation(
+        self, data: Tensor | dict[str, Tensor], training: bool = True, seed: int | Tensor | None = None
+    ) -> dict[str, Tensor] | None:
         """Draws one set of parameters per picture.
 
         Args:
@@ -493,8 +475,8 @@ class RandomAffine(RandomImageLayer):
         return self._arrays
 
     def _draws_to_parameters(self, ops, draws, height, width, *settings):
-        settings = [ops.cast(values, "float32") for values in settings]
-        return _parameters_from_draws(ops, draws, height, width, *settings)
+        as_float = [ops.cast(values, "float32") for values in settings]
+        return _parameters_from_draws(ops, draws, height, width, *as_float)
 
     def _transform(self, ops, images, parameters):
         return warp(
@@ -526,7 +508,7 @@ class RandomAffine(RandomImageLayer):
             "segmentation masks only."
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {

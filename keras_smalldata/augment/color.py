@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import Tensor
+from keras_smalldata.augment import _arguments as augment_args
 from keras_smalldata.augment._image_layer import RandomImageLayer
 
 # Beyond this a float32 computation on pixel values can overflow to inf or NaN.
@@ -55,9 +60,11 @@ class RandomChannelShift(RandomImageLayer):
     ```
     """
 
-    def __init__(self, intensity_range: float, seed: int | None = None, **kwargs):
+    def __init__(
+        self, intensity_range: float, seed: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(seed=seed, **kwargs)
-        self.intensity_range = args.check_non_negative(
+        self.intensity_range = augment_args.check_non_negative(
             "intensity_range", intensity_range, "pixel-value units", "20.0",
             upper=LARGEST_FACTOR,
         )  # fmt: skip
@@ -65,7 +72,9 @@ class RandomChannelShift(RandomImageLayer):
     def _is_identity(self) -> bool:
         return self.intensity_range == 0
 
-    def get_random_transformation(self, data, training=True, seed=None):
+    def get_random_transformation(
+        self, data: Tensor | dict[str, Tensor], training: bool = True, seed: int | Tensor | None = None
+    ) -> dict[str, Tensor] | None:
         """Returns ``{"intensity": (batch,) tensor}`` or None when not training."""
         return super().get_random_transformation(data, training=training, seed=seed)
 
@@ -86,7 +95,7 @@ class RandomChannelShift(RandomImageLayer):
         delta = _per_picture(xnp, cast(parameters["intensity"], self.compute_dtype), images)
         return xnp.minimum(xnp.maximum(images + delta, low), high)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"intensity_range": self.intensity_range, "seed": self.seed})
         return config
@@ -138,11 +147,11 @@ class RandomBrightnessMultiplier(RandomImageLayer):
 
     def __init__(
         self,
-        brightness_range=(0.8, 1.2),
-        value_range=(0, 255),
+        brightness_range: Sequence[float] = (0.8, 1.2),
+        value_range: Sequence[float] = (0, 255),
         seed: int | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(seed=seed, **kwargs)
         if (
             not isinstance(brightness_range, (tuple, list))
@@ -165,7 +174,9 @@ class RandomBrightnessMultiplier(RandomImageLayer):
         self.brightness_range = [low, high]
         self.value_range = list(args.check_value_range("value_range", value_range))
 
-    def get_random_transformation(self, data, training=True, seed=None):
+    def get_random_transformation(
+        self, data: Tensor | dict[str, Tensor], training: bool = True, seed: int | Tensor | None = None
+    ) -> dict[str, Tensor] | None:
         """Returns ``{"factor": (batch,) tensor}`` or None when not training."""
         return super().get_random_transformation(data, training=training, seed=seed)
 
@@ -179,7 +190,7 @@ class RandomBrightnessMultiplier(RandomImageLayer):
         factor = _per_picture(xnp, cast(parameters["factor"], self.compute_dtype), images)
         return xnp.clip(lo + (images - lo) * factor, lo, hi)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Sequence
+from typing import Any
 
 import keras
+import numpy as np
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import Shape, Tensor
+from keras_smalldata.augment import _arguments as augment_args
 from keras_smalldata.augment._image_layer import ImageLayer
 from keras_smalldata.augment.affine import RandomAffine
 from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChannelShift
@@ -14,7 +18,7 @@ from keras_smalldata.augment.color import RandomBrightnessMultiplier, RandomChan
 # ImageDataGenerator arguments this layer does not take: their do-nothing
 # values (accepted silently, so copied argument lists keep working) and what
 # to do instead.
-UNSUPPORTED_ARGUMENTS = {
+UNSUPPORTED_ARGUMENTS: dict[str, tuple[tuple[object, ...] | None, str]] = {
     "featurewise_center": (
         (False,),
         "It needs statistics of the whole training set, not augmentation. Add "
@@ -98,7 +102,7 @@ def _refuse_unsupported(kwargs: dict) -> None:
             continue
         if key in UNSUPPORTED_ARGUMENTS:
             accepted, advice = UNSUPPORTED_ARGUMENTS[key]
-            if key == "zca_epsilon":
+            if accepted is None:  # zca_epsilon: any value is accepted
                 continue
             if any(
                 value is a or (type(value) is type(a) and value == a) for a in accepted
@@ -107,10 +111,7 @@ def _refuse_unsupported(kwargs: dict) -> None:
             raise ValueError(
                 f"ImageDataGeneratorAugmentation does not take {key}={value!r}. {advice}"
             )
-        close = difflib.get_close_matches(
-            key, _SUPPORTED_ARGUMENTS + tuple(UNSUPPORTED_ARGUMENTS), n=3, cutoff=0.6
-        )
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        hint = args.did_you_mean(key, _SUPPORTED_ARGUMENTS + tuple(UNSUPPORTED_ARGUMENTS))
         raise TypeError(
             f"ImageDataGeneratorAugmentation got an unknown argument {key}={value!r}.{hint} "
             f"Accepted: {', '.join(_SUPPORTED_ARGUMENTS)}."
@@ -200,11 +201,11 @@ class ImageDataGeneratorAugmentation(ImageLayer):
     def __init__(
         self,
         rotation_range: float = 0.0,
-        width_shift_range=0.0,
-        height_shift_range=0.0,
-        brightness_range=None,
+        width_shift_range: float | Sequence[float] = 0.0,
+        height_shift_range: float | Sequence[float] = 0.0,
+        brightness_range: Sequence[float] | None = None,
         shear_range: float = 0.0,
-        zoom_range=0.0,
+        zoom_range: float | Sequence[float] = 0.0,
         channel_shift_range: float = 0.0,
         fill_mode: str = "nearest",
         cval: float = 0.0,
@@ -212,13 +213,13 @@ class ImageDataGeneratorAugmentation(ImageLayer):
         vertical_flip: bool = False,
         rescale: float | None = None,
         interpolation_order: int = 1,
-        value_range=(0, 255),
+        value_range: Sequence[float] = (0, 255),
         seed: int | None = None,
         data_format: str | None = None,
         name: str | None = None,
-        dtype=None,
-        **legacy_kwargs,
-    ):
+        dtype: str | keras.DTypePolicy | None = None,
+        **legacy_kwargs: Any,
+    ) -> None:
         _refuse_unsupported(legacy_kwargs)
         layer_kwargs = {k: legacy_kwargs[k] for k in _LAYER_ARGUMENTS if k in legacy_kwargs}
         super().__init__(data_format=data_format, name=name, dtype=dtype, **layer_kwargs)
@@ -237,13 +238,10 @@ class ImageDataGeneratorAugmentation(ImageLayer):
             )
         seed = args.check_seed(seed)
         value_range = list(args.check_value_range("value_range", value_range))
-        channel_shift_range = args.check_non_negative(
+        channel_shift_range = augment_args.check_non_negative(
             "channel_shift_range", channel_shift_range, "pixel-value units", "20.0"
         )
         rescale = None if not rescale else float(rescale)
-
-        def sub_seed(offset):
-            return None if seed is None else seed + offset
 
         prefix = self.name
         common = {"dtype": self.dtype_policy}
@@ -258,7 +256,7 @@ class ImageDataGeneratorAugmentation(ImageLayer):
             fill_mode=fill_mode,
             fill_value=cval,
             interpolation="nearest" if interpolation_order == 0 else "bilinear",
-            seed=sub_seed(0),
+            seed=args.sub_seed(seed, 0),
             data_format=self.data_format,
             name=f"{prefix}_affine",
             **common,
@@ -268,7 +266,7 @@ class ImageDataGeneratorAugmentation(ImageLayer):
             layers.append(
                 RandomChannelShift(
                     channel_shift_range,
-                    seed=sub_seed(1),
+                    seed=args.sub_seed(seed, 1),
                     name=f"{prefix}_channel_shift",
                     **common,
                 )
@@ -277,7 +275,7 @@ class ImageDataGeneratorAugmentation(ImageLayer):
             brightness = RandomBrightnessMultiplier(
                 brightness_range,
                 value_range=value_range,
-                seed=sub_seed(2),
+                seed=args.sub_seed(seed, 2),
                 name=f"{prefix}_brightness",
                 **common,
             )
@@ -305,18 +303,20 @@ class ImageDataGeneratorAugmentation(ImageLayer):
         """The `RandomAffine` layer doing the geometric part."""
         return self._augmentation_layers[0]
 
-    def build(self, input_shape=None):
+    def build(self, input_shape: Shape | None = None) -> None:
         for layer in self._augmentation_layers:
             if not layer.built:
                 layer.build(input_shape)
         self.built = True
 
-    def call(self, data, training=True):
+    def call(
+        self, data: Tensor | dict[str, Tensor], training: bool = True
+    ) -> Tensor | dict[str, Tensor]:
         for layer in self._augmentation_layers:
             data = layer(data, training=training)
         return data
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         affine = self.affine
         config.update(
@@ -342,7 +342,7 @@ class ImageDataGeneratorAugmentation(ImageLayer):
 
 
 def from_image_data_generator(
-    generator=None, /, **kwargs
+    generator: Any = None, /, **kwargs: Any
 ) -> ImageDataGeneratorAugmentation:
     """Builds the layer equivalent of an ImageDataGenerator, from its arguments or itself.
 
@@ -399,9 +399,26 @@ def from_image_data_generator(
     settings = {
         name: getattr(generator, name) for name in names if hasattr(generator, name)
     }
-    settings["validation_split"] = getattr(generator, "_validation_split", 0.0)
+    settings["validation_split"] = _validation_split(generator)
     for name in ("horizontal_flip", "vertical_flip", "featurewise_center", "samplewise_center",
                  "featurewise_std_normalization", "samplewise_std_normalization", "zca_whitening"):  # fmt: skip
         if name in settings:
             settings[name] = bool(settings[name])
     return ImageDataGeneratorAugmentation(**settings, **kwargs)
+
+
+def _validation_split(generator) -> float:
+    """The ``validation_split`` an ImageDataGenerator was made with.
+
+    The generator keeps it in a private attribute; its public ``flow`` tells
+    it: the validation subset of ``n`` samples has ``int(n * split)`` of
+    them. With ``n`` = 10**12 (one zero picture repeated by a NumPy view, no
+    memory) that gives the split to 12 digits.
+    """
+    flow = getattr(generator, "flow", None)
+    if flow is None:
+        return 0.0
+    total = 10**12
+    samples = np.broadcast_to(np.zeros((1, 1, 1, 1), "float32"), (total, 1, 1, 1))
+    subset = flow(samples, batch_size=1, shuffle=False, subset="validation")
+    return len(subset) / total

@@ -1,4 +1,4 @@
-"""MixUp and CutMix on (pictures, labels) batches, built on Keras' own layers."""
+"""MixUp and CutMix on (images, labels) batches, built on Keras' own layers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_smalldata import _arguments as args
 from keras_smalldata import _backend
+from keras_smalldata.augment import _tf_data, _tf_data_random
 
 MIXING_KINDS = ("mixup", "cutmix", "mixup_or_cutmix")
 LABEL_MODES = ("int", "categorical", "binary")
@@ -66,10 +67,10 @@ def _check_class_indices(labels, num_classes: int):
 
 
 class MixingAugmentation:
-    """MixUp / CutMix for ``dataset.map`` on ``(pictures, labels)`` batches.
+    """MixUp / CutMix for ``dataset.map`` on ``(images, labels)`` batches.
 
     Made by `mixing_augmentation`; see there. Calling it with a batch of
-    pictures and their labels returns ``(mixed_pictures, soft_labels)``.
+    images and their labels returns ``(mixed_images, soft_labels)``.
 
     Attributes:
         kind: ``"mixup"``, ``"cutmix"`` or ``"mixup_or_cutmix"``.
@@ -96,10 +97,10 @@ class MixingAugmentation:
             cutmix_alpha = alpha["cutmix"]
             self.cutmix = _keras_layer("CutMix")(
                 factor=(cutmix_alpha, cutmix_alpha),
-                seed=None if seed is None else seed + 1,
+                seed=args.sub_seed(seed, 1),
             )
             self.layers.append(self.cutmix)
-        self.generator = keras.random.SeedGenerator(None if seed is None else seed + 2)
+        self.generator = keras.random.SeedGenerator(args.sub_seed(seed, 2))
 
     def __repr__(self):
         alpha = ", ".join(f"{k}={v:g}" for k, v in self.alpha.items())
@@ -154,6 +155,7 @@ class MixingAugmentation:
     # The two methods.
 
     def _mixup(self, pictures, labels):
+        assert self.mixup is not None  # made for the kinds that call _mixup
         mixed = self.mixup({"images": pictures, "labels": labels}, training=True)
         return mixed["images"], mixed["labels"]
 
@@ -166,6 +168,7 @@ class MixingAugmentation:
         index as one more channel through the same CutMix call, so the pixels
         that came from another picture are counted exactly.
         """
+        assert self.cutmix is not None  # made for the kinds that call _cutmix
         channels_last = keras.config.image_data_format() == "channels_last"
         axis = -1 if channels_last else 1
         pictures = ops.cast(pictures, self.cutmix.compute_dtype)
@@ -194,52 +197,52 @@ class MixingAugmentation:
 
     def _uniform(self, pictures, batch):
         """U(0, 1) per picture: inside ``tf.data`` from TensorFlow, as the layers do."""
-        if _backend.runs_in_tf_data(pictures) or _backend.in_tf_data_function():
-            seed = None if self.seed is None else self.seed + 2
-            return _backend.tf_data_uniform(self, (batch,), seed)
+        if _tf_data.in_tf_data(pictures):
+            seed = args.sub_seed(self.seed, 2)
+            return _tf_data_random.uniform(self, (batch,), seed)
         return keras.random.uniform((batch,), seed=self.generator)
 
-    def __call__(self, pictures, labels):
-        """Mixes a batch: returns ``(mixed_pictures, soft_labels)``, both float32."""
-        if not hasattr(pictures, "shape") or not hasattr(pictures, "dtype"):
-            pictures = np.asarray(pictures)
+    def __call__(self, images, labels):
+        """Mixes a batch: returns ``(mixed_images, soft_labels)``, both float32."""
+        if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+            images = np.asarray(images)
         if not hasattr(labels, "shape") or not hasattr(labels, "dtype"):
             labels = np.asarray(labels)
-        rank = len(pictures.shape)
+        rank = len(images.shape)
         if rank != 4:
             raise ValueError(
-                "Mixing needs a batch of pictures, shape (batch, height, width, "
-                f"channels); received shape {tuple(pictures.shape)}. Batch the "
+                "Mixing needs a batch of images, shape (batch, height, width, "
+                f"channels); received shape {tuple(images.shape)}. Batch the "
                 "dataset before mapping: dataset.batch(32).map(mixing)."
             )
         label_batch = labels.shape[0] if len(labels.shape) else None
         if (
-            pictures.shape[0] is not None
+            images.shape[0] is not None
             and label_batch is not None
-            and int(pictures.shape[0]) != int(label_batch)
+            and int(images.shape[0]) != int(label_batch)
         ):
             raise ValueError(
-                f"Got {pictures.shape[0]} pictures but {label_batch} labels: mixing "
+                f"Got {images.shape[0]} pictures but {label_batch} labels: mixing "
                 "takes one label per picture."
             )
-        if not _backend.runs_in_tf_data(pictures):
-            pictures = keras.ops.convert_to_tensor(pictures)
+        if not _tf_data.runs_in_tf_data(images):
+            images = keras.ops.convert_to_tensor(images)
             labels = keras.ops.convert_to_tensor(labels)
-        ops = _backend.keras_ops_for(pictures)
-        batch = ops.shape(pictures)[0]
-        if isinstance(pictures.shape[0], int):
-            batch = int(pictures.shape[0])
+        ops = _tf_data.keras_ops_for(images)
+        batch = ops.shape(images)[0]
+        if isinstance(images.shape[0], int):
+            batch = int(images.shape[0])
         soft = self._soft_labels(ops, labels, batch)
         if self.kind == "mixup":
-            mixed, soft = self._mixup(pictures, soft)
+            mixed, soft = self._mixup(images, soft)
         elif self.kind == "cutmix":
-            mixed, soft = self._cutmix(ops, pictures, soft, batch)
+            mixed, soft = self._cutmix(ops, images, soft, batch)
         else:
-            mixup_pictures, mixup_labels = self._mixup(pictures, soft)
-            cutmix_pictures, cutmix_labels = self._cutmix(ops, pictures, soft, batch)
-            use_mixup = self._uniform(pictures, batch) < 0.5
+            mixup_images, mixup_labels = self._mixup(images, soft)
+            cutmix_images, cutmix_labels = self._cutmix(ops, images, soft, batch)
+            use_mixup = self._uniform(images, batch) < 0.5
             mixed = ops.where(
-                ops.reshape(use_mixup, (-1, 1, 1, 1)), mixup_pictures, cutmix_pictures
+                ops.reshape(use_mixup, (-1, 1, 1, 1)), mixup_images, cutmix_images
             )
             soft = ops.where(ops.reshape(use_mixup, (-1, 1)), mixup_labels, cutmix_labels)
         if self.label_mode == "binary" and len(labels.shape) == 1:
@@ -255,50 +258,36 @@ def mixing_augmentation(
     alpha: float | None = None,
     seed: int | None = None,
 ) -> MixingAugmentation:
-    """Returns MixUp or CutMix for ``dataset.map`` on ``(pictures, labels)`` batches.
+    """Returns MixUp or CutMix for ``dataset.map`` on ``(images, labels)`` batches.
 
     MixUp (Zhang et al., 2018) blends each picture with another picture of
-    the batch, ``l * a + (1 - l) * b``; CutMix (Yun et al., 2019) pastes a
-    rectangle of another picture into it. In both, the labels are mixed with
-    the same draw: the label becomes ``l * onehot(a) + (1 - l) * onehot(b)``,
-    with ``l`` the blending weight (MixUp) or the share of the picture's own
-    pixels (CutMix, counted exactly, pixel by pixel). ``l`` is drawn per
-    picture from Beta(alpha, alpha). ``"mixup_or_cutmix"`` gives each picture
-    MixUp or CutMix with probability 1/2.
-
-    The mixing is done by Keras' own `keras.layers.MixUp` and
-    `keras.layers.CutMix`, which run inside ``tf.data`` under every backend.
-    It needs the labels, so it belongs in the input pipeline, after
-    ``batch``, on the training data only (never on validation or test
-    data); a layer inside the model never sees the labels.
-
-    Train on the result with ``categorical_crossentropy`` (with
-    ``from_logits=True`` if the head has no softmax), not
-    ``sparse_categorical_crossentropy``: the labels come out as soft one-hot
-    rows ``(batch, num_classes)``. With ``label_mode="binary"`` (one sigmoid
-    unit), they stay one number per picture, the probability of class 1,
-    for ``binary_crossentropy``.
+    the batch; CutMix (Yun et al., 2019) pastes a rectangle of another
+    picture into it. The labels are mixed by the same draw, so the result
+    belongs in the input pipeline, after ``batch``, on the training data
+    only. Train on it with ``categorical_crossentropy`` (the labels come out
+    as soft one-hot rows), or ``binary_crossentropy`` with
+    ``label_mode="binary"``.
 
     Args:
-        kind: ``"mixup"``, ``"cutmix"`` or ``"mixup_or_cutmix"``.
-        num_classes: Number of classes of the softmax head (required for
-            ``label_mode="int"`` and ``"categorical"``), e.g. ``num_classes=10``.
-        label_mode: What the labels are, in the words of
-            `keras.utils.image_dataset_from_directory`: ``"int"`` (class
-            indices, shape ``(batch,)``, turned into one-hot rows),
-            ``"categorical"`` (one-hot rows ``(batch, num_classes)``) or
-            ``"binary"`` (0/1 targets of one sigmoid unit, shape ``(batch,)``
-            or ``(batch, 1)``, mixed as they are).
-        alpha: The Beta(alpha, alpha) parameter, > 0: small values mix
-            little (most weights near 0 or 1), 1 draws the weight uniformly.
-            None: 0.2 for MixUp (Keras' default), 1.0 for CutMix (the
-            paper's); at most 1 for CutMix (Keras' bound).
+        kind: ``"mixup"``, ``"cutmix"`` or ``"mixup_or_cutmix"`` (each
+            picture gets one or the other, with probability 1/2).
+        num_classes: Number of classes of the softmax head, e.g. ``10``
+            (required unless ``label_mode="binary"``).
+        label_mode: ``"int"`` (class indices), ``"categorical"`` (one-hot
+            rows) or ``"binary"`` (0/1 targets of one sigmoid unit), as in
+            `keras.utils.image_dataset_from_directory`.
+        alpha: The Beta(alpha, alpha) parameter of the mixing weight, > 0.
+            None: 0.2 for MixUp, 1.0 for CutMix (at most 1 for CutMix).
         seed: Int seed for reproducible draws.
 
     Returns:
-        A callable ``mixing(pictures, labels) -> (mixed_pictures,
-        soft_labels)`` (a `MixingAugmentation`), both float32; the pictures
-        keep their value range.
+        A callable ``mixing(images, labels) -> (mixed_images, soft_labels)``,
+        both float32; the pictures keep their value range.
+
+    Raises:
+        ValueError: For an unknown ``kind`` or ``label_mode``, or a bad
+            ``num_classes`` or ``alpha``.
+        TypeError: Without ``num_classes`` where it is needed.
 
     Example:
 

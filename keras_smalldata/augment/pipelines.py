@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -16,7 +17,7 @@ from keras_smalldata.augment.image_data_generator import ImageDataGeneratorAugme
 PRESETS = ("flip_rotate_zoom", "image_data_generator", "rand_augment")
 
 # The seeds' ImageDataGenerator arguments (the "image_data_generator" preset).
-SEEDS_IMAGE_DATA_GENERATOR = {
+SEEDS_IMAGE_DATA_GENERATOR: dict[str, Any] = {
     "rotation_range": 40,
     "width_shift_range": 0.2,
     "height_shift_range": 0.2,
@@ -29,56 +30,38 @@ SEEDS_IMAGE_DATA_GENERATOR = {
 
 def augmentation_preset(
     preset: str,
+    *,
     seed: int | None = None,
     name: str | None = None,
-    *,
-    layer_name: str | None = None,
 ) -> keras.layers.Layer:
     """Returns a ready-made augmentation block, as one layer.
 
-    Presets:
-
-    - ``"flip_rotate_zoom"``: the classic Keras 3 block of Deep Learning with
-      Python (2nd edition), built from Keras' own layers:
-      ``RandomFlip("horizontal")``, ``RandomRotation(0.1)`` (a fraction of a
-      full turn: up to +-36 degrees), ``RandomZoom(0.2)`` (same zoom on both
-      axes), with their default ``fill_mode="reflect"``. Three interpolation
-      passes, as in the book.
+    - ``"flip_rotate_zoom"``: Keras 3's classic block,
+      ``RandomFlip("horizontal")``, ``RandomRotation(0.1)`` and
+      ``RandomZoom(0.2)`` (three interpolation passes, as in the book).
     - ``"image_data_generator"``: the 1st edition's ImageDataGenerator
-      settings, ``rotation_range=40, width_shift_range=0.2,
-      height_shift_range=0.2, shear_range=0.2, zoom_range=0.2,
-      horizontal_flip=True, fill_mode="nearest"``, as an
-      `ImageDataGeneratorAugmentation` (one fused affine pass). Note that
-      ``shear_range=0.2`` is 0.2 DEGREES, as it always was.
-    - ``"rand_augment"``: Keras' `keras.layers.RandAugment` (Cubuk et al.,
-      2020) with its defaults, two operations of strength ``factor=0.5``
-      chosen from shear, translation, rotation, brightness, colour
-      degeneration, contrast, sharpness, posterization, solarization,
-      auto-contrast and equalization, for pictures in 0-255
-      (``value_range=(0, 255)``, this library's range; for other ranges build
-      ``keras.layers.RandAugment(value_range=...)`` yourself). Which
-      operations run is drawn per batch, their strengths per picture. Needs
-      Keras >= 3.11 to draw the operations anew for each batch inside
-      ``tf.data`` or a compiled model (Keras 3.10 draws them once, when the
-      function is traced: a warning says so). Under PyTorch use it in
-      ``dataset.map``, where it runs with TensorFlow: run by PyTorch, Keras'
-      brightness operation changes the pictures in place and the result is
-      wrong (a warning says so).
+      settings (``rotation_range=40``, shifts, shear and zoom of ``0.2``,
+      ``horizontal_flip=True``, ``fill_mode="nearest"``), as one
+      `ImageDataGeneratorAugmentation` (one fused pass).
+    - ``"rand_augment"``: `keras.layers.RandAugment` with its defaults, for
+      pictures in 0-255. Needs Keras >= 3.11 to draw its operations anew
+      for each batch in ``tf.data`` or a compiled model; under PyTorch use
+      it in ``dataset.map`` (a warning says so in both cases).
 
-    The first two take pictures of any value range (uint8 or float), batched
-    or not; all three augment only during training, and work in a Functional
-    model and in ``dataset.map``.
+    The blocks augment only during training and work in a Functional model
+    and in ``dataset.map``. The augmentation guide says more about each.
 
     Args:
         preset: One of ``PRESETS``.
         seed: Int seed for reproducible draws.
-        name: Name of the returned layer (default: Keras' automatic name), as
-            for every layer and for `from_image_data_generator`.
-        layer_name: Deprecated spelling of ``name``.
+        name: Name of the returned layer (default: Keras' automatic name).
 
     Returns:
         A `keras.layers.Pipeline` (an `ImageDataGeneratorAugmentation` for
         ``"image_data_generator"``).
+
+    Raises:
+        ValueError: For an unknown preset (with the closest names).
 
     Example:
 
@@ -88,20 +71,6 @@ def augmentation_preset(
     x = augment(inputs)
     ```
     """
-    if layer_name is not None:
-        if name is not None:
-            raise TypeError(
-                "augmentation_preset got both name= and its deprecated spelling "
-                f"layer_name=; pass only name=. Received: name={name!r}, "
-                f"layer_name={layer_name!r}."
-            )
-        warnings.warn(
-            "augmentation_preset(..., layer_name=) is deprecated: use name=, as for "
-            "every layer and for from_image_data_generator.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        name = layer_name
     seed = args.check_seed(seed)
     if not isinstance(preset, str) or preset not in PRESETS:
         hint = args.did_you_mean(preset, PRESETS, n=2, cutoff=0.4)
@@ -110,15 +79,12 @@ def augmentation_preset(
             f"{args.received('preset', preset)}"
         )
 
-    def sub_seed(offset):
-        return None if seed is None else seed + offset
-
     if preset == "flip_rotate_zoom":
         return keras.layers.Pipeline(
             [
-                keras.layers.RandomFlip("horizontal", seed=sub_seed(0)),
-                keras.layers.RandomRotation(0.1, seed=sub_seed(1)),
-                keras.layers.RandomZoom(0.2, seed=sub_seed(2)),
+                keras.layers.RandomFlip("horizontal", seed=args.sub_seed(seed, 0)),
+                keras.layers.RandomRotation(0.1, seed=args.sub_seed(seed, 1)),
+                keras.layers.RandomZoom(0.2, seed=args.sub_seed(seed, 2)),
             ],
             name=name,
         )
@@ -189,7 +155,9 @@ def _flatten(items):
             yield item
 
 
-def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipeline:
+def augmentation_pipeline(
+    *layers: keras.layers.Layer | str | Sequence[Any], name: str | None = None
+) -> keras.layers.Pipeline:
     """Composes augmentation layers into one block that is a layer.
 
     Accepts any Keras layers (Keras' own `RandomContrast`, `RandAugment`...,
@@ -235,74 +203,3 @@ def augmentation_pipeline(*layers, name: str | None = None) -> keras.layers.Pipe
         )
     return keras.layers.Pipeline(built, name=name)
 
-
-def keras_cv_layer(class_name: str, /, **kwargs) -> keras.layers.Layer:
-    """Deprecated: builds a keras-cv augmentation layer by class name.
-
-    keras-cv is frozen upstream and its layers run only on the
-    TensorFlow backend; Keras 3 itself now has its augmentation policies
-    (`keras.layers.RandAugment`, `AugMix`, `RandomColorJitter`, `CutMix`,
-    `MixUp`...), on every backend. Calling this function emits a
-    `FutureWarning` naming the Keras layer to use instead (a FutureWarning,
-    not a DeprecationWarning, because Python shows DeprecationWarnings only
-    for code run as ``__main__``: a call from a user's module or a library
-    would stay silent). It keeps working: keras-cv is imported only when it
-    is called (``pip install "keras-smalldata[cv]"``, also deprecated).
-
-    Args:
-        class_name: Class name in ``keras_cv.layers``, e.g. ``"RandAugment"``
-            (positional, so that ``name=`` can name the layer).
-        **kwargs: Arguments of that class, ``name=`` included.
-
-    Returns:
-        The layer, ready for `augmentation_pipeline`.
-
-    Example:
-
-    ```python
-    # Deprecated; the Keras core equivalent is
-    # keras.layers.RandAugment(value_range=(0, 255)).
-    rand_augment = keras_cv_layer("RandAugment", value_range=(0, 255))
-    ```
-    """
-    if isinstance(class_name, str) and isinstance(
-        getattr(keras.layers, class_name, None), type
-    ):
-        replacement = (
-            f"use keras.layers.{class_name} from Keras core instead (it runs on every "
-            "backend; check its arguments, which may differ from keras-cv's)"
-        )
-    else:
-        replacement = (
-            f"Keras core has no layer named {class_name!r}: find its equivalent in "
-            "keras.layers (RandAugment, AugMix, RandomColorJitter, CutMix, MixUp...)"
-        )
-    warnings.warn(
-        f"keras_cv_layer({class_name!r}) is deprecated, as keras-cv (frozen upstream, "
-        f"TensorFlow only) and the keras-smalldata[cv] extra are: "
-        f"{replacement}.",
-        FutureWarning,
-        stacklevel=2,
-    )
-    try:
-        keras_cv = importlib.import_module("keras_cv")
-    except ImportError as error:
-        raise ImportError(
-            f"keras_cv_layer({class_name!r}) needs keras-cv, which is not installed: "
-            'pip install "keras-smalldata[cv]" (or keras-cv). Keras 3 has many such layers '
-            "built in: keras.layers.RandAugment, AugMix, RandomColorJitter, CutMix, MixUp."
-        ) from error
-    available = sorted(n for n in dir(keras_cv.layers) if not n.startswith("_"))
-    if class_name not in available:
-        hint = args.did_you_mean(class_name, available, n=3, cutoff=0.5)
-        raise ValueError(
-            f"keras_cv.layers has no layer of that name.{hint} "
-            f"{args.received('class_name', class_name)}"
-        )
-    layer = getattr(keras_cv.layers, class_name)(**kwargs)
-    if not isinstance(layer, keras.layers.Layer):
-        raise TypeError(
-            f"keras_cv.layers.{class_name} did not build a Keras 3 layer ({type(layer).__name__}); "
-            "keras-cv >= 0.9 with Keras 3 is required."
-        )
-    return layer

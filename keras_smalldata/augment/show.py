@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from keras_smalldata._arguments import check_positive_int
 from keras_smalldata._figures import new_figure
+from keras_smalldata._types import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _load_picture(image) -> np.ndarray:
@@ -50,46 +56,50 @@ def _to_display(picture: np.ndarray, value_range) -> np.ndarray:
 
 
 def show_augmentations(
-    layer,
-    image,
-    n: int = 9,
-    ncols: int | None = None,
+    layer: Callable[..., Any],
+    image: ArrayLike | str | os.PathLike,
+    *,
+    num_images: int = 9,
+    images_per_row: int | None = None,
     figsize: tuple[float, float] | None = None,
     include_original: bool = False,
     value_range: tuple[float, float] | None = None,
-):
-    """Draws a grid of ``n`` random augmentations of one picture.
+) -> Figure:
+    """Draws a grid of random augmentations of one picture.
 
-    Calls ``layer(picture, training=True)`` ``n`` times (so even a layer that
-    draws once per batch shows ``n`` different variants) and shows the results
-    in a grid, as a matplotlib Figure (no window is opened: display it in a
-    notebook or save it with ``fig.savefig``).
+    Calls ``layer(image, training=True)`` once per panel, so even a layer
+    that draws once per batch shows different variants.
 
     Args:
-        layer: Any augmentation layer or callable taking a batch of pictures
-            and ``training=True`` (e.g. `RandomAffine`, a preset).
+        layer: An augmentation layer, or a callable taking a batch of
+            pictures and ``training=True``.
         image: One picture: an array or tensor ``(height, width, channels)``
-            (or ``(1, h, w, c)``), a PIL image or a file path.
-        n: Number of augmented variants (>= 1).
-        ncols: Columns of the grid (default: about the square root of the
-            number of panels).
+            (or ``(1, height, width, channels)``), a PIL image or a file path.
+        num_images: Number of augmented variants (>= 1).
+        images_per_row: Panels per row of the grid (default: about the
+            square root of the number of panels).
         figsize: Figure size in inches (default: 2 inches per panel).
         include_original: Show the input picture first.
-        value_range: Pixel range used for display, e.g. ``(0, 255)``;
-            default: guessed from the picture ((-1, 1) if it has negative
-            values, (0, 255) if it exceeds 1, else (0, 1)).
+        value_range: Pixel range used for display, e.g. ``(0, 255)``
+            (default: guessed from the picture).
 
     Returns:
         A `matplotlib.figure.Figure`.
 
+    Raises:
+        ValueError: For a batch of several pictures or ``num_images < 1``.
+        TypeError: For a ``layer`` that is not callable.
+        FileNotFoundError: For a file path that does not exist.
+
     Example:
 
     ```python
-    fig = show_augmentations(augmentation_preset("image_data_generator"), picture, n=6)
+    layer = augmentation_preset("image_data_generator")
+    fig = show_augmentations(layer, image, num_images=6)
     fig.savefig("augmentations.png")
     ```
     """
-    check_positive_int("n", n, "number of variants")
+    check_positive_int("num_images", num_images, "number of variants")
     if not callable(layer):
         raise TypeError(
             f"layer must be a Keras layer or a callable, got {type(layer).__name__}."
@@ -102,18 +112,18 @@ def show_augmentations(
         )
     batch = picture[None].astype("float32")
     panels = [("original", picture)] if include_original else []
-    for i in range(int(n)):
+    for i in range(int(num_images)):
         out = keras.ops.convert_to_numpy(layer(batch, training=True))
         panels.append((f"#{i + 1}", np.asarray(out)[0]))
     count = len(panels)
-    if ncols is None:
-        ncols = math.ceil(math.sqrt(count))
+    if images_per_row is None:
+        images_per_row = math.ceil(math.sqrt(count))
     else:
-        check_positive_int("ncols", ncols)
-    ncols = min(int(ncols), count)
-    nrows = math.ceil(count / ncols)
-    fig = new_figure(figsize=figsize or (2.0 * ncols, 2.0 * nrows))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+        check_positive_int("images_per_row", images_per_row)
+    columns = min(int(images_per_row), count)
+    rows = math.ceil(count / columns)
+    fig = new_figure(figsize=figsize or (2.0 * columns, 2.0 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, panel) in zip(axes.flat, panels):

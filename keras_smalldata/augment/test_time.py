@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
 from keras_smalldata import _backend
+from keras_smalldata._types import Data, Tensor
 
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 TTA_FILL_MODES = ("reflect", "nearest")
@@ -179,14 +181,20 @@ def view(pictures, flip: str, shift, fill_mode: str = "reflect", data_format=Non
 class _AveragedViews(keras.Model):
     """``model``'s outputs averaged over the views of each batch (the TTA forward pass)."""
 
-    def __init__(self, model, views, fill_mode, data_format):
+    def __init__(
+        self,
+        model: keras.Model,
+        views: Sequence[tuple[str, tuple[float, float]]],
+        fill_mode: str,
+        data_format: str,
+    ) -> None:
         super().__init__(name=f"{model.name}_with_tta")
         self.wrapped = model
         self.views = views
         self.fill_mode = fill_mode
         self.picture_format = data_format
 
-    def call(self, pictures, training=False):
+    def call(self, pictures: Tensor, training: bool = False) -> Tensor:
         outputs = [
             self.wrapped(
                 view(pictures, flip, shift, self.fill_mode, self.picture_format),
@@ -263,65 +271,57 @@ def _pictures_spec(pictures):
 
 def predict_with_tta(
     model: keras.Model,
-    pictures,
+    images: Data,
     *,
     flips: Sequence[str] = ("none", "horizontal"),
     shifts: float | Sequence[tuple[float, float]] = 0,
     fill_mode: str = "reflect",
     batch_size: int = 32,
     verbose: int = 0,
-):
+) -> Any:
     """Predicts with test-time augmentation: the average over fixed views of each picture.
 
-    Each picture is shown to the model in several deterministic views, every
-    flip of ``flips`` combined with every shift of ``shifts`` (the flip first,
-    then the shift), and the model's outputs are averaged view by view. The
-    default, ``flips=("none", "horizontal")`` with no shift, averages the
-    picture and its mirror image: two views.
-
-    What is averaged is what the model outputs: probabilities for a softmax
-    or sigmoid head (their mean is again a probability table), but for a
-    model that outputs logits, the mean of the logits. The views run in one
-    pass over the data: each batch is read once and shown in every view, so
-    a dataset that reshuffles still gets a consistent average.
-
-    Shifts move the picture by a whole number of pixels; the uncovered border
-    is filled from the picture itself (``fill_mode="reflect"`` mirrors it,
-    ``"nearest"`` repeats the edge pixels), never black. With only the
-    identity view (``flips=("none",)``, ``shifts=0``) the result is exactly
-    ``model.predict``. Runs on every Keras backend.
+    Each picture is shown to the model in every flip of ``flips`` combined
+    with every shift of ``shifts`` (flip first, then shift), and the
+    model's outputs are averaged (probabilities for a softmax or sigmoid
+    head, logits for a model that outputs logits). Each batch is read once
+    and shown in every view. With only the identity view the result is
+    exactly ``model.predict``. Runs on every Keras backend.
 
     Args:
-        model: A Keras model taking one batch of pictures (in the layout of
-            `keras.config.image_data_format()`).
-        pictures: A NumPy array (or tensor) ``(batch, height, width, channels)``,
-            or a finite `tf.data.Dataset` of such batches or of ``(pictures,
-            labels)`` batches (the labels are ignored), as `model.predict`
-            takes them.
+        model: A Keras model with one input, a batch of pictures.
+        images: An array or tensor ``(batch, height, width, channels)``, or
+            a finite `tf.data.Dataset` of such batches or of ``(images,
+            labels)`` batches (the labels are ignored).
         flips: Names from ``FLIPS``: ``"none"`` (the picture as it is),
-            ``"horizontal"`` (left-right mirror), ``"vertical"``,
-            ``"horizontal_and_vertical"``. E.g. ``("none", "horizontal")``.
+            ``"horizontal"``, ``"vertical"``, ``"horizontal_and_vertical"``.
         shifts: One number ``s``: the unshifted picture and the four shifts
             by ``s`` (up, down, left, right); ``0``: no shift. Or a list of
-            ``(height_shift, width_shift)`` pairs, exactly those, e.g.
-            ``[(0, 0), (0, 4), (0, -4)]`` (include ``(0, 0)`` to keep the
-            unshifted picture). An int is a number of pixels, a float in
-            (-1, 1) a fraction of the size (rounded to whole pixels): ``4``
-            and ``0.1`` are both accepted. Positive moves down / right.
-        fill_mode: ``"reflect"`` or ``"nearest"``.
+            ``(height_shift, width_shift)`` pairs, exactly those (include
+            ``(0, 0)`` to keep the unshifted picture). An int is pixels, a
+            float in (-1, 1) a fraction of the size. Positive moves down /
+            right.
+        fill_mode: What fills the uncovered border: ``"reflect"`` or
+            ``"nearest"``.
         batch_size: Batch size for arrays (a dataset keeps its own batches).
         verbose: 0 (silent), 1 (progress bar) or 2 (one line), as for
             `model.predict`.
 
     Returns:
-        What `model.predict` returns for the same input (same shapes, dtype,
-        order, and for a model with several outputs the same structure), each
-        value averaged over the ``len(flips) * number of shifts`` views.
+        What `model.predict` returns for the same input (same shapes and
+        structure), averaged over the ``len(flips) * number of shifts`` views.
+
+    Raises:
+        ValueError: For unknown or repeated flips or shifts, a shift as
+            large as the picture, an infinite dataset, a model with several
+            inputs or pictures without a batch axis.
+        TypeError: For a ``model`` that is not a `keras.Model` or
+            ``images`` of an unsupported type.
 
     Example:
 
     ```python
-    probabilities = predict_with_tta(model, test_pictures, flips=("none", "horizontal"), shifts=4)
+    probabilities = predict_with_tta(model, images, shifts=4)
     # 2 flips x 5 shifts = 10 views per picture
     ```
     """
@@ -343,12 +343,12 @@ def predict_with_tta(
             "predict_with_tta takes a model with one input (the pictures); "
             f"{model.name!r} has {len(model_inputs)} inputs."
         )
-    shape, source = _pictures_spec(pictures)
+    shape, source = _pictures_spec(images)
     if len(shape) != 4:
         hint = (
             " Batch the dataset first: dataset.batch(32)."
             if source == "dataset"
-            else " For one picture, add a batch axis: pictures[None]."
+            else " For one picture, add a batch axis: images[None]."
         )
         raise ValueError(
             "predict_with_tta takes batches of pictures of shape (batch, height, "
@@ -371,7 +371,7 @@ def predict_with_tta(
     if source == "array":
         predict_options["batch_size"] = batch_size
     if views == [("none", (0, 0))]:
-        return model.predict(pictures, **predict_options)
+        return model.predict(images, **predict_options)
     averaged = _AveragedViews(model, views, fill_mode, data_format)
     with _first_trace_is_not_retracing():
-        return averaged.predict(pictures, **predict_options)
+        return averaged.predict(images, **predict_options)

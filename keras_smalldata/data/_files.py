@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 # The extensions `keras.utils.image_dataset_from_directory` accepts
@@ -44,9 +45,9 @@ def same_bytes(a: Path, b: Path, chunk_size: int = 1 << 20) -> bool:
                 return True
 
 
-def format_table(header: list[str], rows: list[list[object]]) -> str:
+def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Formats rows as a plain-text table with aligned columns."""
-    cells = [header] + [[str(value) for value in row] for row in rows]
+    cells = [list(header)] + [[str(value) for value in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
 
     def line(row):

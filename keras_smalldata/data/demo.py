@@ -150,29 +150,14 @@ def demo_dataset(
 ) -> Path:
     """Writes a small real dataset as class folders, ready for `image_dataset_from_directory`.
 
-    Two tasks:
-
-    - ``"faces"`` (the default, fully offline, easy): scikit-image's subset
-      of Labeled Faces in the Wild (`skimage.data.lfw_subset`), 100 face
-      crops and 100 crops of other things, 25x25 grey, upscaled (bicubic) to
-      ``image_size`` (default 64). Classes ``faces``, ``not_faces``.
-      Splits default to 60 / 20 / 20 pictures per class, drawn from the 100.
-    - ``"fashion_tops"`` (hard): Fashion-MNIST's four upper-body classes,
-      ``t_shirt_top``, ``pullover``, ``coat`` and ``shirt``, 28x28 grey,
-      loaded with `keras.datasets.fashion_mnist.load_data` (Keras downloads
-      it once into ``$KERAS_HOME/datasets/fashion-mnist``; offline, without
-      those files, a RuntimeError says what to do). Training and validation
-      pictures are drawn (with ``seed``) from Fashion-MNIST's training split
-      (6,000 per class), test pictures from its official test split (1,000
-      per class; the first ones in the file's order). Splits default to
-      100 / 50 / 250 per class: 1,000 test pictures. Pictures are written at
-      28 px unless ``image_size`` asks for an upscale.
-
-    Pictures are PNG files in ``train/``, ``validation/`` and ``test/``,
-    each with one sub-folder per class. A second call with the same
-    arguments finds the files in place and does nothing (it checks a
-    manifest and that every file is there); a folder holding anything else
-    is refused, never modified.
+    ``"faces"`` (the default, offline and easy) is scikit-image's subset of
+    Labeled Faces in the Wild: classes ``faces`` and ``not_faces``, 60 / 20
+    / 20 pictures per class. ``"fashion_tops"`` (hard) is Fashion-MNIST's
+    four upper-body classes, loaded with `keras.datasets.fashion_mnist`:
+    100 / 50 / 250 pictures per class. Pictures are PNG files in
+    ``train/``, ``validation/`` and ``test/``, one sub-folder per class. A
+    second call with the same arguments reuses the files; a folder holding
+    anything else is refused, never modified.
 
     Args:
         task: ``"faces"`` or ``"fashion_tops"``.
@@ -187,6 +172,12 @@ def demo_dataset(
 
     Returns:
         The dataset's root folder (holding ``train``, ``validation``, ``test``).
+
+    Raises:
+        ValueError: For an unknown task or bad settings.
+        FileExistsError: When ``directory`` holds anything else.
+        RuntimeError: For ``"fashion_tops"`` offline without Keras' copy of
+            Fashion-MNIST.
 
     Example:
 

@@ -108,28 +108,13 @@ def make_subsets(
 ) -> SubsetSummary:
     """Copies (or hard-links) a stratified train/validation/test subset of pictures.
 
-    Reads pictures from ``source`` in either layout a user meets:
-
-    - ``"flat"``: one folder whose file names carry the class, as in Kaggle's
-      dogs-vs-cats archive (``cat.0.jpg``, ``dog.12.jpg``);
-    - ``"folders"``: one sub-folder per class (``source/cat/xyz.jpg``); the
-      pictures of a class may sit in sub-folders of its folder, whose
-      relative paths are kept (``source/cat/a/x.jpg`` goes to
-      ``<split>/cat/a/x.jpg``, which the Keras loader reads as a ``cat``),
-      so two pictures with one name never meet.
-
-    and writes ``destination/<split>/<class>/<file>``, the layout that
-    `keras.utils.image_dataset_from_directory` reads. The source is never
-    modified. Every class gets the same split sizes (stratified). Hidden
-    files (``.DS_Store``, macOS ``._cat.1.jpg``) are not pictures and are
-    left out.
-
-    Everything is planned and checked before the first file is written: a
-    class that cannot be a folder, two classes or two files that would be
-    one on a case-insensitive disk, a file already in the destination with
-    other bytes, an unreadable picture. If a write still fails (a full
-    disk), the files and folders this call created are removed again, and
-    nothing else is touched.
+    Reads ``source`` as one flat folder whose file names carry the class
+    (``cat.0.jpg``, as in Kaggle's dogs-vs-cats) or as one sub-folder per
+    class, and writes ``destination/<split>/<class>/<file>``, the layout
+    `keras.utils.image_dataset_from_directory` reads. Every class gets the
+    same split sizes. The source is never modified; everything is checked
+    before the first file is written, and a failed write removes what this
+    call created.
 
     Args:
         source: Folder of pictures.
@@ -159,6 +144,14 @@ def make_subsets(
     Returns:
         A `SubsetSummary` with counts per split and class; ``print`` it for
         a table.
+
+    Raises:
+        FileNotFoundError: When ``source`` is not a folder.
+        FileExistsError: For a non-empty ``destination`` without
+            ``exist_ok=True``, or a different file at a path it needs.
+        ValueError: For a class with fewer pictures than requested, class
+            or file names that cannot be folders or clash in case, or bad
+            ``splits``.
 
     Example:
 

@@ -173,6 +173,7 @@ class VerificationReport:
 
 def verify_images(
     directory: str | os.PathLike,
+    *,
     quarantine: bool = False,
     quarantine_dir: str | os.PathLike | None = None,
     verbose: int = 1,
@@ -180,52 +181,36 @@ def verify_images(
 ) -> VerificationReport:
     """Finds every file that `keras.utils.image_dataset_from_directory` cannot load.
 
-    Every entry with an extension the loader takes (.bmp .gif .jpeg .jpg
-    .png, in any case) is read and decoded with the loader's own decoder
-    (``tf.image.decode_image(..., channels=..., expand_animations=False)``,
-    with the channels of ``color_mode``), so "verified" means "loads": a
-    WebP picture named ``.jpg`` loads, a GIF does not load with
-    ``color_mode="grayscale"``. An entry is reported as:
-
-    - ``"empty"``: zero bytes;
-    - ``"not an image"``: its first bytes are not any picture format (HTML
-      error pages, text, the ``._x.jpg`` files a Mac leaves in archives);
-    - ``"unsupported format"``: a picture the loader does not decode (a
-      TIFF renamed ``.jpg``), or not with this ``color_mode``;
-    - ``"corrupt"``: a JPEG/PNG/GIF/BMP/WebP the decoder rejects (truncated,
-      damaged);
-    - ``"broken link"``: a link to a file that does not exist;
-    - ``"not a file"``: a named pipe, socket or device, which is never
-      opened (reading a pipe waits forever, and so would the loader);
-    - ``"unreadable"``: a file that cannot be read (permissions, I/O
-      error). The scan goes on;
-    - ``"unreadable folder"``: a folder that cannot be listed; the loader
-      leaves out its pictures without a word.
-
-    Files with other extensions are listed as ``"skipped by loader"``: the
-    loader leaves them out without a word. They are never moved. Folders
-    reached through links are checked too, each once.
+    Every file with an extension the loader takes (.bmp .gif .jpeg .jpg
+    .png) is decoded with the loader's own decoder and the channels of
+    ``color_mode``, so "verified" means "loads". Each bad file gets a reason
+    (``"empty"``, ``"not an image"``, ``"unsupported format"``,
+    ``"corrupt"``, ``"broken link"``, ``"not a file"``, ``"unreadable"``,
+    ``"unreadable folder"``; see `ImageProblem`); files the loader ignores
+    are listed as ``"skipped by loader"`` and never moved.
 
     Args:
-        directory: The folder to check, recursively (class folders included).
+        directory: The folder to check, recursively.
         quarantine: If True, bad files are MOVED (never deleted) to
-            ``quarantine_dir``, keeping their relative paths (a file already
-            there is kept: the newcomer gets ``name.1.ext``), and the report is
-            written there as ``report-<date>-<time>.txt`` and ``.json``
-            (``report-<date>-<time>-2.txt``... when taken): every run's report
-            is kept, and so is any file of yours. ``report.report_files``
-            says where. A file that cannot be moved stays where it is and the
-            report says why.
-        quarantine_dir: Where to move bad files. Default: a sibling folder
-            ``<directory>_quarantine``. It is checked before the scan starts:
-            it must be a folder (or not exist yet) that can be written to,
-            outside ``directory``.
-        verbose: 0 for silence, 1 for a progress bar.
-        color_mode: The ``color_mode`` you give the loader: ``"rgb"`` (the
-            default), ``"grayscale"`` or ``"rgba"``.
+            ``quarantine_dir``, keeping their relative paths, and the report
+            is saved there as ``report-<date>-<time>.txt`` and ``.json``.
+            Nothing there is ever overwritten: a taken name gets a number.
+        quarantine_dir: Where to move bad files. Default: the sibling folder
+            ``<directory>_quarantine``. Checked before the scan: a folder
+            (or nothing yet) that can be written to, outside ``directory``.
+        verbose: 0 (silent) or 1 (progress bar).
+        color_mode: The ``color_mode`` you give the loader: ``"rgb"``,
+            ``"grayscale"`` or ``"rgba"``.
 
     Returns:
         A `VerificationReport`; ``print(report)`` shows a table.
+
+    Raises:
+        FileNotFoundError: When ``directory`` is not a folder.
+        ValueError: For ``quarantine_dir`` without ``quarantine=True``, or
+            inside ``directory``.
+        FileExistsError: When ``quarantine_dir`` is a file.
+        PermissionError: When ``quarantine_dir`` cannot be written to.
 
     Example:
 
@@ -274,7 +259,7 @@ def verify_images(
             progbar.update(index)
 
     report = VerificationReport(directory, len(pictures), problems, skipped)
-    if quarantine:
+    if target_dir is not None:  # set exactly when quarantine is True
         _quarantine(report, target_dir)
     return report
 
@@ -324,10 +309,10 @@ def _signature(contents: bytes, table) -> str | None:
 
 
 def _check_file(path: Path, channels: int, color_mode: str) -> ImageProblem | None:
-    kind, detail = entry_kind(path)
-    if kind == BROKEN_LINK:
+    entry, detail = entry_kind(path)
+    if entry == BROKEN_LINK:
         return ImageProblem(path, BROKEN, detail)
-    if kind == SPECIAL:
+    if entry == SPECIAL:
         return ImageProblem(path, NOT_A_FILE, f"{detail}; not opened (reading it could wait forever)")
     try:
         contents = _read_bytes(path)
@@ -348,6 +333,10 @@ def _check_file(path: Path, channels: int, color_mode: str) -> ImageProblem | No
         if (channels != 3 or kind == "WebP") and _decode_error(contents, 0) is None:
             return ImageProblem(
                 path, UNSUPPORTED, f"{kind} that does not load with color_mode={color_mode!r}: {message}"
+            )
+        if kind == "WebP" and "Unknown image file format" in message:
+            return ImageProblem(
+                path, UNSUPPORTED, f"WebP, which this TensorFlow's decoder does not read: {message}"
             )
         return ImageProblem(path, CORRUPT, f"{kind}: {message}")
     other = _signature(contents, _OTHER_SIGNATURES)

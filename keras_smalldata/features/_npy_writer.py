@@ -113,14 +113,14 @@ class NpyAppender:
                 f"rows of shape {self._row_shape} and dtype {self._dtype}: every batch "
                 "must give the same per-sample shape and dtype."
             )
-        data = memoryview(rows).cast("B")
+        data = rows.data.cast("B")
         self._file.write(data)
         self._digest.update(data)
         self.count += int(rows.shape[0])
 
     def finish(self) -> Path:
         """Writes the final header, flushes to disk and closes; returns the temp path."""
-        if self._dtype is None:
+        if self._dtype is None or self._row_shape is None:  # both set by the first rows
             raise ValueError("No rows were written.")
         header = _header_bytes((self.count,) + self._row_shape, self._dtype)
         if len(header) != self._header_length:  # pragma: no cover - NumPy guarantees room

@@ -45,7 +45,7 @@ def _array_digest(array: np.ndarray) -> str:
     step = max(1, (1 << 24) // max(1, array[:1].nbytes))
     for start in range(0, len(array), step):
         block = np.ascontiguousarray(array[start : start + step])
-        digest.update(memoryview(block).cast("B"))
+        digest.update(block.data.cast("B"))
     return digest.hexdigest()
 
 
@@ -75,7 +75,7 @@ class ArraySource:
 
     kind = "arrays"
     reads_tf_data = False
-    content = None  # the data is keyed by its arrays, read in full
+    content: str | None = None  # the data is keyed by its arrays, read in full
 
     def __init__(self, x, y, batch_size: int, sample_shape: tuple | None = None):
         self.x = _stack(x)
@@ -189,7 +189,7 @@ class DatasetSource:
             dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
         self.dataset = dataset
         self.batch_size = batch_size or (None if batched else DEFAULT_BATCH_SIZE)
-        self.content = None  # the key's content digest, once `fingerprint` read a pass
+        self.content: str | None = None  # the key's content digest, once `fingerprint` read a pass
         self.num_samples = len(self.file_paths) if self.file_paths is not None else None
         if self.num_samples is None and not batched and cardinality >= 0:
             self.num_samples = cardinality
@@ -314,7 +314,9 @@ def files_digest(file_paths, chunk_size: int = 1 << 20) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def make_source(data, batch_size: int | None, input_shape: tuple | None):
+def make_source(
+    data, batch_size: int | None, input_shape: tuple | None
+) -> ArraySource | DatasetSource:
     """Builds the source for ``data`` or raises a TypeError naming what is accepted.
 
     ``input_shape`` is the model's input shape, batch axis first, or None.

@@ -52,7 +52,7 @@ def pipeline_digest(dataset, file_paths: list[str]) -> tuple[str | None, int | N
     items = []
 
     def describe(node, top: bool) -> str:
-        attrs = []
+        attrs: list[tuple] = []
         for key in sorted(node.attr):
             if key.startswith("_") or key in _IGNORED_ATTRS:
                 continue

@@ -40,11 +40,8 @@ import secrets
 import tempfile
 import warnings
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +53,13 @@ from keras_smalldata.features._npy_writer import (
 )
 from keras_smalldata.features.feature_set import FeatureSet
 from keras_smalldata.features.fingerprint import FORMAT_VERSION
+
+try:
+    import fcntl as _fcntl
+
+    fcntl: ModuleType | None = _fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 MANIFEST_NAME = "manifest.json"
 _FORMAT = "keras_smalldata.features"
@@ -95,7 +99,7 @@ class _EntryLock:
         self.folder = folder
         self.exclusive = exclusive
         self.held = False
-        self._fd = None
+        self._fd: int | None = None
 
     def __enter__(self):
         if fcntl is None:
@@ -300,6 +304,7 @@ class CacheWriter:
         with _named_errors(self.directory):
             self.appenders["features"].append(features)
             if "labels" in self.appenders:
+                assert labels is not None  # callers with labels pass them for every batch
                 self.appenders["labels"].append(labels)
             check = self.appenders.get("check")
             if check is not None and check.count == 0 and inputs is not None:
@@ -344,10 +349,14 @@ class CacheWriter:
                     found.features, found.labels, found.class_names,
                     cache_path=self.entry, from_cache=False,
                 )
-            records = {"features": None, "labels": None, "check": None}
+            records: dict[str, dict[str, Any] | None] = {
+                "features": None, "labels": None, "check": None
+            }
             for key, temp in temps.items():
                 appender = self.appenders[key]
                 os.replace(temp, appender.final_path)
+                # finish() succeeded, so the appender's first rows set these
+                assert appender.row_shape is not None and appender.dtype is not None
                 records[key] = {
                     "file": appender.final_path.name,
                     "shape": [appender.count, *appender.row_shape],
@@ -355,6 +364,9 @@ class CacheWriter:
                     "sha256": appender.sha256,
                 }
             features = self.appenders["features"]
+            feature_record = records["features"]
+            if features.row_shape is None or feature_record is None:
+                raise ValueError("No feature rows were written.")
             manifest = {
                 "format": _FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -370,11 +382,12 @@ class CacheWriter:
             if lock.held:
                 self._remove_unreferenced({r["file"] for r in records.values() if r is not None})
             features = np.load(
-                self.entry / records["features"]["file"], mmap_mode="r", allow_pickle=False
+                self.entry / feature_record["file"], mmap_mode="r", allow_pickle=False
             )
             labels = None
-            if records["labels"] is not None:
-                labels = np.load(self.entry / records["labels"]["file"], allow_pickle=False)
+            label_record = records["labels"]
+            if label_record is not None:
+                labels = np.load(self.entry / label_record["file"], allow_pickle=False)
         return FeatureSet(features, labels, class_names, cache_path=self.entry, from_cache=False)
 
     def _remove_unreferenced(self, keep: set[str]) -> None:

@@ -13,9 +13,16 @@ import ml_dtypes
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata.features._augmentation import augment, seed_states, seeded
+from keras_smalldata._types import Data
+from keras_smalldata.features._augmentation import augment, random_layers, seeded
 from keras_smalldata.features._forward import make_forward
-from keras_smalldata.features._sources import ContentDigest, make_source
+from keras_smalldata.features._sources import (
+    ArraySource,
+    ContentDigest,
+    DatasetSource,
+    _empty_data,
+    make_source,
+)
 from keras_smalldata.features.cache import (
     CacheNotUsedWarning,
     FeatureCache,
@@ -27,7 +34,6 @@ from keras_smalldata.features.fingerprint import (
     config_digest,
     digest_json,
     environment,
-    structure_digest,
     unvouched,
     weights_digest,
 )
@@ -35,7 +41,7 @@ from keras_smalldata.features.fingerprint import (
 
 def extract_features(
     model: keras.Model,
-    data,
+    data: Data,
     *,
     batch_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
@@ -50,121 +56,61 @@ def extract_features(
 ) -> FeatureSet:
     """Runs a model once over every sample and returns the features with their labels.
 
-    This is the fast recipe for small datasets: a frozen conv base (for
-    example a `keras.applications` model with ``include_top=False``) turns
-    each picture into features once, and a small dense classifier then
-    trains on those features in seconds (see
-    `keras_smalldata.pretrained.classifier_model`).
-
     Every sample is used exactly once per pass, whatever the batch size, and
-    each feature row keeps its own label, also for a dataset that
-    reshuffles on every iteration (such as
-    `keras.utils.image_dataset_from_directory` with ``shuffle=True``): the
-    dataset is iterated once per pass and the pairs are kept as they come.
-    The rows are in the order of that pass.
-
-    The model is called with ``training=False`` (Dropout off,
-    BatchNormalization in inference mode), compiled by the running backend
-    (TensorFlow, JAX or PyTorch; `tf.data` reads the data on every backend),
-    on the images as they come from ``data``, cast to the model's input
-    dtype. The compiled call is reused by later calls only while the model
-    keeps its layers, their configuration and its variables. A base whose
-    preprocessing is not inside it needs that preprocessing: put it in the
-    model, where it runs on every backend, e.g.
-    ``keras.Model(inputs, base(keras.applications.vgg16.preprocess_input(inputs)))``,
-    or use a `PretrainedBase`, which has it inside. A model built under a
-    `tf.distribute` strategy (TensorFlow) or a `keras.distribution`
-    distribution (JAX) spreads each batch over the devices.
-
-    With ``cache_dir``, the features are written to disk batch by batch, in
-    ``.npy`` files that are read back as memory maps: memory use does not
-    grow with the number of samples. The cache is never stale by
-    construction: the key holds what is declared (the data's content, every
-    layer's configuration and weights, ``seed``, ``batch_size``, the other
-    options, the versions), and the cache is used only where that key
-    determines the result: Keras' own layers, this library's, and
-    registered layers of installed packages. Elsewhere (code of yours,
-    random augmentation without ``seed``, a dataset that gives other
-    pictures on each pass) the features are computed without the cache,
-    with a `CacheNotUsedWarning` saying why, unless you pass ``cache_key``.
-    The feature-extraction guide has the full table.
-
-    An interrupted extraction leaves nothing that is taken for a complete
-    entry, a damaged entry is computed again with a `CorruptedCacheWarning`,
-    and processes that fill the same cache at the same time all finish
-    with one valid entry.
+    each feature row keeps its own label, even for a dataset that
+    reshuffles. The model is called with ``training=False`` on the images as
+    they come, cast to its input dtype: its preprocessing must be inside it
+    (as in a `PretrainedBase`). With ``cache_dir``, the features are written
+    to disk as they are computed and loaded back when nothing changed; where
+    the cache's key cannot vouch for the result, the features are computed
+    without it, with a `CacheNotUsedWarning` saying why. The
+    feature-extraction guide tells what the key holds.
 
     Args:
-        model: Any single-input, single-output Keras model (or layer), e.g.
-            ``keras.applications.VGG16(include_top=False, input_shape=(150, 150, 3))``
-            or a `PretrainedBase`.
-        data: A `tf.data.Dataset` of images or of ``(images, labels)``,
-            batched or not (as `keras.utils.image_dataset_from_directory`
-            gives it; its ``class_names`` are carried along), and finite
-            (an infinite dataset, e.g. after ``.repeat()``, is refused); or
-            NumPy arrays: ``x`` or a tuple ``(x, y)`` (``x`` may be a list
-            of pictures of one size).
+        model: A Keras model (or layer) with one image input and one output,
+            e.g. a `PretrainedBase`.
+        data: A finite `tf.data.Dataset` of images or of ``(images,
+            labels)``, batched or not, or NumPy arrays ``images`` or
+            ``(images, labels)``.
         batch_size: Samples per forward pass. Default: the dataset's own
-            batches, or 32 for arrays and unbatched datasets. Given for a
-            batched dataset, it re-batches the dataset.
-        cache_dir: Folder of the feature cache (a str or `pathlib.Path`,
-            e.g. ``"feature_cache"``), or None to keep the features in
-            memory only. Created if missing.
-        cache_key: A name of your own for what the key cannot read, e.g.
-            ``"my-layers-v2"``: with it, a call with code of yours or
-            unseeded random augmentation is cached too, under this name
-            joined with everything the key reads. It is your promise:
-            change it whenever that code changes. On a hit, a model with
-            code of yours runs again on the first batch stored with the
-            entry; other outputs give a `StaleCacheWarning` and a
-            recompute. Needs ``cache_dir``.
-        augmentation: A Keras layer (e.g. a `keras.Sequential` of
-            ``RandomFlip``, ``RandomRotation``...) or a function, applied to
-            each batch of images before the model in augmented passes.
-            Layers are called with ``training=True``.
+            batches, or 32 for arrays and unbatched datasets.
+        cache_dir: Folder of the feature cache (created if missing), or None
+            to keep the features in memory only.
+        cache_key: A name of your own for what the cache's key cannot read
+            (code of yours, unseeded augmentation), e.g. ``"my-layers-v2"``:
+            change it whenever that code changes. Needs ``cache_dir``.
+        augmentation: A Keras layer (called with ``training=True``) or a
+            function, applied to each batch of images in augmented passes.
         augment_rounds: Number of augmented passes over the data (0: none).
-            Each pass draws new augmentations, so ``k`` rounds give ``k``
-            different versions of each picture: the cheap middle ground
-            between plain extraction and training end to end.
-        include_original: Whether to add a plain (not augmented) pass
-            before the augmented ones. The result has
-            ``(include_original + augment_rounds) * samples`` rows.
-        seed: With augmentation, makes the augmented passes reproducible:
-            the random generators of the Keras layers in ``augmentation`` are
-            set from it for the extraction (and restored after). Without
-            it, every call draws anew, and is not cached.
+        include_original: Whether to add a plain pass before the augmented
+            ones.
+        seed: Seeds the random layers of ``augmentation`` for the call, so
+            that augmented passes are reproducible (and cacheable).
         require_labels: If True, data without labels is an error.
-        class_names: Names of the classes, overriding those of the dataset
-            (useful with arrays).
-        verbose: 0 for silence, 1 for a progress bar with samples/s (without
-            a total when the dataset's size is unknown), 2 for one line at
-            the end.
+        class_names: Names of the classes, overriding those of the dataset.
+        verbose: 0 (silent), 1 (progress bar with samples/s) or 2 (one line
+            at the end).
 
     Returns:
-        A `FeatureSet` with ``features``, ``labels`` (None without
-        labels), ``class_names`` and ``feature_shape``; see
-        `FeatureSet.as_dataset` and `FeatureSet.numpy`.
+        A `FeatureSet` of ``(include_original + augment_rounds) * samples``
+        rows, with ``features``, ``labels`` (None without labels),
+        ``class_names`` and ``feature_shape``.
 
     Raises:
-        ValueError: for empty or infinite data, missing labels with
-            ``require_labels=True``, images whose size differs from the
-            model's input, one picture without a batch axis, pictures of
-            different sizes, or inconsistent arguments.
-        TypeError: for data, a model or a ``cache_dir`` of an unsupported type.
-        PermissionError: when ``cache_dir`` cannot be written to.
-        OSError: when writing the cache fails (a full disk), naming the folder.
+        ValueError: For empty or infinite data, missing labels with
+            ``require_labels=True``, images of another size than the
+            model's input, or inconsistent arguments.
+        TypeError: For data, a model or a ``cache_dir`` of an unsupported type.
+        PermissionError: When ``cache_dir`` cannot be written to.
+        OSError: When writing the cache fails (a full disk), naming the folder.
 
     Example:
 
     ```python
-    base = keras.applications.VGG16(
-        weights="imagenet", include_top=False, input_shape=(150, 150, 3))
-    inputs = keras.Input((150, 150, 3))  # pictures in 0-255, RGB
-    model = keras.Model(
-        inputs, base(keras.applications.vgg16.preprocess_input(inputs)))
+    base = PretrainedBase("vgg16", input_shape=(150, 150, 3))
     train = keras.utils.image_dataset_from_directory(
         "cats_and_dogs_small/train", image_size=(150, 150), label_mode="binary")
-    features = extract_features(model, train, cache_dir="feature_cache")
+    features = extract_features(base, train, cache_dir="feature_cache")
     features.feature_shape
     # (4, 4, 512)
     ```
@@ -202,7 +148,7 @@ class _Extraction:
     """The inputs of one `extract_features` call, and the work on them."""
 
     model: keras.layers.Layer
-    source: object
+    source: ArraySource | DatasetSource
     augmentation: Callable | None
     passes: list
     seed: int | None
@@ -222,7 +168,7 @@ class _Extraction:
         augmentation = self.augmentation
         if isinstance(augmentation, keras.layers.Layer):
             reasons += [f"the augmentation's {r}" for r in unvouched(augmentation, False)[0]]
-            if self.seed is None and seed_states(augmentation):
+            if self.seed is None and random_layers(augmentation):
                 reasons.append(
                     "augment_rounds draws new augmentations on every call without seed= "
                     "(as an uncached call does), and a cached entry would give the first "
@@ -256,10 +202,7 @@ class _Extraction:
         )
 
     def forward(self):
-        structure = None
-        if not self.model_reasons:
-            structure = lambda: structure_digest(self.model, self.config)  # noqa: E731
-        return make_forward(self.model, self.dtype, structure)
+        return make_forward(self.model, self.dtype, cached=not self.model_reasons)
 
     def run_passes(self, sink) -> bool:
         """Runs every pass, appending ``(features, labels, inputs)`` batches to ``sink``.
@@ -532,7 +475,8 @@ class _MemoryRows:
 
     def __init__(self, total: int | None):
         self.total = total
-        self.features = self.labels = None
+        self.features: np.ndarray | None = None
+        self.labels: np.ndarray | None = None
         self.count = 0
 
     def _grow(self, buffer, rows, needed):
@@ -555,6 +499,8 @@ class _MemoryRows:
         self.count = needed
 
     def arrays(self):
+        if self.features is None:
+            raise _empty_data()  # no batch came: the sources refuse empty data first
         features = self.features[: self.count]
         if len(self.features) != self.count:
             features = features.copy()

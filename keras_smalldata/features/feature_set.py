@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import ArrayLike
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 class FeatureSet:
@@ -49,13 +54,13 @@ class FeatureSet:
 
     def __init__(
         self,
-        features,
-        labels=None,
+        features: ArrayLike,
+        labels: ArrayLike | None = None,
         class_names: Sequence[str] | None = None,
         *,
         cache_path: str | Path | None = None,
         from_cache: bool = False,
-    ):
+    ) -> None:
         if not isinstance(features, np.ndarray):
             features = np.asarray(features)
         if features.ndim < 1:
@@ -109,15 +114,14 @@ class FeatureSet:
     def as_dataset(
         self,
         batch_size: int = 32,
+        *,
         shuffle: bool = False,
         seed: int | None = None,
-    ):
+    ) -> tf.data.Dataset:
         """Returns a `tf.data.Dataset` of batches of ``(features, labels)``.
 
-        Only the indices are shuffled and each batch is read from the
-        features when it is needed, so memory use does not depend on the
-        size of the feature set. With ``shuffle=True`` the order changes on
-        every epoch. A feature set without labels gives batches of features.
+        Rows are read batch by batch, so it streams a feature set larger than
+        memory. A feature set without labels gives batches of features.
 
         Args:
             batch_size: Samples per batch (the last batch may be shorter).

@@ -17,18 +17,23 @@ read, its origin is enough to refuse it.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib
 import importlib.metadata
 import json
+import marshal
 import platform
+import types
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_smalldata._backend import backend_name
+from keras_smalldata._models import public_attributes, walk_layers
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # Packages whose versions are always in the key: their code is trusted.
 _OWN_PACKAGES = ("keras", "keras_smalldata")
@@ -52,34 +57,14 @@ def _json_default(value):
     return f"<{type(value).__module__}.{type(value).__qualname__}>"  # never an address
 
 
-def _public_values(layer):
-    """The values of a layer's public attributes (names without a leading underscore)."""
-    return [(name, value) for name, value in vars(layer).items() if not name.startswith("_")]
-
-
 def all_layers(layer) -> list:
     """The layer and every layer nested in it, depth first, each once.
 
     Nested layers are a model's ``layers`` and the layers held in public
-    attributes (a wrapper's ``layer``, ``forward_layer``...; under PyTorch,
-    a layer is a ``torch.nn.Module`` that keeps them as its children).
+    attributes (a wrapper's ``layer``, ``forward_layer``...), as
+    `walk_layers` finds them with ``into="attributes"``.
     """
-    found, stack, seen = [], [layer], set()
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        found.append(current)
-        inner = list(getattr(current, "layers", None) or [])
-        for _, value in _public_values(current):
-            inner.extend(value if isinstance(value, (list, tuple)) else [value])
-        if hasattr(current, "named_children"):  # PyTorch keeps sub-layers out of vars()
-            inner.extend(child for name, child in current.named_children() if name[0] != "_")
-        stack.extend(
-            item for item in reversed(inner) if isinstance(item, keras.layers.Layer)
-        )
-    return found
+    return [layer, *(item for _, item in walk_layers(layer, into="attributes"))]
 
 
 # Configuration entries that record how a layer was first built, not what it
@@ -110,9 +95,11 @@ def _neutral_names(config, names: set[str], sequential: bool = False):
 
     def walk(node, in_sequential=False):
         if isinstance(node, dict):
+            if node.get("class_name") == "__lambda__" and isinstance(node.get("config"), dict):
+                return {**node, "config": _stable_lambda(node["config"])}
             if node.get("class_name") == "Sequential" and isinstance(node.get("config"), dict):
                 return {k: walk(v, in_sequential=k == "config") for k, v in sorted(node.items())}
-            out = {}
+            out: dict[str, Any] = {}
             for k in sorted(node):
                 if k == "trainable" or k in _BUILD_KEYS:
                     continue
@@ -138,6 +125,41 @@ def _neutral_names(config, names: set[str], sequential: bool = False):
     return walk(config, in_sequential=sequential)
 
 
+def _stable_lambda(config: dict) -> dict:
+    """A serialized lambda's config with its code as what it computes, not as marshal bytes.
+
+    Keras stores a lambda's code as ``marshal`` bytes, which flag every object
+    referenced more than once at the time: the same code gives other bytes once
+    a run has taken more references to its constants (seen under JAX).
+    """
+    code = config.get("code")
+    if not isinstance(code, str):
+        return config
+    try:
+        value = marshal.loads(codecs.decode(code.encode("ascii"), "base64"))
+    except (ValueError, EOFError, TypeError, UnicodeEncodeError):
+        return config
+    return {**config, "code": _code_digest(value)}
+
+
+def _code_digest(value) -> str:
+    def describe(item):
+        if isinstance(item, types.CodeType):
+            return [
+                item.co_code.hex(), item.co_argcount, item.co_kwonlyargcount,
+                item.co_flags, list(item.co_names), list(item.co_varnames),
+                list(item.co_freevars), list(item.co_cellvars),
+                [describe(const) for const in item.co_consts],
+            ]
+        if isinstance(item, (frozenset, set)):
+            return [type(item).__name__, sorted(json.dumps(describe(i)) for i in item)]
+        if isinstance(item, (tuple, list)):
+            return [type(item).__name__, [describe(i) for i in item]]
+        return [type(item).__name__, repr(item)]
+
+    return hashlib.sha256(json.dumps(describe(value)).encode()).hexdigest()
+
+
 def _is_input_layer(item) -> bool:
     return isinstance(item, dict) and item.get("class_name") == "InputLayer"
 
@@ -148,7 +170,7 @@ def weights_digest(layer) -> str:
     for variable in layer.weights:
         value = np.ascontiguousarray(keras.ops.convert_to_numpy(variable.value))
         digest.update(f"{value.shape}|{value.dtype.str}|".encode())
-        digest.update(memoryview(value).cast("B"))
+        digest.update(value.data.cast("B"))
     return digest.hexdigest()
 
 
@@ -180,21 +202,6 @@ def config_digest(layer) -> str:
             if not isinstance(item, keras.layers.InputLayer)
         ]
     )
-
-
-def structure_digest(model, config: str | None = None) -> str:
-    """What a compiled call of ``model`` is made for: layers, configuration, variables, trainability.
-
-    It changes when a layer or its configuration changes (an activation set
-    in place), when variables are added or replaced, or when a ``trainable``
-    flag changes; weight values do not count (a compiled call reads them
-    when it runs).
-    """
-    variables = [
-        (id(v), tuple(v.shape), str(v.dtype), bool(v.trainable)) for v in model.variables
-    ]
-    flags = [(id(item), bool(item.trainable)) for item in all_layers(model)]
-    return digest_json([config or config_digest(model), variables, flags])
 
 
 # ---------------------------------------------------------------- origins
@@ -251,7 +258,7 @@ def unvouched(layer, allow_packages: bool = True) -> tuple[list[str], dict[str, 
                 )
                 continue
             packages[version.partition("==")[0]] = version
-        for name, value in _public_values(item):
+        for name, value in public_attributes(item):
             function = getattr(value, "func", value)  # functools.partial
             if (
                 not callable(function)

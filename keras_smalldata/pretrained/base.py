@@ -29,19 +29,25 @@ layer: Keras' InceptionV3 example freezes ``layers[:249]``; here that is
 from __future__ import annotations
 
 import contextlib
-import difflib
+import inspect
 import os
 import re
 import sys
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
-from keras_smalldata._models import CONVOLUTION_TYPES, contains_layer
+from keras_smalldata._models import CONVOLUTION_TYPES, contains_layer, resolve_layer
+from keras_smalldata._types import Shape, Tensor
 from keras_smalldata.pretrained.freezing import (
+    Models,
+    Optimizer,
     StaleCompileWarning,
+    TrainableSummary,
     is_auto_named,
     note_train_steps,
     recompile,
@@ -98,42 +104,15 @@ PREPROCESSING_LAYER_NAME = "imagenet_preprocessing"
 class PretrainedBase(keras.Model):
     """A `keras.applications` conv base that takes 0-255 pictures and freezes cleanly.
 
-    The base wraps ``keras.applications.<Architecture>(include_top=False)``
-    and puts the family's own ``preprocess_input`` inside the model, so you
-    feed it pictures with pixel values in **[0, 255]** (what
-    `keras.utils.image_dataset_from_directory` gives) and never call
-    ``preprocess_input`` yourself. Do **not** rescale to [0, 1] first.
-
-    Freezing:
-
-    - ``freeze()`` / ``unfreeze()``: the whole base.
-    - ``freeze_until(x)``: everything before ``x`` frozen, ``x`` and what
-      follows trainable. ``x`` is a layer name (``"block5_conv1"``), a block
-      or stage name (``"block5"``, ``"conv5"``), an index into ``base.layers``
-      (negative allowed) or a layer.
-    - ``freeze_through(x)``: ``x`` and everything before it frozen (for
-      families whose stable names are block *outputs*: ``"mixed8"``).
-    - ``unfreeze_last_block()``: train the last block only (the seeds' recipe).
-
-    Auto-numbered names (``conv2d_94``) are refused, because they change from
-    one model instance to the next; the error names stable alternatives.
-
-    BatchNormalization: with ``train_batchnorm=False`` BN layers stay frozen
-    whatever the freezing calls do. A frozen Keras 3 BN layer runs in
-    inference mode, so fine-tuning on a small dataset cannot wreck its
-    pretrained statistics. The default is False for pretrained weights and
-    True for ``weights=None`` (training from scratch needs trainable BN).
-
-    Compiling: Keras fixes the weights a model trains when the model is
-    compiled; Keras 3.15 does not warn when ``trainable`` changes afterwards.
-    Every freezing method takes ``recompile=model`` (a model, or a list of
-    the models that contain the base; and optionally ``optimizer=``): the
-    models are compiled again for you, with their own loss and metrics,
-    inside their distribution scope. Without it, compile them yourself after
-    freezing. A freezing change made without ``recompile=`` after a model
-    that contains the base has trained (and was not compiled since) emits a
-    `StaleCompileWarning` at once, naming the model: it would keep training
-    the old set of weights. `trainable_summary` names the layers concerned.
+    It wraps ``keras.applications.<Architecture>(include_top=False)`` with
+    the family's own ``preprocess_input`` inside the model: feed it pictures
+    in **[0, 255]**, as `keras.utils.image_dataset_from_directory` gives
+    them, never rescaled to [0, 1]. Freeze it with `freeze`, `unfreeze`,
+    `freeze_until`, `freeze_through` or `unfreeze_last_block`, each of which
+    takes ``recompile=model`` to compile the models that contain it again.
+    BatchNormalization layers stay frozen (in inference mode) unless
+    ``train_batchnorm=True``. The pretrained-bases guide explains freezing,
+    recompiling and BatchNormalization in full.
 
     Args:
         architecture: A name from `available_architectures()`, e.g.
@@ -157,7 +136,8 @@ class PretrainedBase(keras.Model):
         preprocessing: ``"auto"`` (the family's own mode), or force
             ``"caffe"``, ``"tf"``, ``"torch"`` or ``"none"`` (no
             preprocessing: your pictures are already preprocessed).
-        train_batchnorm: See above; None means "True only for weights=None".
+        train_batchnorm: Whether BatchNormalization layers may train when
+            the base is unfrozen; None means True only for ``weights=None``.
         application_kwargs: Extra arguments for the `keras.applications`
             constructor, e.g. ``{"alpha": 0.35}`` for MobileNetV2.
         frozen_ranges: Used by ``from_config``: ``[[start, stop], ...]``
@@ -190,20 +170,20 @@ class PretrainedBase(keras.Model):
     def __init__(
         self,
         architecture: str | Architecture,
-        input_shape=None,
-        weights="imagenet",
+        input_shape: Shape | None = None,
+        weights: str | os.PathLike | None = "imagenet",
         pooling: str | None = None,
-        output_layer=None,
+        output_layer: str | int | None = None,
         preprocessing: str = "auto",
         train_batchnorm: bool | None = None,
         application_kwargs: dict | None = None,
-        frozen_ranges=None,
+        frozen_ranges: Sequence[Sequence[int]] | None = None,
         name: str | None = None,
         trainable: bool = True,
-        dtype=None,
-        _shared_graph=None,
-        **kwargs,
-    ):
+        dtype: str | keras.DTypePolicy | None = None,
+        _shared_graph: tuple[Any, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         _refuse_unknown_arguments(kwargs)
         spec = get_architecture(architecture)
         args.check_choice("pooling", pooling, POOLING_MODES)
@@ -261,7 +241,13 @@ class PretrainedBase(keras.Model):
 
     # --------------------------------------------------------------- calling
 
-    def call(self, inputs, training=None, mask=None, **kwargs):
+    def call(
+        self,
+        inputs: Tensor,
+        training: bool | None = None,
+        mask: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
         self._check_picture_size(inputs)
         # Running on real tensors (not while a Functional model is being
         # built) is what training needs: remember it for the freezing checks.
@@ -272,7 +258,7 @@ class PretrainedBase(keras.Model):
                 self._seen_in_train_step = True
         return super().call(inputs, training=training, mask=mask, **kwargs)
 
-    def compute_output_spec(self, inputs, *args, **kwargs):
+    def compute_output_spec(self, inputs: Tensor, *args: Any, **kwargs: Any) -> Any:
         # Building a model around the base: the same check, before Keras' own
         # ("Computed output size would be zero") deep inside.
         self._check_picture_size(inputs)
@@ -322,8 +308,9 @@ class PretrainedBase(keras.Model):
         cut bases it is the last convolution layer found in this instance.
         """
         names = [layer.name for layer in self.layers]
-        if self.output_layer is None and self.architecture.last_conv in names:
-            return self.architecture.last_conv
+        last_conv = self.architecture.last_conv
+        if self.output_layer is None and last_conv is not None and last_conv in names:
+            return last_conv
         for layer in reversed(self.layers[: self.feature_index + 1]):
             if isinstance(layer, CONVOLUTION_TYPES):
                 return layer.name
@@ -341,18 +328,18 @@ class PretrainedBase(keras.Model):
         """
         return find_blocks(self.layers, self.architecture)
 
-    def trainable_summary(self):
+    def trainable_summary(self) -> TrainableSummary:
         """Returns a `TrainableSummary` of this base (print it for a table)."""
         return trainable_summary(self)
 
     # ------------------------------------------------------------- freezing
 
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
         return keras.layers.Layer.trainable.fget(self)
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         # `base.trainable = False` (Keras' own idiom) gets the same check as
         # the freezing methods.
         if not hasattr(self, "_checksums"):  # Keras setting it while building
@@ -362,7 +349,9 @@ class PretrainedBase(keras.Model):
         keras.layers.Layer.trainable.fset(self, value)
         self._after_change(trainable_before, models=(), optimizer=None)
 
-    def freeze(self, recompile=None, optimizer=None) -> PretrainedBase:
+    def freeze(
+        self, recompile: Models | None = None, optimizer: Optimizer | None = None
+    ) -> PretrainedBase:
         """Freezes the whole base (feature extraction). Returns the base.
 
         Args:
@@ -374,7 +363,9 @@ class PretrainedBase(keras.Model):
         """
         return self._change(lambda: set_trainable(self, False), recompile, optimizer)
 
-    def unfreeze(self, recompile=None, optimizer=None) -> PretrainedBase:
+    def unfreeze(
+        self, recompile: Models | None = None, optimizer: Optimizer | None = None
+    ) -> PretrainedBase:
         """Makes the whole base trainable (BatchNormalization: see ``train_batchnorm``).
 
         Args:
@@ -388,7 +379,12 @@ class PretrainedBase(keras.Model):
 
         return self._change(unfreeze, recompile, optimizer)
 
-    def freeze_until(self, layer, recompile=None, optimizer=None) -> PretrainedBase:
+    def freeze_until(
+        self,
+        layer: str | int | keras.layers.Layer,
+        recompile: Models | None = None,
+        optimizer: Optimizer | None = None,
+    ) -> PretrainedBase:
         """Freezes every layer before ``layer``; ``layer`` and what follows train.
 
         Args:
@@ -410,7 +406,12 @@ class PretrainedBase(keras.Model):
         index = self._resolve(layer, "freeze_until", block_end=False)
         return self._change(lambda: self._freeze_before(index), recompile, optimizer)
 
-    def freeze_through(self, layer, recompile=None, optimizer=None) -> PretrainedBase:
+    def freeze_through(
+        self,
+        layer: str | int | keras.layers.Layer,
+        recompile: Models | None = None,
+        optimizer: Optimizer | None = None,
+    ) -> PretrainedBase:
         """Freezes ``layer`` and every layer before it; what follows trains.
 
         Args:
@@ -423,7 +424,9 @@ class PretrainedBase(keras.Model):
         index = self._resolve(layer, "freeze_through", block_end=True)
         return self._change(lambda: self._freeze_before(index + 1), recompile, optimizer)
 
-    def unfreeze_last_block(self, recompile=None, optimizer=None) -> PretrainedBase:
+    def unfreeze_last_block(
+        self, recompile: Models | None = None, optimizer: Optimizer | None = None
+    ) -> PretrainedBase:
         """Trains only the last block (registry fact), e.g. ``block5`` of VGG16.
 
         Args:
@@ -444,7 +447,7 @@ class PretrainedBase(keras.Model):
             )
         return self._change(lambda: self._freeze_before(index), recompile, optimizer)
 
-    def cut_at(self, layer, pooling="same") -> PretrainedBase:
+    def cut_at(self, layer: str | int, pooling: str | None = "same") -> PretrainedBase:
         """Returns the base up to ``layer`` (inclusive), sharing its layers and weights.
 
         Like ``keras.Model(base.input, base.get_layer(layer).output)``, but
@@ -503,8 +506,8 @@ class PretrainedBase(keras.Model):
         self._apply_batchnorm_policy()
 
     def _resolve(self, ref, purpose: str, block_end: bool) -> int:
-        return resolve_layer(
-            self.layers, ref, self.architecture, owner=repr(self.name),
+        return layer_index(
+            self, ref, self.architecture, owner=repr(self.name),
             label=lambda value: f"{purpose}({value!r})",
             block_end=block_end, refuse_auto_index=purpose == "cut_at",
         )
@@ -606,7 +609,7 @@ class PretrainedBase(keras.Model):
                 ranges.append([index, index + 1])
         return ranges
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()  # name, trainable, dtype (Keras' layer config)
         # weights=None: rebuilding from a config must never download anything;
         # the weights come from the .keras file (or the caller's load_weights).
@@ -624,7 +627,9 @@ class PretrainedBase(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> PretrainedBase:
         config = dict(config)
         config["weights"] = None
         if config.get("input_shape") is not None:
@@ -666,12 +671,11 @@ def _user_stacklevel() -> int:
     Counted from the function that calls `warnings.warn`.
     """
     names = ("keras_smalldata", "keras", "tensorflow", "jax", "torch")
-    folders = tuple(
-        os.path.dirname(sys.modules[name].__file__) + os.sep
-        for name in names
-        if getattr(sys.modules.get(name), "__file__", None)
-    )
-    frame, level = sys._getframe(2), 2
+    files = (getattr(sys.modules.get(name), "__file__", None) for name in names)
+    folders = tuple(os.path.dirname(file) + os.sep for file in files if file)
+    frame = inspect.currentframe()  # this function's; level 2 is its caller's caller
+    caller = frame.f_back if frame is not None else None
+    frame, level = (caller.f_back if caller is not None else None), 2
     while frame is not None and frame.f_code.co_filename.startswith(folders):
         frame, level = frame.f_back, level + 1
     return level
@@ -729,8 +733,8 @@ def find_blocks(layers, architecture: Architecture) -> dict[str, tuple[int, int]
     return {k: (v[0], v[1]) for k, v in sorted(found.items(), key=lambda kv: kv[1][0])}
 
 
-def resolve_layer(
-    layers,
+def layer_index(
+    model,
     ref,
     architecture: Architecture,
     *,
@@ -740,10 +744,14 @@ def resolve_layer(
     min_index: int = 0,
     refuse_auto_index: bool = False,
 ) -> int:
-    """Turns a layer reference into an index into ``layers``.
+    """Turns a layer reference into an index into ``model.layers``.
+
+    Names and layer objects are looked up by `keras_smalldata._models.resolve_layer`;
+    here are what a base adds: indices, block names, and the refusal of
+    names Keras made up.
 
     Args:
-        layers: The layers of a base (or of the application being built).
+        model: A base (or the application being built).
         ref: A layer name, a block name (its first layer, or its last with
             ``block_end``), an index (negative allowed) or a layer object.
         architecture: The registry row (block patterns, landmarks).
@@ -755,13 +763,9 @@ def resolve_layer(
         refuse_auto_index: Whether an index of an auto-named layer is refused
             too (when the name, not the index, will be stored).
     """
+    layers = model.layers
     count = len(layers)
-    if isinstance(ref, keras.layers.Layer):
-        for index, layer in enumerate(layers):
-            if layer is ref:
-                return index
-        raise ValueError(f"{label(ref.name)}: layer {ref.name!r} is not a layer of {owner}.")
-    if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+    if isinstance(ref, bool) or not isinstance(ref, (int, str, keras.layers.Layer)):
         raise TypeError(
             f"{label(ref)}: pass a layer name, block name or index, not "
             f"{type(ref).__name__}."
@@ -781,25 +785,17 @@ def resolve_layer(
         if refuse_auto_index and is_auto_named(layers[index]):
             _refuse_auto_name(layers, index, architecture, label, index_hint=False)
         return index
-    names = [layer.name for layer in layers]
-    if ref in names:
-        index = names.index(ref)
-        if is_auto_named(layers[index]):
-            _refuse_auto_name(layers, index, architecture, label,
-                              index_hint=not refuse_auto_index)
-        return index
     blocks = find_blocks(layers, architecture)
-    if ref in blocks:
-        return blocks[ref][1 if block_end else 0]
-    stable = [n for n, layer in zip(names, layers) if not is_auto_named(layer)]
-    close = difflib.get_close_matches(ref, stable + list(blocks), n=5, cutoff=0.6)
-    message = f"{label(ref)}: {owner} has no layer or block named {ref!r}."
-    if close:
-        message += f" Closest names: {close}."
-    if blocks:
-        message += f" Blocks: {list(blocks)}."
-    message += " See [layer.name for layer in base.layers] for all layer names."
-    raise ValueError(message)
+    _, found = resolve_layer(
+        model, ref, label=label, owner=owner, inputs=True, nested=False,
+        blocks={name: layers[span[1 if block_end else 0]] for name, span in blocks.items()},
+        suggest=lambda layer: not is_auto_named(layer),
+        listing="See [layer.name for layer in base.layers] for all layer names.",
+    )
+    index = next(i for i, layer in enumerate(layers) if layer is found)
+    if ref == found.name and is_auto_named(found):
+        _refuse_auto_name(layers, index, architecture, label, index_hint=not refuse_auto_index)
+    return index
 
 
 def _refuse_auto_name(layers, index: int, architecture, label, index_hint: bool):
@@ -910,8 +906,8 @@ def _build_graph(spec, input_shape, weights, pooling, output_layer, mode, applic
             load_weights_file(application, weights, description)
     if output_layer is None:
         return inputs, application.output
-    index = resolve_layer(
-        application.layers, output_layer, spec, owner=spec.name,
+    index = layer_index(
+        application, output_layer, spec, owner=spec.name,
         label=lambda value: f"output_layer={value!r}", block_end=True, min_index=2,
     )
     return inputs, _add_pooling(application.layers[index].output, pooling)

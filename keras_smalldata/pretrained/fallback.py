@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from keras_smalldata.pretrained.base import PretrainedBase
 from keras_smalldata.pretrained.weights import WeightsDownloadError
@@ -13,7 +14,7 @@ class RandomWeightsFallbackWarning(UserWarning):
 
 
 def pretrained_base_or_random(
-    architecture: str, weights: str | None = "imagenet", **kwargs
+    architecture: str, weights: str | None = "imagenet", **kwargs: Any
 ) -> tuple[PretrainedBase, str | None]:
     """Builds a `PretrainedBase`, with random weights if ImageNet's cannot be loaded.
 

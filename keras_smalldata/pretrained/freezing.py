@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
-import sys
 import weakref
+from collections.abc import Sequence
+from typing import TypeAlias
 
 import keras
 
 from keras_smalldata import _backend
 from keras_smalldata._models import check_model, contains_layer, nested_layers
+
+# The models a freezing call compiles again: one, or a list of them.
+Models: TypeAlias = "keras.Model | Sequence[keras.Model]"
+# An optimizer, or the name of one (``"rmsprop"``).
+Optimizer: TypeAlias = "str | keras.optimizers.Optimizer"
 
 
 class StaleCompileWarning(UserWarning):
@@ -123,7 +130,8 @@ def note_train_steps(layer) -> int:
     Returns:
         The number of compiled models with a train step found running it.
     """
-    frame = sys._getframe(1)
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None  # the caller's
     seen = set()
     found = 0
     while frame is not None:
@@ -266,7 +274,7 @@ def _names(names, limit: int = 6) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def trainable_summary(model) -> TrainableSummary:
+def trainable_summary(model: keras.Model | keras.layers.Layer) -> TrainableSummary:
     """Counts what a model will train and what stays frozen, and whether a compile is stale.
 
     Use it after every freezing step: it is the seeds' "number of trainable
@@ -335,7 +343,7 @@ def trainable_summary(model) -> TrainableSummary:
     )
 
 
-def recompile(model, optimizer=None) -> None:
+def recompile(model: keras.Model, optimizer: Optimizer | None = None) -> None:
     """Compiles a model again with its own loss and metrics, after a freezing change.
 
     Keras fixes the list of variables to train when a model is compiled:

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import Shape, Tensor
 
 _FLATTEN_MODES = ("flatten", "avg", "max", "none")
 
 
 def add_classifier_head(
-    x,
+    x: Tensor,
     num_classes: int = 2,
+    *,
     hidden_units: int | None = 256,
     dropout: float = 0.5,
     reduce: str = "flatten",
     logits: bool = False,
     name: str = "head",
-):
+) -> Tensor:
     """Adds the seeds' classifier on top of a tensor: reduce -> Dense -> Dropout -> Dense.
 
     With the defaults this is the seeds' head
@@ -39,6 +43,11 @@ def add_classifier_head(
 
     Returns:
         The output tensor.
+
+    Raises:
+        ValueError: For a bad number, or ``reduce="none"`` on a feature map.
+        TypeError: For a non-int ``num_classes`` or ``hidden_units``, or a
+            non-bool ``logits``.
 
     Example:
 
@@ -76,7 +85,9 @@ def add_classifier_head(
     return keras.layers.Dense(units, activation=activation, name=f"{name}_output")(x)
 
 
-def classifier_model(input_shape, name: str = "classifier", **head_kwargs) -> keras.Model:
+def classifier_model(
+    input_shape: Shape, *, name: str = "classifier", **head_kwargs: Any
+) -> keras.Model:
     """Builds a model that is only a classifier head, e.g. to train on extracted features.
 
     Args:

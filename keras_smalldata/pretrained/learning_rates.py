@@ -33,7 +33,8 @@ learning rate, its schedule and callbacks such as ``ReduceLROnPlateau``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -45,6 +46,7 @@ from keras_smalldata._models import (
     nested_layers,
     unique_variables,
 )
+from keras_smalldata._types import Tensor
 from keras_smalldata.pretrained.base import PretrainedBase
 
 OTHER_LAYERS = "other layers"
@@ -116,63 +118,44 @@ def block_groups(base: PretrainedBase) -> list[tuple[str, list]]:
         )
     groups: dict[str, list] = {}
     current = STEM
-    for layer, name in zip(layers, owner):
-        current = name or current
+    for layer, block in zip(layers, owner):
+        current = block or current
         if layer.weights:
             groups.setdefault(current, []).append(layer)
     return list(groups.items())
+
+
+class _TrainedVariables:
+    """The variables an optimizer was built for, in order, and their indices.
+
+    An object of its own, so that Keras' attribute tracking does not take
+    these variables of the model for the optimizer's own.
+    """
+
+    def __init__(self, variables):
+        self.variables = list(variables)
+        self._indices = {id(v): i for i, v in enumerate(self.variables)}
+
+    def index(self, variable) -> int:
+        """The position of ``variable``; KeyError for a variable not trained."""
+        return self._indices[id(variable)]
 
 
 @keras.saving.register_keras_serializable(package="keras_smalldata")
 class DiscriminativeOptimizer(keras.optimizers.Optimizer):
     """Wraps any Keras optimizer to give each group of layers its own learning rate.
 
-    Each variable gets a *multiplier* of the wrapped optimizer's learning rate:
-    its step is the wrapped optimizer's step times the multiplier. Groups are
-    given three ways, which combine:
-
-    - ``layer_decay=d``: timm's layer decay over the blocks of a
-      `PretrainedBase` in the model (see `block_groups`): the last block gets
-      the full rate, the block before it ``d`` times that, the one before
-      ``d**2``... The layers outside the base (your head) get the full rate.
-    - ``multipliers={key: m}``: a multiplier per group.
-    - ``learning_rates={key: rate}``: a learning rate per group (needs a
-      constant learning rate on the wrapped optimizer: the multiplier is
-      ``rate / learning_rate``).
-
-    A key is a layer name (a nested model's name covers all its layers), a
-    block name of a `PretrainedBase` in the model (``"block5"``, as in
-    ``freeze_until``), a compiled regular expression matched against layer
-    names (``re.compile(r"block_1[0-6]_.*")``) or a layer. A key that
-    matches nothing, or that matches layers already matched by another key,
-    raises a ``ValueError``; keys take precedence over ``layer_decay``. Every
-    other variable gets multiplier 1: the wrapped optimizer's own rate.
-
-    Frozen layers stay frozen: a multiplier scales the steps of the
-    variables the model trains and never makes a layer trainable. The
-    groups are resolved when the optimizer is made and stored by variable
-    path (``"block_16_expand/kernel"``), so ``freeze_until`` and
-    ``recompile`` before or after it keep every layer's multiplier, and
-    the optimizer is saved with the model (``model.save("x.keras")``): the
-    wrapped optimizer, its state and the groups come back with
-    ``keras.models.load_model``. The optimizer belongs to the model it was
-    made for: a variable whose path it does not know raises a
-    ``ValueError`` when training starts.
-
-    Exact for optimizers whose step is proportional to the learning rate;
-    with momentum this holds while a multiplier stays the same. Refused:
-    Ftrl, Adafactor and ScheduleFreeAdamW (their steps are not
-    proportional to the learning rate), ``MultiOptimizer`` and
-    ``use_ema=True`` (the averages would follow the unscaled steps). Pass
-    clipping, weight decay, gradient accumulation and loss scaling to the
-    wrapped optimizer, as usual. It trains the same under
-    ``tf.distribute.MirroredStrategy`` and ``keras.distribution.DataParallel``
-    as on one device.
-
-    Keras 3.15's ``keras.optimizers.MultiOptimizer`` gives each group its
-    own optimizer instead: it needs one optimizer (and one schedule) per
-    group, a ``LearningRateScheduler`` sets the value of its schedule on
-    every one, and a group cannot be held still without compiling again.
+    Each variable's step is the wrapped optimizer's step times the
+    variable's *multiplier* (exact for optimizers whose step is
+    proportional to the learning rate). Groups are given by
+    ``layer_decay`` over the blocks of a `PretrainedBase` (the last block
+    gets the full rate, each block before it ``layer_decay`` times the
+    next), by ``multipliers`` or by ``learning_rates``; keys take precedence
+    over ``layer_decay``, and every other variable keeps multiplier 1. A key
+    is a layer name, a block name (``"block5"``), a compiled regular
+    expression over layer names or a layer. Frozen layers stay frozen. The
+    optimizer is saved with the model. The pretrained-bases guide explains
+    how it works and which optimizers it refuses.
 
     Args:
         optimizer: The optimizer to wrap: an instance
@@ -191,6 +174,14 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
         groups: Used by ``from_config``: ``[[group, multiplier, [variable
             paths]], ...]``.
 
+    Raises:
+        ValueError: For a key that matches nothing or a layer already
+            matched by another key, a refused optimizer (Ftrl, Adafactor,
+            ScheduleFreeAdamW, ``MultiOptimizer``, ``use_ema=True``), or
+            groups given without ``model``.
+        TypeError: For an ``optimizer`` that is not a Keras optimizer, or
+            is already a `DiscriminativeOptimizer`.
+
     Example:
 
     ```python
@@ -208,16 +199,16 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
 
     def __init__(
         self,
-        optimizer,
-        model=None,
+        optimizer: str | keras.optimizers.Optimizer,
+        model: keras.Model | None = None,
         *,
         layer_decay: float | None = None,
         base: PretrainedBase | None = None,
         multipliers: Mapping | None = None,
         learning_rates: Mapping | None = None,
         name: str | None = None,
-        groups=None,
-    ):
+        groups: Sequence[tuple[str, float, Sequence[str]]] | None = None,
+    ) -> None:
         optimizer = _check_optimizer(optimizer)
         if groups is None and model is not None:
             groups = _resolve_groups(
@@ -243,8 +234,9 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------ building
 
-    def build(self, variables):
+    def build(self, variables: Iterable[keras.Variable]) -> None:
         variables = list(variables)
+        self._trained = _TrainedVariables(variables)
         self._configured = np.array([self._configured_multiplier(v) for v in variables],
                                     dtype="float32")
         current = self._configured.copy()
@@ -272,19 +264,23 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
             ) from None
 
     @property
-    def variables(self):
-        return self._variables + self.inner_optimizer.variables
+    def variables(self) -> list[keras.Variable]:
+        return super().variables + self.inner_optimizer.variables
 
     # -------------------------------------------------------------- stepping
 
-    def apply(self, grads, trainable_variables=None):
+    def apply(
+        self,
+        grads: Sequence[Tensor],
+        trainable_variables: Iterable[keras.Variable] | None = None,
+    ) -> None:
         if trainable_variables is None:
             if not self.built:
                 raise ValueError(
                     "Pass the variables with the first gradients (or call "
                     "optimizer.build(variables) first)."
                 )
-            trainable_variables = self._trainable_variables
+            trainable_variables = self._trained.variables
         trainable_variables = list(trainable_variables)
         if not self.built:
             self.build(trainable_variables)
@@ -295,7 +291,7 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
             if getattr(variable, "overwrite_with_gradient", False):
                 continue
             multiplier = keras.ops.cast(
-                multipliers[self._get_variable_index(variable)], variable.dtype
+                multipliers[self._trained.index(variable)], variable.dtype
             )
             new = variable.value
             scaled = old + multiplier * (new - old)
@@ -308,30 +304,30 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
     # -------------------------------------------- delegated to the wrapped one
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> Tensor:
         return self.inner_optimizer.learning_rate
 
     @learning_rate.setter
-    def learning_rate(self, learning_rate):
+    def learning_rate(self, learning_rate: Any) -> None:
         self.inner_optimizer.learning_rate = learning_rate
 
     @property
-    def iterations(self):
+    def iterations(self) -> keras.Variable:
         return self.inner_optimizer.iterations
 
-    def scale_loss(self, loss):
+    def scale_loss(self, loss: Tensor) -> Tensor:
         return self.inner_optimizer.scale_loss(loss)
 
-    def finalize_variable_values(self, var_list):
+    def finalize_variable_values(self, var_list: Sequence[keras.Variable]) -> None:
         self.inner_optimizer.finalize_variable_values(var_list)
 
     # ------------------------------------------------------ multipliers
 
-    def multiplier(self, variable) -> float:
+    def multiplier(self, variable: keras.Variable) -> float:
         """The multiplier configured for ``variable`` (a Keras variable of the model)."""
         return self._configured_multiplier(variable)
 
-    def pause_updates(self, variables) -> None:
+    def pause_updates(self, variables: Iterable[keras.Variable]) -> None:
         """Holds ``variables`` still (multiplier 0) until `resume_updates`.
 
         They stay trainable for Keras (no new compile): their gradients are
@@ -342,10 +338,10 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
         """
         self._set_paused(variables, paused=True)
 
-    def resume_updates(self, variables=None) -> None:
+    def resume_updates(self, variables: Iterable[keras.Variable] | None = None) -> None:
         """Gives ``variables`` (default: all) their configured multipliers again."""
         if variables is None:
-            variables = self._trainable_variables if self.built else []
+            variables = self._trained.variables if self.built else []
             self._paused_paths.clear()
         self._set_paused(variables, paused=False)
 
@@ -365,7 +361,7 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
 
     def _trainable_index(self, variable):
         try:
-            return self._get_variable_index(variable)
+            return self._trained.index(variable)
         except KeyError:
             return None  # not trained by this optimizer (a frozen layer)
 
@@ -386,7 +382,7 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
         return "\n".join(lines)
 
-    def load_own_variables(self, store):
+    def load_own_variables(self, store: Mapping[str, Any]) -> None:
         super().load_own_variables(store)
         # A model saved during GradualUnfreezing saved the blocks it held still
         # at that moment; a loaded optimizer gives every block its multiplier.
@@ -396,7 +392,7 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
 
     # ---------------------------------------------------------------- config
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         groups = None
         if self._groups is not None:
             groups = [[group, m, list(paths)] for group, m, paths in self._groups]
@@ -407,7 +403,9 @@ class DiscriminativeOptimizer(keras.optimizers.Optimizer):
         }
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> DiscriminativeOptimizer:
         config = dict(config)
         optimizer = keras.saving.deserialize_keras_object(
             config.pop("optimizer"), custom_objects=custom_objects

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_smalldata import _arguments as args
-from keras_smalldata import _backend
+from keras_smalldata._types import Shape, Tensor
+from keras_smalldata.augment import _tf_data
 
 PREPROCESSING_LAYER_MODES = ("caffe", "tf", "torch", "none")
 
@@ -61,23 +64,23 @@ class ImageNetPreprocessing(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, mode: str = "caffe", **kwargs):
+    def __init__(self, mode: str = "caffe", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mode = args.check_choice("mode", mode, PREPROCESSING_LAYER_MODES)
         self.supports_masking = True
         self.built = True
 
-    def __call__(self, inputs, *call_args, **kwargs):
-        if _backend.runs_in_tf_data(inputs):
+    def __call__(self, inputs: Tensor, *call_args: Any, **kwargs: Any) -> Tensor:
+        if _tf_data.runs_in_tf_data(inputs):
             # Inside tf.data under JAX or PyTorch, Keras' __call__ would turn the
             # TensorFlow tensor into one of the backend's, which a tf.data graph
             # cannot hold: compute with TensorFlow directly.
             return self.call(inputs)
         return super().__call__(inputs, *call_args, **kwargs)
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
         self._check_channels(inputs.shape)
-        xp = _backend.numpy_ops_for(inputs)
+        xp = _tf_data.numpy_ops_for(inputs)
         dtype = self.compute_dtype
         x = xp.array(inputs, dtype=dtype)
         if self.mode == "none":
@@ -91,7 +94,7 @@ class ImageNetPreprocessing(keras.layers.Layer):
         # caffe: RGB -> BGR, then zero-centre each channel.
         return xp.flip(x, axis=-1) - xp.array(_CAFFE_MEAN_BGR, dtype=dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         self._check_channels(input_shape)
         return tuple(input_shape)
 
@@ -111,7 +114,7 @@ class ImageNetPreprocessing(keras.layers.Layer):
             "(keras.ops.repeat(pictures, 3, axis=-1), or color_mode='rgb')."
         )
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"mode": self.mode})
         return config

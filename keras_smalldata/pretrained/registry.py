@@ -35,7 +35,6 @@ Naming facts worth knowing:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 
 from keras_smalldata import _arguments as args
@@ -398,7 +397,7 @@ def get_architecture(name: str | Architecture) -> Architecture:
     key = _normalize(name)
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
+    close = args.closest(key, list(_REGISTRY), n=3, cutoff=0.5)
     hint = [_REGISTRY[k].name for k in close]
     message = f"Unknown architecture {name!r}."
     if hint:

@@ -4,6 +4,27 @@ from __future__ import annotations
 
 import re
 
+import keras
+
+# Keras' metric classes by the direction in which they get better ("max" for
+# accuracy-like, "min" for error-like); subclasses follow their class. The
+# counts (TruePositives...), Mean and Sum have no direction.
+_DIRECTIONS = {
+    "max": (
+        "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
+        "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "AUC", "Precision",
+        "Recall", "PrecisionAtRecall", "RecallAtPrecision", "SensitivityAtSpecificity",
+        "SpecificityAtSensitivity", "FBetaScore", "IoU", "R2Score", "CosineSimilarity",
+        "PearsonCorrelation", "ConcordanceCorrelation",
+    ),
+    "min": (
+        "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
+        "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+        "MeanSquaredLogarithmicError", "RootMeanSquaredError", "LogCoshError", "Hinge",
+        "SquaredHinge", "CategoricalHinge", "KLDivergence", "Poisson",
+    ),
+}
+
 # Name parts that mean "lower is better" / "higher is better". Checked in this
 # order on the tokens of the name, so "loss" wins over anything else.
 _MIN_TOKENS = (
@@ -19,11 +40,12 @@ _MAX_TOKENS = (
 def metric_direction(name: str, model=None) -> str | None:
     """Returns "min" if `name` is loss-like, "max" if accuracy-like, else None.
 
-    Keras metrics declare their direction (`_direction = "up"/"down"`); when
-    `model` is given, its compiled metrics are asked first, as Keras'
-    `MonitorCallback` does. Otherwise the name decides: anything containing
-    "loss", "error", "mse"... is "min"; "accuracy", "auc", "precision"... is
-    "max". A `val_` prefix and a `_smoothed` suffix are ignored.
+    When `model` is given, its compiled metrics are asked first, as Keras'
+    `MonitorCallback` does: a metric of a Keras class (`keras.metrics.AUC`,
+    a subclass of it...) has that class's direction whatever its name.
+    Otherwise the name decides: anything containing "loss", "error",
+    "mse"... is "min"; "accuracy", "auc", "precision"... is "max". A `val_`
+    prefix and a `_smoothed` suffix are ignored.
     """
     name = name.removeprefix("val_").removesuffix("_smoothed")
     declared = _declared_direction(name, model)
@@ -51,14 +73,15 @@ def _declared_direction(name: str, model) -> str | None:
         metrics = list(model.metrics)
     except Exception:
         return None
-    found = []
+    found: list[keras.metrics.Metric] = []
     for metric in metrics:
         found.extend(getattr(metric, "metrics", None) or [metric])
     for metric in found:
         if getattr(metric, "name", None) == name:
-            direction = getattr(metric, "_direction", None)
-            if direction == "up":
-                return "max"
-            if direction == "down":
-                return "min"
+            for direction, class_names in _DIRECTIONS.items():
+                classes = tuple(
+                    getattr(keras.metrics, n) for n in class_names if hasattr(keras.metrics, n)
+                )
+                if isinstance(metric, classes):
+                    return direction
     return None

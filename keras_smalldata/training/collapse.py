@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import ArrayLike, Data
 
 __all__ = ["CollapseCheck", "TrainingCollapseWarning"]
 
@@ -18,41 +20,30 @@ class TrainingCollapseWarning(UserWarning):
 
 
 class CollapseCheck(keras.callbacks.Callback):
-    """Stops and reports a run that collapsed, so that it is never averaged in silently.
+    """Stops and reports a run that collapsed: a loss that is not finite, or one class.
 
-    Fine-tuning on a few hundred pictures sometimes collapses: with a learning
-    rate a little too high the loss becomes NaN, or the model ends up
-    predicting the same class for every picture (its accuracy is then the
-    share of that class, which looks like a poor but real result). After each
-    epoch the callback checks:
-
-    - the epoch's logs: any non-finite value of a loss (``loss``,
-      ``val_loss``, ...) is a collapse (``"not finite"``);
-    - if ``pictures`` are given: the model's predictions on them (inference
-      mode). When the most frequent predicted class takes more than
-      ``max_share`` of the pictures while the labels (if given) are spread
-      over several classes, the run has collapsed to one class
-      (``"one class"``). A single sigmoid output counts as two classes
-      (probability above or below 0.5); any other output as one class per
-      unit.
+    After each epoch it checks the logs (a loss that is not finite is a
+    collapse, ``"not finite"``) and, if ``images`` are given, the model's
+    predictions on them in inference mode: when the most frequent predicted
+    class takes more than ``max_share`` of the pictures while the labels (if
+    known) are spread over several classes, the run collapsed to one class
+    (``"one class"``). A single sigmoid output counts as two classes.
 
     On a collapse it warns with a `TrainingCollapseWarning`, stops training
-    (``model.stop_training = True``) and records the reason in ``collapse``
-    (``None`` while the run is healthy) and the epoch in ``collapse_epoch``.
-    With ``on_collapse="raise"`` it raises a RuntimeError instead, after
-    stopping.
+    and records the reason in ``collapse`` (None while the run is healthy)
+    and the epoch in ``collapse_epoch``.
 
     Args:
-        pictures: Pictures to predict after each epoch (an array, or a finite
-            dataset of pictures or of (pictures, labels) batches), or None to
-            check the logs only. A few hundred validation pictures are
-            plenty: each check costs one prediction pass over them.
-        labels: The pictures' labels (class indices, or one-hot rows), used
-            to tell a collapse from a set that really holds one class. If
-            None and ``pictures`` is a dataset of pairs, its labels are used.
+        images: Pictures to predict after each epoch (an array, or a finite
+            dataset of pictures or of (images, labels) batches), or None to
+            check the logs only. A few hundred validation pictures suffice.
+        labels: The labels of ``images`` (class indices, or one-hot rows),
+            to tell a collapse from a set that holds one class. None: taken
+            from a dataset of (images, labels) batches.
         max_share: The share of the most frequent predicted class, in
-            (0, 1], above which the run counts as collapsed. Default 0.95.
-        on_collapse: ``"stop"`` (warn and stop) or ``"raise"``.
+            (0, 1], above which the run counts as collapsed.
+        on_collapse: ``"stop"`` (warn and stop) or ``"raise"`` (stop and
+            raise a RuntimeError).
         batch_size: Batch size of the prediction.
 
     Example:
@@ -67,31 +58,31 @@ class CollapseCheck(keras.callbacks.Callback):
 
     def __init__(
         self,
-        pictures=None,
-        labels=None,
+        images: Data | None = None,
+        labels: ArrayLike | None = None,
         max_share: float = 0.95,
         on_collapse: str = "stop",
         batch_size: int = 64,
-    ):
+    ) -> None:
         super().__init__()
         self.max_share = args.check_number(
             "max_share", max_share, minimum=0.0, maximum=1.0, include_minimum=False
         )
         self.on_collapse = args.check_choice("on_collapse", on_collapse, ("stop", "raise"))
         self.batch_size = args.check_positive_int("batch_size", batch_size)
-        self.pictures, self.labels = _pictures_and_labels(pictures, labels)
+        self.images, self.labels = _images_and_labels(images, labels)
         self.collapse: str | None = None
         self.collapse_epoch: int | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.collapse = None
         self.collapse_epoch = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for key, value in (logs or {}).items():
             if "loss" in key and not _finite(value):
                 return self._collapsed(epoch, "not finite", f"{key} is {value}")
-        if self.pictures is None:
+        if self.images is None:
             return
         predicted = predicted_classes(
             self._predict(), logits=not _ends_in_probabilities(self.model)
@@ -118,15 +109,15 @@ class CollapseCheck(keras.callbacks.Callback):
         inside ``fit`` should not make Keras build (and TensorFlow retrace) a
         prediction function at every epoch.
         """
-        if isinstance(self.pictures, np.ndarray) or keras.ops.is_tensor(self.pictures):
+        if isinstance(self.images, np.ndarray) or keras.ops.is_tensor(self.images):
             batches = (
-                self.pictures[start : start + self.batch_size]
-                for start in range(0, len(self.pictures), self.batch_size)
+                self.images[start : start + self.batch_size]
+                for start in range(0, len(self.images), self.batch_size)
             )
         else:
             batches = (
                 element[0] if isinstance(element, (tuple, list)) else element
-                for element in self.pictures
+                for element in self.images
             )
         outputs = [
             keras.ops.convert_to_numpy(self.model(np.asarray(batch), training=False))
@@ -180,26 +171,26 @@ def _finite(value) -> bool:
         return True
 
 
-def _pictures_and_labels(pictures, labels):
-    if pictures is None:
+def _images_and_labels(images, labels):
+    if images is None:
         if labels is not None:
-            raise ValueError("`labels` were given without `pictures` to predict.")
+            raise ValueError("`labels` were given without `images` to predict.")
         return None, None
-    if isinstance(pictures, (tuple, list)):
+    if isinstance(images, (tuple, list)):
         raise TypeError(
-            "`pictures` must be an array or a dataset; pass the labels as `labels=`. "
-            f"Received: pictures of type {type(pictures).__name__}."
+            "`images` must be an array or a dataset; pass the labels as `labels=`. "
+            f"Received: images of type {type(images).__name__}."
         )
-    if labels is None and not isinstance(pictures, np.ndarray) and not keras.ops.is_tensor(
-        pictures
+    if labels is None and not isinstance(images, np.ndarray) and not keras.ops.is_tensor(
+        images
     ):
-        # A dataset of (pictures, labels) batches: read its labels once.
-        collected = []
-        for element in pictures:
+        # A dataset of (images, labels) batches: read its labels once.
+        collected: list[np.ndarray] = []
+        for element in images:
             if isinstance(element, (tuple, list)) and len(element) >= 2:
                 collected.append(keras.ops.convert_to_numpy(element[1]))
             else:
-                collected = None
+                collected = []
                 break
         if collected:
             labels = np.concatenate([np.reshape(c, (len(c), -1)) for c in collected])
@@ -213,4 +204,4 @@ def _pictures_and_labels(pictures, labels):
                 "`labels` must be class indices >= 0 or one-hot rows. "
                 f"Received: labels with minimum {labels.min()}."
             )
-    return pictures, labels
+    return images, labels

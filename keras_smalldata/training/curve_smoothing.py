@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -32,74 +33,29 @@ _LEARNING_RATE_KEYS = ("learning_rate", "lr")
 class CurveSmoothing(keras.callbacks.Callback):
     """Adds an exponentially smoothed copy of each metric to the epoch logs.
 
-    On a few hundred pictures the validation curves jump from one epoch to
-    the next. At the end of every epoch this callback adds
-    `<key>_smoothed = smooth_curve(values so far, factor, debias)[-1]` to
-    `logs` for each metric, so that the callbacks placed **after** it in the
-    `callbacks` list can react to the trend instead of one lucky or unlucky
-    epoch: `EarlyStopping`, `ModelCheckpoint` and `ReduceLROnPlateau` can
-    monitor `"val_loss_smoothed"`, and the smoothed values are recorded by
-    `History` (`history.history["val_loss_smoothed"]`), `CSVLogger` and
-    `TensorBoard`. The `val_` prefix stays first (`val_loss_smoothed`,
-    `loss_smoothed`), which is how Keras' TensorBoard callback and CSV tools
-    tell validation metrics apart.
-
-    Pass the list through `check_callbacks`:
-    `model.fit(..., callbacks=check_callbacks([CurveSmoothing(), ...]))`.
-    A Keras callback is not told which other callbacks run beside it, so
-    `CurveSmoothing` alone cannot see a monitor that comes before it in the
-    list, that watches a key it does not smooth, or whose key is misspelt.
-    `check_callbacks` checks the list before training starts and hands the
-    monitors of smoothed keys to the first `CurveSmoothing` of the list,
-    which checks at the end of the first epoch (the first epoch with
-    validation, for `val_` keys) that every monitored key exists, and raises
-    a `ValueError` naming the closest real key otherwise
-    (`monitor="val_acc_smoothed"` when the metric is `accuracy`).
-
-    Things to know:
-
-    - Keras' callbacks share one `logs` dict, in list order: put
-      `CurveSmoothing` before every callback that reads the smoothed keys.
-    - Keras cannot tell whether `"val_loss_smoothed"` should go down or up:
-      monitoring callbacks need an explicit `mode="min"` or `mode="max"`
-      (with `mode="auto"`, `EarlyStopping` raises at the first epoch end).
-    - The smoothed curve lags the raw one by about `factor / (1 - factor)`
-      epochs (4 for `factor=0.8`), so `restore_best_weights=True` on a
-      smoothed key restores a later epoch than the raw best. Pair it with
-      `ModelCheckpoint(monitor="val_loss", save_best_only=True)` to keep the
-      weights of the raw best epoch.
-    - With `validation_freq > 1` the validation keys are missing on the
-      epochs without validation; their smoothed keys are then missing too
-      (no value is invented), and the average advances once per evaluation.
-    - A NaN or infinite value is skipped, and its smoothed value is NaN.
-    - Only epoch-end hooks are used, so Keras keeps its asynchronous batch
-      dispatch.
-
-    The state is reset at the start of every `fit`.
+    At the end of every epoch it adds ``<key>_smoothed = smooth_curve(values
+    so far, factor, debias)[-1]`` to the logs (``val_loss_smoothed``), so
+    that the callbacks placed after it in the list (``EarlyStopping``,
+    ``ModelCheckpoint``, ``ReduceLROnPlateau``) can monitor the trend, and
+    ``History``, ``CSVLogger`` and ``TensorBoard`` record it. Monitors of a
+    smoothed key need ``mode="min"`` or ``mode="max"``. Pass the list
+    through `check_callbacks`, which checks the monitors before training
+    and has this callback check their keys at the first epoch end. The state
+    is reset at the start of every ``fit``.
 
     Args:
-        factor: Weight of the past, in [0, 1): `0` copies the raw values,
-            `0.8` (the default) averages over roughly the last 5 epochs.
-        metrics: Which metrics to smooth. `None` (the default) smooths every
-            numeric entry of the logs except learning rates and keys that are
-            already smoothed. A list of names: a name without the `val_`
-            prefix covers both the training and the validation metric
-            (`["loss"]` smooths `loss` and `val_loss`), a name with the prefix
-            only the validation one (`["val_loss"]`). A single string is
-            accepted too. A name that is not in the logs raises a
-            `ValueError` at the first epoch end that could hold it.
-        debias: Whether to use TensorBoard's bias-corrected average (the
-            default) or the classic one seeded with the first value
-            (`debias=False`, the recipe's `smooth_curve`). The default is
-            the bias-corrected one, as in `plot_history`, for two reasons:
-            the value a monitor acts on is then the line `plot_history`
-            draws, and it is a weighted mean of the recent epochs only. The
-            classic average gives the first epoch, usually the worst, a
-            weight of `factor ** (t - 1)` at epoch `t`: with `factor=0.8`
-            the first loss still weighs 41% at the fifth epoch (12% in the
-            bias-corrected average), so the smoothed loss
-            keeps "improving" for a few epochs after the real curve has
-            turned, and `EarlyStopping` stops later than the trend says.
+        factor: Weight of the past, in [0, 1): 0 copies the raw values, 0.8
+            (the default) averages over roughly the last 5 epochs.
+        metrics: Which metrics to smooth. None (the default): every numeric
+            entry of the logs except learning rates and smoothed keys. A
+            name or a list of names: a name without the ``val_`` prefix
+            covers both the training and the validation metric
+            (``["loss"]``), a name with it only the validation one. A name
+            not in the logs raises a ValueError at the first epoch end that
+            could hold it.
+        debias: True (the default) uses TensorBoard's bias-corrected
+            average, the line `plot_history` draws; False the classic one
+            seeded with the first value (`smooth_curve`'s default).
 
     Example:
 
@@ -122,7 +78,7 @@ class CurveSmoothing(keras.callbacks.Callback):
         factor: float = 0.8,
         metrics: str | Sequence[str] | None = None,
         debias: bool = True,
-    ):
+    ) -> None:
         super().__init__()
         self.factor = validate_factor(factor)
         self.metrics = _smoothed_metric_names(metrics)
@@ -153,10 +109,10 @@ class CurveSmoothing(keras.callbacks.Callback):
             key.startswith("val_") and key[len("val_") :] in self.metrics
         )
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._reset()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
         smoothed = {}
@@ -175,7 +131,7 @@ class CurveSmoothing(keras.callbacks.Callback):
         logs.update(smoothed)
         self._check_keys(logs)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._checked["validation"]:
             return
         wanted = [name for name in self.metrics or () if name.startswith("val_")]
@@ -187,7 +143,7 @@ class CurveSmoothing(keras.callbacks.Callback):
         parts = []
         if wanted:
             parts.append(
-                f"CurveSmoothing(metrics={list(self.metrics)!r}) never smoothed {wanted}"
+                f"CurveSmoothing(metrics={list(self.metrics or ())!r}) never smoothed {wanted}"
             )
         if monitors:
             parts.append(f"{', '.join(monitors)} never had a value")
@@ -232,7 +188,7 @@ class CurveSmoothing(keras.callbacks.Callback):
                 raw = [key for key in raw if not key.startswith("val_")]
             hint = args.did_you_mean(name, raw, n=1, cutoff=0.5)
             problems.append(
-                f"CurveSmoothing(metrics={list(self.metrics)!r}): {name!r} is not "
+                f"CurveSmoothing(metrics={list(self.metrics or ())!r}): {name!r} is not "
                 f"in the epoch logs.{hint}"
             )
         return problems
@@ -285,53 +241,27 @@ def check_callbacks(
 ) -> list[keras.callbacks.Callback] | keras.callbacks.CallbackList:
     """Checks that monitors on smoothed keys will get their values; wrap `fit`'s list in it.
 
-    Keras' callbacks share one `logs` dict in list order, so a callback that
-    monitors `"val_loss_smoothed"` only sees a value if a `CurveSmoothing`
-    that smooths `val_loss` comes before it. When something is wrong, Keras
-    does not fail: `EarlyStopping` warns at every epoch and never stops,
-    `ModelCheckpoint` never saves. Use it as
-    `model.fit(..., callbacks=check_callbacks([...]))`.
-
-    Checked now, for every callback with a `monitor` attribute ending in
-    `_smoothed` (`EarlyStopping`, `ModelCheckpoint` with
-    `save_best_only=True`, `ReduceLROnPlateau`, your own):
-
-    - a `CurveSmoothing` smoothing the raw key comes before it;
-    - its `mode` is not `"auto"` (Keras cannot infer the direction of a
-      smoothed key and raises at the end of the first epoch), and does not
-      contradict the metric (`mode="min"` on an accuracy);
-    - it reads the logs at the end of epochs (a `ModelCheckpoint` with an
-      int `save_freq` reads them after batches, where no smoothed key
-      exists).
-
-    Checked during `fit`: the metric names only exist once training runs, so
-    these monitors are registered with the first `CurveSmoothing` of the
-    list, which checks at the end of the first epoch (the first epoch with
-    validation, for `val_` keys) that each monitored key was written, and
-    raises a `ValueError` with the closest real key otherwise
-    (`"val_acc_smoothed"` when the metric is `accuracy`: did you mean
-    `"val_accuracy_smoothed"`?). It warns at the end of training when no
-    validation ran at all. The registration lasts until the list is checked
-    again; a registered monitor that is not part of a later `fit` is not
-    checked there.
-
-    The problems found now raise one `ValueError` listing all of them. A
-    `CSVLogger`, `TensorBoard` or `History` placed before the first
-    `CurveSmoothing` only gets a warning: it works, but does not record the
-    smoothed keys.
+    For every callback whose ``monitor`` ends in ``_smoothed`` it checks now
+    that a `CurveSmoothing` smoothing the raw key comes before it, that its
+    ``mode`` is not ``"auto"`` and does not contradict the metric, and that
+    it reads the logs at the end of epochs. It registers these monitors
+    with the first `CurveSmoothing` of the list, which checks at the end of
+    the first epoch (with validation, for ``val_`` keys) that each monitored
+    key was written. A ``CSVLogger``, ``TensorBoard`` or ``History`` placed
+    before the first `CurveSmoothing` gets a warning.
 
     Args:
         callbacks: A list or tuple of callbacks (nested lists are flattened),
             or a `keras.callbacks.CallbackList`.
 
     Returns:
-        The callbacks as one flat list, in order, ready for `fit` (Keras
-        takes nested lists on the TensorFlow backend only); a
-        `CallbackList` is returned as it is.
+        The callbacks as one flat list, in order, ready for ``fit``; a
+        ``CallbackList`` is returned as it is.
 
     Raises:
-        TypeError: If `callbacks` is not a list of Keras callbacks.
-        ValueError: If a monitor on a smoothed key cannot work.
+        TypeError: If ``callbacks`` is not a list of Keras callbacks.
+        ValueError: Listing every monitor on a smoothed key that cannot
+            work.
 
     Example:
 

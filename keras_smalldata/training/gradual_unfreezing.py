@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_smalldata import _arguments as args
@@ -18,47 +20,23 @@ __all__ = ["GradualUnfreezing"]
 class GradualUnfreezing(keras.callbacks.Callback):
     """Lets the blocks of a pretrained base train one at a time, from the top down.
 
-    ULMFiT's gradual unfreezing (Howard & Ruder, 2018): the first epochs train
-    the head only; then the last block of the base trains too, ``every``
-    epochs later the block below it, and so on down to the lowest block you
-    allowed to train (``base.freeze_until(...)``). Fine-tuning then starts
-    where the pretrained features are least generic, and the head's first,
-    large gradients cannot wreck the lower blocks.
-
-    How: the model is compiled once, with a `DiscriminativeOptimizer`, and the
-    blocks that may train are trainable from the start. At the start of each
-    epoch the callback sets the optimizer's multiplier of the blocks that are
-    not due yet to 0 (their weights do not change at all) and gives the others
-    their configured multipliers back. Nothing is compiled again during
-    ``fit``, which is what makes it correct on every backend: on JAX ``fit``
-    fixes the list of trainable variables when it starts, and on TensorFlow
-    it keeps the train function it made. At the end of ``fit`` every block
-    has its multiplier back (what is trainable trains in the next ``fit``).
-
-    Things to know:
-
-    - Blocks are those of `block_groups` (``base.blocks``, the finest ones),
-      counted among the blocks with trainable weights: ``freeze_until``
-      chooses the lowest block that will ever train, and layers it froze stay
-      frozen.
-    - A block that waits has its gradients computed and the wrapped
-      optimizer's state (Adam's moments, momentum) follows them, so it starts
-      with a warm state rather than a fresh one.
-    - BatchNormalization: a waiting block is trainable, so a trainable BN
-      layer in it would run in training mode and update its statistics. The
-      callback refuses a base whose BN layers train (``train_batchnorm=True``)
-      when they sit in a block that waits; the default for pretrained weights
-      (``train_batchnorm=False``) keeps them frozen, in inference mode.
-    - Use it beside `CurveSmoothing` and ``EarlyStopping``: it reads no
-      metric and writes no log key. ``training_blocks`` records which blocks
-      trained at each epoch.
+    ULMFiT's gradual unfreezing (Howard & Ruder, 2018): the first epochs
+    train the head only; then the last block of the base trains too,
+    ``every`` epochs later the block below it, and so on down to the lowest
+    block ``base.freeze_until(...)`` allowed to train. The model is compiled
+    once, with a `DiscriminativeOptimizer`: the callback sets the multiplier
+    of the blocks that wait to 0 and gives them their own back when they are
+    due. At the end of ``fit`` every block has its multiplier back.
+    ``training_blocks`` records which blocks trained at each epoch.
 
     Args:
-        base: The `PretrainedBase` inside the model.
+        base: The `PretrainedBase` inside the model. Its BatchNormalization
+            layers must not train in a block that waits
+            (``train_batchnorm=False``, the default with pretrained weights).
         every: Epochs between two blocks (an int >= 1).
         initial_blocks: Blocks of the base, from the top, that train from the
             first epoch (default 0: the head only).
-        verbose: 1 prints a line when a block starts training.
+        verbose: 1 prints a line when a block starts training; 0 is silent.
 
     Example:
 
@@ -78,7 +56,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         every: int = 1,
         initial_blocks: int = 0,
         verbose: int = 0,
-    ):
+    ) -> None:
         super().__init__()
         if not isinstance(base, PretrainedBase):
             raise TypeError(
@@ -125,10 +103,11 @@ class GradualUnfreezing(keras.callbacks.Callback):
             optimizer = getattr(optimizer, "inner_optimizer", None)
         return None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         model = self.model
         if self._optimizer() is None:
-            chain, optimizer = [], model.optimizer
+            chain: list[str] = []
+            optimizer = model.optimizer
             while optimizer is not None and len(chain) < 4:
                 chain.append(type(optimizer).__name__)
                 optimizer = getattr(optimizer, "inner_optimizer", None)
@@ -174,10 +153,16 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "train_batchnorm=False (the default with pretrained weights)."
             )
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         count = min(len(self._stages), self.initial_blocks + epoch // self.every)
         if count != self._open:
             optimizer = self._optimizer()
+            if optimizer is None:
+                raise ValueError(
+                    "GradualUnfreezing: the model's optimizer is no longer a "
+                    "DiscriminativeOptimizer (was the model recompiled during fit?). "
+                    f"Received: optimizer={self.model.optimizer!r}."
+                )
             optimizer.resume_updates([v for _, _, vs in self._stages[:count] for v in vs])
             optimizer.pause_updates([v for _, _, vs in self._stages[count:] for v in vs])
             if self.verbose and count:
@@ -188,7 +173,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             self._open = count
         self.training_blocks[epoch] = [name for name, _, _ in self._stages[:count]]
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         optimizer = self._optimizer() if self._stages else None
         if optimizer is not None:
             optimizer.resume_updates([v for _, _, vs in self._stages for v in vs])

@@ -29,30 +29,25 @@ def save_history(
 ) -> Path:
     """Saves a training history to a JSON file.
 
-    The file holds one JSON object, `{"loss": [...], "val_loss": [...], ...}`,
-    the same thing as `json.dump(history.history, f)` but safe with the values
-    Keras and NumPy produce: NumPy floats and integers become plain JSON
-    numbers (a float32 is written as the float64 it converts to, so it reads
-    back exactly), arrays become lists, and NaN or infinite values become
-    `null` (strict JSON has no NaN; `load_history` reads `null` back as NaN,
-    so an infinite value comes back as NaN). The write is atomic: a
-    temporary file in the same folder is renamed over `path`, so a crash
-    never leaves half a file. An existing file at `path` is replaced.
+    The file holds one JSON object, ``{"loss": [...], "val_loss": [...]}``,
+    as ``json.dump(history.history, f)`` would write it, but safe with NumPy
+    values; NaN and infinite values are written as ``null``. The write is
+    atomic, and replaces an existing file.
 
     Args:
-        history: The `History` returned by `fit`, or its `history.history`
-            dict (metric name -> list of values).
-        path: Where to write, usually ending in `.json`. The folder must
+        history: The `History` returned by ``fit``, or its
+            ``history.history`` dict (metric name -> list of values).
+        path: Where to write, usually ending in ``.json``. The folder must
             exist.
 
     Returns:
         The path written, as a `pathlib.Path`.
 
     Raises:
-        TypeError: If `history` is not a History or a dict of lists of numbers.
-        ValueError: If `path` ends in `.csv` (use `keras.callbacks.CSVLogger`
-            to write CSV; `load_history` reads both).
-        FileNotFoundError: If the folder of `path` does not exist.
+        TypeError: If ``history`` is not a History or a dict of lists of
+            numbers.
+        ValueError: If ``path`` ends in ``.csv`` or is a folder.
+        FileNotFoundError: If the folder of ``path`` does not exist.
 
     Example:
 
@@ -96,39 +91,31 @@ def save_history(
 
 
 def load_history(
-    path: str | os.PathLike, separator: str | None = None
+    path: str | os.PathLike, *, separator: str | None = None
 ) -> dict[str, list]:
     """Reads a training history saved as JSON or by Keras' `CSVLogger`.
 
-    JSON files are those of `save_history` or of `json.dump(history.history)`
-    (`null` and `NaN` read back as NaN). CSV files are those of
-    `keras.callbacks.CSVLogger`: the `epoch` column is dropped, cells are
-    parsed as numbers, and `NA` or empty cells (epochs without validation)
-    become NaN. The format is recognised from the content, not the file name.
-
-    A file that is not a history is refused rather than half read: JSON
-    that is not an object of lists of numbers (a list at the top level,
-    text values), a key or a column given twice, CSV cells that are not
-    numbers, and `epoch` numbers that repeat or go back (a
-    `CSVLogger(append=True)` file of a run resumed from an earlier epoch:
-    keep the rows you want, then load it).
-
-    Note that `CSVLogger` decides its columns at the end of the first epoch:
-    with `validation_freq > 1` it adds `val_<key>` for every key it saw, so
-    every validation column is there, NaN on the epochs without validation.
+    JSON files are those of `save_history` or of
+    ``json.dump(history.history)`` (``null`` and ``NaN`` read back as NaN).
+    CSV files are those of ``keras.callbacks.CSVLogger``: the ``epoch``
+    column is dropped and ``NA`` or empty cells become NaN. The format is
+    recognised from the content, not the file name. A file that is not a
+    history is refused rather than half read.
 
     Args:
         path: The JSON or CSV file.
-        separator: The CSV separator. `None` (the default) detects it from
-            the header line (`CSVLogger(separator=...)` defaults to `","`).
+        separator: The CSV separator. None (the default) detects it from
+            the header line.
 
     Returns:
-        A dict, metric name -> list of values, like `history.history`.
+        A dict, metric name -> list of values, like ``history.history``.
 
     Raises:
-        FileNotFoundError: If `path` does not exist.
-        ValueError: If the file is neither a history JSON object nor a CSV
-            table of numbers with a header line.
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is not a history JSON object nor a CSV table
+            of numbers with a header line, names a key twice, or holds
+            ``epoch`` numbers that repeat or go back (two runs in one
+            ``CSVLogger(append=True)`` file).
 
     Example:
 
@@ -301,7 +288,7 @@ def _detect_separator(header: str) -> str:
         if candidate in _SEPARATORS:
             return candidate
     counts = {sep: header.count(sep) for sep in _SEPARATORS}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
 
 

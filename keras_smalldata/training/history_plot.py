@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -31,97 +30,62 @@ _BEST_COLOR = "C3"
 BEST_EPOCH_GID = "best_epoch"
 _MODES = ("auto", "min", "max")
 _DEFAULT_MONITOR = "val_loss"
-_NOT_GIVEN = object()
 
 
 def plot_history(
     history: keras.callbacks.History | Mapping[str, Sequence[float]] | str | os.PathLike,
+    *,
     factor: float | None = 0.8,
     metrics: str | Sequence[str] | None = None,
     figsize: tuple[float, float] | None = None,
     validation_freq: int | Sequence[int] | None = None,
-    *,
     debias: bool = True,
     monitor: str | None = _DEFAULT_MONITOR,
     mode: str = "auto",
-    smoothing=_NOT_GIVEN,
 ) -> Figure:
     """Plots training and validation curves, raw and smoothed, one panel per metric.
 
-    Each metric found in the history gets a panel with its training and
-    validation curves (`accuracy` with `val_accuracy`, `loss` with
-    `val_loss`, and any other pair): the raw values as points and their
-    `smooth_curve(values, factor, debias)` as a line of the same colour,
-    training in blue and validation in orange. Epochs are numbered from 1 (a
-    history of a resumed `fit(initial_epoch=...)` keeps its epoch numbers).
-
-    The lines use the bias-corrected average by default (`debias=True`, as
-    TensorBoard draws): with a few epochs, the classic average
-    (`debias=False`) stays pulled toward the first value and can lie far
-    from every raw point.
-
-    One epoch is marked as the best, in every panel, by one criterion: the
-    lowest `val_loss` by default, the epoch that
-    `ModelCheckpoint(monitor="val_loss", save_best_only=True)` keeps. A
-    dashed vertical line marks it in every panel, and a star marks each
-    panel's validation value at that epoch. `monitor` and `mode` choose
-    another criterion, as for Keras' callbacks (`monitor="val_accuracy"`,
-    or `"val_loss_smoothed"` for the epoch `EarlyStopping(monitor=
-    "val_loss_smoothed", restore_best_weights=True)` restores). Ties go to
-    the earliest epoch, as with `ModelCheckpoint`. The legend, below the
-    panels where it cannot cover any data, names the epoch and the
-    criterion.
-
-    Keys ending in `_smoothed` (written by `CurveSmoothing`) and learning
-    rates are not plotted as metrics. NaN values (a diverged epoch, a `null`
-    in JSON, `NA` in a CSVLogger file) are left out of the points and the
-    line, which joins the finite values.
-
-    With `fit(validation_freq=k)` the validation lists of a `History` are
-    shorter than the training ones. Their epochs are recovered from
-    `validation_freq` when you pass it, or inferred when only one interval
-    fits the lengths; otherwise a `ValueError` asks for it.
+    Each metric gets a panel with its training and validation values as
+    points and their `smooth_curve` as lines; epochs are numbered from 1.
+    One best epoch, chosen by ``monitor`` as ``ModelCheckpoint`` would, is
+    marked in every panel and named in the legend, below the panels. Keys
+    ending in ``_smoothed`` and learning rates are not plotted; NaN values
+    are left out.
 
     Args:
-        history: The `History` returned by `fit`, its `history.history`
+        history: The `History` returned by ``fit``, its ``history.history``
             dict, or a path to a history saved by `save_history` (JSON) or
-            written by `keras.callbacks.CSVLogger` (CSV).
-        factor: The `factor` of `smooth_curve`, in [0, 1), for the lines;
-            `None` draws the points only. Defaults to 0.8, as in
-            `CurveSmoothing(factor=0.8)`.
+            written by ``keras.callbacks.CSVLogger`` (CSV).
+        factor: The ``factor`` of `smooth_curve`, in [0, 1), for the lines;
+            None draws the points only.
         metrics: Which panels to draw: a metric name or a list of names
-            (without the `val_` prefix, e.g. `["accuracy", "loss"]`), in
-            that order. `None` (the default) draws every metric found, in
-            the order of the history.
-        figsize: The figure size in inches, `(width, height)`. Defaults to
-            5 x 3.8 inches per panel, plus room for the legend.
-        validation_freq: The `validation_freq` given to `fit` (an int or a
-            list of 1-based epochs), to place validation values when the
-            validation lists are shorter than the training ones.
+            (without the ``val_`` prefix), in that order. None (the
+            default) draws every metric, in the order of the history.
+        figsize: The figure size in inches, ``(width, height)``. Defaults
+            to 5 x 3.8 inches per panel, plus room for the legend.
+        validation_freq: The ``validation_freq`` given to ``fit`` (an int or
+            a list of 1-based epochs), to place validation values when the
+            validation lists are shorter than the training ones and their
+            epochs cannot be inferred.
         debias: Whether the lines use the bias-corrected average (the
-            default) or the classic one seeded with the first value
-            (`debias=False`). See `smooth_curve`.
+            default) or the classic one seeded with the first value.
         monitor: The history key that chooses the best epoch (default
-            `"val_loss"`; a history without it, from a `fit` without
-            validation, gets no mark), or `None` for no mark. Another key
-            that is not in the history raises a `ValueError`.
-        mode: `"min"` (lowest is best), `"max"` or `"auto"` (the default:
-            the direction comes from the model's Keras metrics when
-            `history` is a `History`, otherwise from the name: "loss",
-            "error", "mse"... go down, "accuracy", "auc", "precision"...
-            go up).
-        smoothing: Deprecated spelling of `factor`.
+            ``"val_loss"``; a history without it gets no mark), or None for
+            no mark.
+        mode: ``"min"`` (lowest is best), ``"max"``, or ``"auto"`` (the
+            default: from the model's metrics when ``history`` is a
+            `History`, otherwise from the key's name).
 
     Returns:
-        A `matplotlib.figure.Figure` with one `Axes` per metric.
+        A `matplotlib.figure.Figure` with one ``Axes`` per metric.
 
     Raises:
-        TypeError: If `history` is not a History, a dict or a path.
-        ValueError: If `metrics` or `monitor` names a key that is not in the
-            history, if the direction of `monitor` is unknown with
-            `mode="auto"`, if there is nothing to plot, or if the validation
-            epochs cannot be placed.
-        FileNotFoundError: If `history` is a path that does not exist.
+        TypeError: If ``history`` is not a History, a dict or a path.
+        ValueError: If ``metrics`` or ``monitor`` names a key that is not in
+            the history, if the direction of ``monitor`` is unknown with
+            ``mode="auto"``, if there is nothing to plot, or if the
+            validation epochs cannot be placed.
+        FileNotFoundError: If ``history`` is a path that does not exist.
 
     Example:
 
@@ -131,19 +95,6 @@ def plot_history(
     fig.savefig("curves.png")
     ```
     """
-    if smoothing is not _NOT_GIVEN:
-        if factor != 0.8:
-            raise TypeError(
-                "plot_history got both `factor` and its old name `smoothing`; "
-                f"pass only factor={smoothing!r}."
-            )
-        warnings.warn(
-            "plot_history(smoothing=...) is deprecated; use factor=... (the name "
-            "CurveSmoothing and smooth_curve use).",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        factor = smoothing
     if factor is not None:
         factor = validate_factor(factor)
     debias = args.check_bool("debias", debias)
@@ -195,8 +146,24 @@ def plot_history(
         ax.set_xlabel("Epoch")
         ax.set_ylabel(base)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _clip_to_unit_interval(ax, base, drawn)
     _add_legend(fig, legend_entries, factor, debias)
     return fig
+
+
+_BOUNDED_METRICS = ("accuracy", "auc", "precision", "recall")
+
+
+def _clip_to_unit_interval(ax, base, drawn) -> None:
+    # A metric that cannot leave [0, 1] gets no axis beyond it (matplotlib's margin
+    # would run an accuracy axis to 1.04).
+    if not any(word in base for word in _BOUNDED_METRICS):
+        return
+    values = np.concatenate([np.asarray(y, dtype=float) for _, _, y in drawn])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, 0.0), min(high, 1.0))
 
 
 def _check_figsize(figsize):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -13,7 +14,12 @@ from keras_smalldata import _arguments as args
 from keras_smalldata._backend import is_tf_dataset
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model, unique_variables
+from keras_smalldata._types import Data
 from keras_smalldata.training.smoothing import ExponentialAverage, validate_factor
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["LearningRateRange", "lr_range_test"]
 
@@ -26,28 +32,20 @@ class LearningRateRange:
 
     Attributes:
         learning_rates: The rate of each step that ran, rising exponentially
-            (a float64 array). Shorter than ``steps`` when the test stopped
-            early.
+            (float64). Shorter than ``steps`` when the test stopped early.
         losses: The training loss of each step's batch, before that step's
-            update (the loss Keras reports), as measured: noisy; NaN or
-            infinite at the last step when the loss blew up.
-        smoothed_losses: ``losses`` smoothed by the debiased exponential
-            moving average of `smooth_curve` (``debias=True``) with the
-            test's ``smoothing`` factor; NaN where the raw loss was not finite.
-        suggestion: The suggested learning rate: the rate where the smoothed
-            loss falls fastest, per decade of rate (the steepest descent of
-            the smoothed loss against ``log10(rate)``, by central
-            differences, among the rates before the smoothed minimum, the
-            first tenth of the rates left out: there the average rests on
-            too few batches). None
-            when the smoothed loss never fell (the range started too high:
-            lower ``start``).
-        minimum_rate: The rate at the smoothed minimum. fastai's other rule,
-            ``minimum_rate / 10``, is a more cautious choice; the minimum
-            itself is already too high to train with.
-        stop_reason: ``"completed"`` (every step ran), ``"diverged"`` (the
-            smoothed loss passed ``divergence`` times its best) or
-            ``"non-finite loss"`` (a NaN or infinite loss).
+            update (the loss Keras reports); NaN or infinite at the last step
+            when the loss blew up.
+        smoothed_losses: ``losses`` smoothed by the debiased moving average
+            of `smooth_curve` with the test's ``factor``; NaN where the raw
+            loss was not finite.
+        suggestion: The rate where the smoothed loss falls fastest per
+            decade of rate, before its minimum (the first tenth of the rates
+            left out); None when the smoothed loss never fell.
+        minimum_rate: The rate at the smoothed minimum (``minimum_rate /
+            10`` is a more cautious choice than the suggestion).
+        stop_reason: ``"completed"``, ``"diverged"`` (the smoothed loss
+            passed ``divergence`` times its best) or ``"non-finite loss"``.
     """
 
     learning_rates: np.ndarray
@@ -57,14 +55,13 @@ class LearningRateRange:
     minimum_rate: float | None
     stop_reason: str
 
-    def plot(self, ax=None, figsize: tuple[float, float] | None = None):
+    def plot(
+        self, ax: Axes | None = None, figsize: tuple[float, float] | None = None
+    ) -> Figure:
         """Draws the loss against the learning rate (log axis), the suggestion marked.
 
         The raw losses are light dots, the smoothed loss a line; a dashed
         vertical line marks the suggestion and a dotted one the minimum.
-        Read it from the left: the loss is flat while the rate is too small
-        to matter, falls, reaches a minimum and shoots up. A good rate sits
-        on the falling part, well before the minimum.
 
         Args:
             ax: A matplotlib Axes to draw into; None makes a new Figure.
@@ -111,12 +108,12 @@ class LearningRateRange:
 
 def lr_range_test(
     model: keras.Model,
-    data,
+    data: Data,
     *,
     start: float = 1e-7,
     stop: float = 1.0,
     steps: int = 100,
-    smoothing: float = 0.98,
+    factor: float = 0.98,
     divergence: float | None = 4.0,
     batch_size: int | None = None,
     seed: int | None = None,
@@ -124,59 +121,42 @@ def lr_range_test(
 ) -> LearningRateRange:
     """Trains briefly over rising learning rates to find a good one, then undoes it.
 
-    Leslie Smith's range test (2017, "Cyclical Learning Rates for Training
-    Neural Networks"), as fastai's ``lr_find`` runs it: one training step per
-    batch, the learning rate growing exponentially from ``start`` to
-    ``stop`` (``np.geomspace(start, stop, steps)``), the loss of every step
-    recorded. The test stops early when the smoothed loss passes
-    ``divergence`` times the best smoothed loss so far, or at the first NaN
-    or infinite loss (the result is still returned, with that step last).
-
-    The suggestion is the rate where the smoothed loss falls fastest (see
-    `LearningRateRange`); ``minimum_rate / 10`` is the other common rule.
-    Use it as the learning rate, or as ``maximal_rate`` of `OneCycle`.
-
-    The model is trained with its own compiled optimizer, loss and metrics,
-    step by step with ``model.train_on_batch`` (on TensorFlow, JAX and
-    PyTorch), setting the optimizer's ``learning_rate`` before each step.
-    Afterwards everything the test changed is put back, even when it is
-    interrupted: the model's variables (weights, BatchNormalization
-    statistics, random-layer seeds), the optimizer's variables (moments,
-    ``iterations``, the learning rate) and the metrics' state. An optimizer
-    built by the test stays built, with the state of a fresh build restored.
-    The global random generators move on, as with any training (PyTorch's
-    unseeded ``Dropout`` draws from torch's): give ``Dropout`` a ``seed`` to
-    make the training after the test repeat the training without it.
-
-    A `DiscriminativeOptimizer` works as well: the test sets the rate of the
-    optimizer it wraps, and each group keeps its multiplier of that rate.
+    Leslie Smith's range test, as fastai's ``lr_find`` runs it: one training
+    step per batch with ``model.train_on_batch``, the rate growing
+    exponentially from ``start`` to ``stop``, the loss of every step
+    recorded. It stops early when the smoothed loss passes ``divergence``
+    times its best, or at the first NaN or infinite loss. Afterwards
+    everything the test changed is put back, even when it is interrupted:
+    the model's variables, the optimizer's variables and the metrics' state.
 
     Args:
-        model: A compiled, built model. Its optimizer's learning rate must be
-            a number (a variable), not a ``LearningRateSchedule`` such as
-            `OneCycle`: compile with a constant rate for the test, then
-            compile again with the schedule.
+        model: A compiled model whose optimizer's learning rate is a number,
+            not a schedule (compile with a constant rate for the test).
         data: A ``tf.data.Dataset`` of batches ``(x, y)`` (or ``(x, y,
             sample_weight)``), or arrays ``(x, y)`` (or ``(x, y,
-            sample_weight)``), which are shuffled and batched like ``fit``
-            does. It is repeated when it has fewer batches than ``steps``.
-        start: The first learning rate, > 0, e.g. ``1e-7``.
-        stop: The last learning rate, > ``start``, e.g. ``1.0``.
+            sample_weight)``), shuffled and batched as ``fit`` does. It is
+            repeated when it has fewer batches than ``steps``.
+        start: The first learning rate, > 0.
+        stop: The last learning rate, > ``start``.
         steps: How many steps (batches, rates), >= 2.
-        smoothing: The smoothing factor of the debiased moving average,
+        factor: The ``factor`` of the debiased moving average of the loss,
             in [0, 1); 0.98 as fastai.
         divergence: Stops when the smoothed loss exceeds ``divergence``
             times the best so far (a number > 1); None never stops early
-            except on a non-finite loss. Only a positive best loss is
-            compared.
-        batch_size: The batch size for arrays (default 32). A dataset is
-            already batched: give the batch size there.
+            except on a non-finite loss.
+        batch_size: The batch size for arrays (default 32); a dataset is
+            already batched.
         seed: Seeds the shuffling of arrays (int >= 0 or None).
-        verbose: 1 shows a ``keras.utils.Progbar``, 0 is silent.
+        verbose: 1 (default) shows a progress bar; 0 is silent.
 
     Returns:
         A `LearningRateRange` with the rates, the raw and smoothed losses,
         the suggestion and ``plot()``.
+
+    Raises:
+        ValueError: For an uncompiled model, a learning rate that is a
+            schedule, gradient accumulation, a model without trainable
+            weights, or empty data.
 
     Example:
 
@@ -197,7 +177,7 @@ def lr_range_test(
             f"Received: start={start!r}, stop={stop!r}."
         )
     steps = args.check_int("steps", steps, minimum=2)
-    smoothing = validate_factor(smoothing, "smoothing")
+    factor = validate_factor(factor)
     divergence = args.check_number(
         "divergence", divergence, 1.0, include_minimum=False, example="4.0", allow_none=True
     )
@@ -221,7 +201,7 @@ def lr_range_test(
     losses: list[float] = []
     smoothed: list[float] = []
     stop_reason = "completed"
-    average = ExponentialAverage(smoothing, debias=True)
+    average = ExponentialAverage(factor, debias=True)
     best = math.inf
     progbar = keras.utils.Progbar(steps, unit_name="step") if verbose else None
     try:
@@ -230,6 +210,9 @@ def lr_range_test(
             if step:
                 batch = next(batches)
             optimizer.learning_rate = float(rate)
+            # Keras before 3.11 returns the mean over every train_on_batch since the
+            # last reset, not this step's loss.
+            model.reset_metrics()
             logs = model.train_on_batch(*batch, return_dict=True)
             loss = float(keras.ops.convert_to_numpy(logs["loss"]))
             losses.append(loss)
@@ -314,6 +297,8 @@ def _check_optimizer(model):
             "total_steps))."
         )
     for candidate in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if candidate is None:
+            continue
         accumulation = getattr(candidate, "gradient_accumulation_steps", None)
         if accumulation and accumulation > 1:
             raise ValueError(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 
 from keras_smalldata import _arguments as args
+from keras_smalldata._types import Tensor
 
 __all__ = ["OneCycle"]
 
@@ -15,45 +17,25 @@ __all__ = ["OneCycle"]
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """The one-cycle learning rate: a warm-up to a peak, then a long cosine decay.
 
-    Leslie Smith's one-cycle policy (Smith & Topin, 2018, "Super-Convergence")
-    as fastai's ``fit_one_cycle`` and PyTorch's ``OneCycleLR`` run it with
-    cosine annealing: over the first ``warmup_fraction`` of the steps the
-    rate rises from ``maximal_rate / initial_divisor`` to ``maximal_rate``
-    along a half cosine; over the rest it falls, along a half cosine, to the
-    floor ``maximal_rate / final_divisor``, and stays there after
-    ``total_steps``. The steps are the optimizer's ``iterations`` (one per
-    batch), so ``total_steps = epochs * batches per epoch``.
-
-    The step count follows PyTorch's ``OneCycleLR(anneal_strategy="cos",
-    three_phase=False)`` exactly (the tests compare the two): step 0 has the
-    initial rate, step ``warmup_fraction * total_steps - 1`` the peak and
-    step ``total_steps - 1`` the floor. (PyTorch's ``final_div_factor``
-    divides the initial rate; here ``final_divisor`` divides the peak, as
-    fastai's ``div_final``: ``final_div_factor = final_divisor /
-    initial_divisor``.)
-
-    A good ``maximal_rate`` is the suggestion of `lr_range_test`, taken with
-    a constant rate before compiling with this schedule. Written with
-    ``keras.ops``, it runs inside compiled training on every backend, and a
-    model compiled with it saves and loads (``model.save("x.keras")``). It
-    composes with `DiscriminativeOptimizer`: wrap an optimizer that uses the
-    schedule, and each group's multiplier scales the scheduled rate.
-
-    One-cycle also cycles momentum the other way (high while the rate is
-    low). Keras 3 optimizers take only a number for ``momentum`` and
-    ``beta_1`` (a schedule or a callable is refused or fails in training),
-    so the momentum stays constant here.
+    Over the first ``warmup_fraction`` of the steps the rate rises along a
+    half cosine from ``maximal_rate / initial_divisor`` to ``maximal_rate``;
+    then it falls along a half cosine to ``maximal_rate / final_divisor`` at
+    step ``total_steps - 1``, and stays there. A step is a batch (the
+    optimizer's ``iterations``). The values are PyTorch's
+    ``OneCycleLR(anneal_strategy="cos", three_phase=False)``, step for step.
+    The momentum is not cycled.
 
     Args:
-        maximal_rate: The peak learning rate, > 0, e.g. ``1e-3``.
+        maximal_rate: The peak learning rate, > 0, e.g. ``1e-3`` (the
+            suggestion of `lr_range_test`).
         total_steps: The number of training steps of the cycle (an int >= 1),
             e.g. ``epochs * len(train_dataset)``.
         warmup_fraction: The fraction of the steps spent rising, in [0, 1)
-            (PyTorch's ``pct_start``), e.g. ``0.3``.
+            (PyTorch's ``pct_start``).
         initial_divisor: The first rate is ``maximal_rate / initial_divisor``
-            (a number >= 1), e.g. ``25``.
+            (a number >= 1).
         final_divisor: The last rate is ``maximal_rate / final_divisor`` (a
-            number >= 1), e.g. ``1e4``.
+            number >= 1).
         name: The schedule's name.
 
     Example:
@@ -73,7 +55,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         initial_divisor: float = 25.0,
         final_divisor: float = 1e4,
         name: str = "OneCycle",
-    ):
+    ) -> None:
         super().__init__()
         self.maximal_rate = args.check_number(
             "maximal_rate", maximal_rate, 0.0, include_minimum=False, example="1e-3"
@@ -101,7 +83,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         """The floor, from the last step on: ``maximal_rate / final_divisor``."""
         return self.maximal_rate / self.final_divisor
 
-    def __call__(self, step):
+    def __call__(self, step: int | Tensor) -> Tensor:
         step = keras.ops.cast(step, "float32")
         # As PyTorch's OneCycleLR: the peak at step warmup_end, the floor at decay_end.
         warmup_end = self.warmup_fraction * self.total_steps - 1.0
@@ -115,7 +97,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         falling = _cosine(self.maximal_rate, self.final_rate, decay)
         return keras.ops.where(step <= warmup_end, rising, falling)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "maximal_rate": self.maximal_rate,
             "total_steps": self.total_steps,

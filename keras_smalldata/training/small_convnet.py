@@ -12,6 +12,7 @@ from keras_smalldata._arguments import check_positive_int
 
 def small_convnet(
     input_shape: Sequence[int] = (150, 150, 3),
+    *,
     filters: Sequence[int] = (32, 64, 128, 128),
     hidden_units: int | None = 256,
     dropout: float = 0.5,
@@ -24,32 +25,28 @@ def small_convnet(
 
     ``[augmentation] -> Rescaling(1/255) -> (Conv2D 3x3 relu -> MaxPooling2D 2)
     per entry of filters -> Flatten -> Dropout -> [Dense relu] -> classifier``.
-    The model takes pictures in [0, 255], as
-    `keras.utils.image_dataset_from_directory` yields them, and rescales them
-    itself. Its layers have stable names (``conv1``, ``pool1``, ``conv2``...,
-    ``dense``, ``output``), so that visualisation and freezing code can name
-    them.
+    It takes pictures in [0, 255] and rescales them itself. Its layers have
+    stable names (``conv1``, ``pool1``, ``conv2``..., ``dense``, ``output``).
 
     Args:
-        input_shape: Shape of one picture, channels last: ``(height,
-            width, channels)``. Each block halves the size, so the sides
-            must be at least ``2 ** len(filters)`` pixels (16 for the four
-            default blocks).
+        input_shape: Shape of one picture, ``(height, width, channels)``;
+            the sides must be at least ``2 ** len(filters)`` pixels.
         filters: Filters of each convolution block (one block per entry).
         hidden_units: Units of the hidden dense layer, or None for none.
         dropout: Dropout rate before the dense layers (0 for none).
         num_classes: 2 gives one sigmoid unit (``binary_crossentropy``),
             more gives a softmax (``sparse_categorical_crossentropy``).
         augmentation: An optional augmentation layer, placed first (it sees
-            the 0-255 pictures and is only active in training).
-        seed: Seed of the Dropout layer. With a seed, adding Dropout leaves
-            Keras' global random state alone, so that the layers after it get
-            the same initial weights as in the model without Dropout (under
-            `keras.utils.set_random_seed`): a fair comparison.
+            the 0-255 pictures).
+        seed: Seed of the Dropout layer.
         name: The model's name.
 
     Returns:
         An uncompiled `keras.Model`.
+
+    Raises:
+        ValueError: For an ``input_shape`` too small for the blocks, or an
+            empty ``filters``.
 
     Example:
 

@@ -36,43 +36,27 @@ def smooth_curve(
 ) -> np.ndarray:
     """Smooths a training curve with an exponential moving average.
 
-    With `debias=False` (the default) this is the classic small-data recipe:
-    the first point is kept and every later point is mixed with the running
-    average, `s[0] = p[0]` and `s[t] = factor * s[t-1] + (1 - factor) * p[t]`.
-    Early values stay close to the first point.
-
-    With `debias=True` this is the bias-corrected average that TensorBoard
-    draws: the running average starts from 0, `a = factor * a + (1 - factor) * p`,
-    and each output is divided by `1 - factor ** n`, where `n` counts the
-    finite points seen so far. This removes the pull toward the first point
-    (the first output equals the first point, the second is a weighted mean
-    of the first two...).
-
-    Points that are NaN or infinite (a diverged epoch, a missing validation
-    epoch stored as NaN, a `None` read from JSON) are skipped: they do not
-    enter the average, the output holds NaN at their position, and the next
-    finite point continues from the last average as if the bad point had not
-    been there. Positions before the first finite point are NaN as well.
-
-    The smoothed curve lags behind the raw one by about
-    `factor / (1 - factor)` points (4 points for `factor=0.8`).
+    With ``debias=False`` (the default), the classic recipe's average:
+    ``s[0] = p[0]`` and ``s[t] = factor * s[t-1] + (1 - factor) * p[t]``.
+    With ``debias=True``, TensorBoard's bias-corrected average, which starts
+    from 0 and divides by ``1 - factor ** n`` (n: finite points so far). NaN
+    and infinite points are skipped: NaN at their position, and the average
+    goes on from the last finite point.
 
     Args:
         points: The raw values, a 1-D list, tuple or NumPy array of numbers
-            (`None` counts as NaN).
-        factor: Weight of the past, in [0, 1). 0 returns the points
-            unchanged (as floats); 0.8 is the usual choice for a few dozen
-            epochs. Defaults to 0.8.
-        debias: Whether to use TensorBoard's bias-corrected average instead
-            of the average seeded with the first point. Defaults to False.
+            (``None`` counts as NaN).
+        factor: Weight of the past, in [0, 1); 0 returns the points
+            unchanged (as floats).
+        debias: Whether to use the bias-corrected average.
 
     Returns:
-        A float64 NumPy array with the same length as `points`.
+        A float64 NumPy array with the same length as ``points``.
 
     Raises:
-        TypeError: If `factor` is not a number or `points` holds something
-            that is not a number.
-        ValueError: If `factor` is outside [0, 1) or `points` is not 1-D.
+        TypeError: If ``factor`` is not a number or ``points`` holds
+            something that is not a number.
+        ValueError: If ``factor`` is outside [0, 1) or ``points`` is not 1-D.
 
     Example:
 

@@ -12,9 +12,8 @@ from keras_smalldata.viz.cam import (
     ClassActivationMaps,
     class_activation_maps,
     find_last_conv_layer,
-    grad_cam,
     normalize_heatmaps,
-    plot_grad_cam,
+    plot_class_activation_maps,
 )
 from keras_smalldata.viz.faithfulness import cam_faithfulness
 from keras_smalldata.viz.filter_patterns import (
@@ -46,13 +45,12 @@ __all__ = [
     "find_last_conv_layer",
     "find_misclassified",
     "get_activations",
-    "grad_cam",
     "interpret",
     "layer_paths",
     "normalize_heatmaps",
     "overlay_heatmap",
     "plot_activations",
+    "plot_class_activation_maps",
     "plot_filter_patterns",
-    "plot_grad_cam",
     "plot_misclassified",
 ]

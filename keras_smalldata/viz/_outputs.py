@@ -32,8 +32,9 @@ import keras
 import numpy as np
 
 from keras_smalldata._arguments import is_integer, received
-from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
-from keras_smalldata.viz._layers import walk_layers
+from keras_smalldata._function_cache import FunctionCache, model_signature
+from keras_smalldata.viz._compiled import compile_for
+from keras_smalldata.viz._layers import model_layers
 from keras_smalldata.viz._recording import (
     ACTIVATION_LAYERS,
     CallRecorder,
@@ -91,6 +92,7 @@ class OutputHead:
             if int(outputs.shape[-1]) == 1:  # log-odds, the sigmoid's logit
                 return log_p - keras.ops.log(keras.ops.clip(1.0 - outputs, tiny, 1.0))
             return log_p
+        assert self.path is not None  # "softmax" and "sigmoid" heads name their layer
         call = recorder.single_call(self.path, model)
         return call.output if self.role == "output" else call.before_activation()
 
@@ -219,9 +221,15 @@ class ModelInspection:
             raise ValueError(self.head_problem)
         return self.head
 
+    def require_units(self) -> int:
+        """`units`; None only when the output is not one (batch, classes) tensor."""
+        if self.units is None:
+            raise ValueError(self.head_problem)
+        return self.units
+
 
 def _inspect(model, images) -> ModelInspection:
-    layers = list(walk_layers(model))
+    layers = model_layers(model)
     spied = [path for path, layer in layers if has_own_activation(layer)]
     with CallRecorder(layers, pre_activation=spied) as recorder:
         outputs = recorder.run(model, images)
@@ -417,4 +425,11 @@ class ClassPredictor:
 def _forward(model):
     """``images -> model(images, training=False)``, holding the model weakly."""
     model_ref = weakref.ref(model)
-    return lambda images: model_ref()(images, training=False)
+
+    def forward(images):
+        referent = model_ref()
+        if referent is None:
+            raise RuntimeError("The model of this prediction no longer exists.")
+        return referent(images, training=False)
+
+    return forward

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -15,14 +16,18 @@ from keras_smalldata._arguments import (
     check_positive_int,
 )
 from keras_smalldata._figures import new_figure
-from keras_smalldata._models import check_model
-from keras_smalldata.viz._layers import resolve_layer, walk_layers
+from keras_smalldata._models import check_model, resolve_layer
+from keras_smalldata._types import ArrayLike
+from keras_smalldata.viz._layers import model_layers
 from keras_smalldata.viz._recording import CallRecorder, as_batch, to_numpy
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _resolve_many(model, layers):
     if layers is None:
-        return [(path, path, layer) for path, layer in walk_layers(model)]
+        return [(path, path, layer) for path, layer in model_layers(model)]
     if isinstance(layers, (str, keras.layers.Layer)):
         layers = [layers]
     resolved = []
@@ -35,37 +40,31 @@ def _resolve_many(model, layers):
 
 def get_activations(
     model: keras.Model,
-    images,
+    images: ArrayLike,
     layers: str | keras.layers.Layer | Sequence[str | keras.layers.Layer] | None = None,
+    *,
     batch_size: int = 32,
 ) -> dict[str, np.ndarray]:
     """Returns what chosen layers output when the model sees some pictures.
 
-    The model runs once per batch, exactly as ``model(images,
-    training=False)`` (dropout off, batch normalisation in inference mode),
-    while the chosen layers' outputs are recorded. Layers inside a nested
-    model (a `keras.applications` base, a `PretrainedBase`, a Sequential
-    block) are named by their path, ``"vgg16/block3_conv1"``; no sub-model is
-    built, so there is no "Graph disconnected" error, and the model itself is
-    not changed. Functional, Sequential (built) and subclassed models work.
+    The model runs as ``model(images, training=False)`` while the chosen
+    layers' outputs are recorded; no sub-model is built and the model is not
+    changed. Layers inside a nested model are named by their path
+    (``"vgg16/block3_conv1"``).
 
     Args:
         model: A Keras model.
-        images: Pictures as the model expects them (same value range and
-            size): an array or tensor of shape (batch, height, width,
-            channels), or one picture (height, width, channels), which is
-            treated as a batch of one.
-        layers: Which layers: a path (``"vgg16/block3_conv1"``), a bare name
-            (``"block3_conv1"``, when it is unique), a Layer object, or a
-            list of these. None (default) means every layer, nested models
-            and their layers included (except layers that do not run or run
-            several times in one pass, e.g. shared layers).
+        images: Pictures as the model expects them, (batch, height, width,
+            channels), or one picture (height, width, channels).
+        layers: A path, a bare name (when it is unique), a Layer, or a list
+            of these. None (default) means every layer that runs once,
+            nested models and their layers included.
         batch_size: Pictures per forward pass.
 
     Returns:
         A dict from layer name (as given; full paths when ``layers`` is None
-        or a Layer object) to a NumPy array with a batch axis first, in the
-        order asked for (the order of ``layer_paths(model)`` for None).
+        or a Layer) to a NumPy array with the batch axis first, in the order
+        asked for (the order of ``layer_paths(model)`` for None).
 
     Raises:
         ValueError: For an unknown layer (with the closest real paths), a
@@ -147,23 +146,20 @@ def _as_feature_map(name: str, value, image_index: int) -> np.ndarray | None:
 
 def plot_activations(
     activations: dict[str, np.ndarray],
+    *,
     image_index: int = 0,
     images_per_row: int = 16,
     one_figure: bool = False,
     cmap: str = "viridis",
     tile_inches: float = 0.8,
     figsize: tuple[float, float] | None = None,
-):
-    """Draws each layer's channels as a grid of small pictures, like the seeds.
+) -> Figure | list[Figure]:
+    """Draws each layer's channels as a grid of small pictures.
 
-    Every channel is standardised on its own (minus its mean, divided by its
-    standard deviation, times 64, plus 128, clipped to 0-255) so weak and
-    strong channels are equally visible; a constant channel (e.g. a dead
-    ReLU) shows as flat grey instead of the seeds' NaN. Channels are laid
-    out ``images_per_row`` to a row, separated by a thin blank gap, and the
-    figure grows with the number of rows so that 512 channels stay readable.
-    Layers whose output is not a feature map (more than 3 axes per picture)
-    are skipped.
+    Every channel is standardised on its own, so weak and strong channels
+    are equally visible; a constant channel shows as one flat tile in the
+    colour map's middle colour (teal with viridis). Layers whose output is not
+    a feature map (more than 3 axes per picture) are skipped.
 
     Args:
         activations: The dict returned by `get_activations`.
@@ -179,6 +175,10 @@ def plot_activations(
     Returns:
         A list of `matplotlib.figure.Figure`, one per layer, or a single
         Figure when ``one_figure=True``.
+
+    Raises:
+        TypeError: If ``activations`` is not a dict.
+        ValueError: If no layer has a feature map for ``image_index``.
 
     Example:
 

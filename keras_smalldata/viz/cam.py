@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import weakref
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -37,9 +38,11 @@ from keras_smalldata._arguments import (
     check_positive_int,
 )
 from keras_smalldata._figures import new_figure
-from keras_smalldata._models import CONVOLUTION_TYPES, check_model
-from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
-from keras_smalldata.viz._layers import is_model, resolve_layer
+from keras_smalldata._function_cache import FunctionCache, model_signature
+from keras_smalldata._models import CONVOLUTION_TYPES, check_model, resolve_layer
+from keras_smalldata._types import ArrayLike
+from keras_smalldata.viz._compiled import compile_for
+from keras_smalldata.viz._layers import is_model
 from keras_smalldata.viz._outputs import (
     ClassPredictor,
     check_class_names,
@@ -56,6 +59,9 @@ from keras_smalldata.viz.overlay import (
     overlay_heatmap,
     to_display_image,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
 
@@ -118,16 +124,13 @@ def _no_convolution(model) -> ValueError:
     )
 
 
-def find_last_conv_layer(model: keras.Model, images) -> str:
-    """Returns the path of the layer Grad-CAM uses by default.
+def find_last_conv_layer(model: keras.Model, images: ArrayLike) -> str:
+    """Returns the path of the layer `class_activation_maps` uses by default.
 
-    The model is run once on ``images`` and the layers are taken in the order
-    they actually ran (nested models included): the last convolution with a
-    4-D output, extended over the normalisation, activation, addition or
-    concatenation layers that directly follow it at the same spatial size.
-    So, nested in a model, VGG16 gives ``"vgg16/block5_conv3"``, ResNet50
-    ``"resnet50/conv5_block3_out"`` and Xception
-    ``"xception/block14_sepconv2_act"``.
+    The model runs once on ``images``; of the layers in the order they ran
+    (nested models included), this is the last convolution with a 4-D output,
+    extended over the normalisation, activation, addition or concatenation
+    layers right after it at the same size: the output of the last block.
 
     Args:
         model: A Keras model.
@@ -341,82 +344,60 @@ def _score_cam(predictor, batch, activations, classes, batch_size, progbar):
 
 def class_activation_maps(
     model: keras.Model,
-    images,
+    images: ArrayLike,
     class_index: int | Sequence[int] | None = None,
+    *,
     layer: str | keras.layers.Layer | None = None,
     method: str = "gradcam",
     resize: bool = True,
     batch_size: int | None = None,
-    verbose: int | str = "auto",
+    verbose: int = 0,
     run_eagerly: bool = False,
 ) -> ClassActivationMaps:
-    """Computes class activation maps (Grad-CAM, Grad-CAM++ or Score-CAM) with what they explain.
+    """Computes class activation maps (Grad-CAM, Grad-CAM++ or Score-CAM).
 
-    Every picture gets its own map, for its own class. The model runs once per
-    batch of pictures, as ``model(images, training=False)``; the feature map
-    and the class score come from that one pass, so a base nested in the
-    model (``vgg16/block5_conv3``, a `PretrainedBase`), Sequential,
-    Functional and subclassed models all work, without "Graph disconnected"
-    errors, and the model is never changed. It works on the TensorFlow, JAX
-    and PyTorch backends, with the same results.
-
-    The score explained is the one *before* the final softmax or sigmoid, so
-    that a saturated softmax does not zero the gradients. It is found however
-    the model ends: a `Dense` with a softmax or sigmoid activation (the score
-    is what its activation received), a `Softmax` or `Activation` layer (its
-    input), a softmax or sigmoid applied as an op (``keras.ops.softmax(x)`` in
-    a Functional model or in a subclassed model's ``call``), or a layer that
-    passes such an output on unchanged (a ``Lambda``). A model that outputs
-    logits is explained as is. For a single sigmoid unit, class 1 is
-    explained by the logit and class 0 by its negation.
-
-    The probabilities reported are the model's own outputs when it outputs
-    probabilities, and their softmax (one unit: their sigmoid) when it
-    outputs logits; a softmax is never applied twice.
+    Each picture gets its own map, for its own class. The model runs as
+    ``model(images, training=False)`` and is not changed; a layer inside a
+    nested model is named by its path (``"vgg16/block5_conv3"``). The score
+    explained is the one before the model's final softmax or sigmoid.
 
     Args:
-        model: A Keras model with one output of shape (batch, classes) or
-            (batch, 1) for a sigmoid.
-        images: Pictures as the model expects them (same size and value
-            range as in training), shape (batch, height, width, channels),
-            or one picture (height, width, channels).
-        class_index: None (default) explains each picture's predicted class;
-            an int explains that class for every picture; a sequence gives
-            one class per picture. For one sigmoid unit the classes are 0
-            and 1.
-        layer: The feature map to use (a path such as
-            ``"vgg16/block5_conv3"``, a name, or a Layer). None finds the
-            last convolution block (see `find_last_conv_layer`).
+        model: A Keras classifier with one output of shape (batch, classes),
+            or (batch, 1) for one sigmoid unit.
+        images: Pictures as the model expects them, (batch, height, width,
+            channels), or one picture (height, width, channels).
+        class_index: The class to explain: None (default) for each
+            picture's predicted class, an int for every picture, or one int
+            per picture. One sigmoid unit has the classes 0 and 1.
+        layer: The feature map to use: a path, a name or a Layer. None
+            finds the last convolution block (`find_last_conv_layer`).
         method: ``"gradcam"`` (default), ``"gradcam++"`` or ``"scorecam"``.
-        resize: True (default) returns maps at the pictures' resolution
-            (bilinear); False at the feature map's.
-        batch_size: Pictures per forward pass; for Score-CAM, also masked
-            pictures per forward pass. None (default): 32 when a GPU or TPU
-            is visible; on a CPU, 32 or fewer so that a pass holds at most
-            the pixels of 8 pictures of 224 x 224 (8 MobileNetV2 pictures,
-            32 of 112 px or less). On a shared CPU, passes of 8 such
-            pictures ran faster than passes of 32 (the same work, less
-            memory per pass; see the visualisation benchmark).
-        verbose: "auto" shows a progress bar for Score-CAM only; 0 never,
-            1 always.
-        run_eagerly: False (default) runs the pass compiled (traced once per
-            model, layer and batch shape, then reused; it always uses the
-            model's current weights, and a model whose layers, weights or
-            trainable flags changed since gets a new pass); True runs it
-            eagerly, for debugging.
+        resize: True (default) returns the maps at the pictures'
+            resolution; False at the feature map's.
+        batch_size: Pictures per forward pass (for Score-CAM, also masked
+            pictures per pass). None: 32 with a GPU or TPU; on a CPU, at
+            most the pixels of 8 pictures of 224 x 224 per pass.
+        verbose: 0 (default) is silent; 1 shows a progress bar.
+        run_eagerly: False (default) runs the pass compiled, cached for the
+            model as it is; True runs it eagerly, for debugging.
 
     Returns:
-        A `ClassActivationMaps` with the heatmaps, float32 (batch, height,
-        width) in [0, 1] (each map divided by its maximum; a map with no
-        positive evidence is all zeros, never NaN), the explained and the
-        predicted classes, their probabilities, the layer and the method.
+        A `ClassActivationMaps`: the heatmaps, float32 (batch, height,
+        width) in [0, 1] (all zeros where there is no positive evidence),
+        the explained and predicted classes, their probabilities, the layer
+        and the method.
+
+    Raises:
+        ValueError: For a model without a convolution (when ``layer`` is
+            None), a layer whose output is not 4-D, a model without one
+            (batch, classes) output, or a class the model does not have.
 
     Example:
 
     ```python
-    result = class_activation_maps(model, images)
-    result.layer, result.predicted, result.probability
-    # ('vgg16/block5_conv3', array([1, 0]), array([0.93, 0.71], dtype=float32))
+    maps = class_activation_maps(model, images)
+    maps.heatmaps.shape, maps.layer, maps.predicted
+    # ((2, 180, 180), 'vgg16/block5_conv3', array([1, 0]))
     ```
     """
     check_model(model)
@@ -425,6 +406,7 @@ def class_activation_maps(
         check_positive_int("batch_size", batch_size)
     check_bool("resize", resize)
     check_bool("run_eagerly", run_eagerly)
+    check_choice("verbose", verbose, (0, 1))
     batch, _ = as_batch(images)
     if batch_size is None:
         batch_size = default_batch_size(batch.shape[1:3])
@@ -434,13 +416,14 @@ def class_activation_maps(
     signature = model_signature(model)
     inspection = inspect_model(model, batch, signature=signature)
     head = inspection.require_head()
-    check_class_range(requested_all, inspection.units)
+    check_class_range(requested_all, inspection.require_units())
     if layer is not None:
         path = resolve_layer(model, layer)[0]
     else:
-        path = _last_conv_path(inspection.runs)
-        if path is None:
+        last_conv = _last_conv_path(inspection.runs)
+        if last_conv is None:
             raise _no_convolution(model)
+        path = last_conv
     target = single_run(path, inspection.runs, model)
     if not _is_feature_map(target):
         raise ValueError(
@@ -457,12 +440,11 @@ def class_activation_maps(
             lambda: compile_for(model, _cam_pass(model, path, head, method), True),
             signature=signature,
         )
-    show = (
-        verbose == "auto" and method == "scorecam" or verbose not in ("auto", 0, False)
-    )
     progbar = None
+    if verbose and method != "scorecam":
+        progbar = keras.utils.Progbar(-(-total // batch_size), unit_name="batch")
     predictor = ClassPredictor(model, run_eagerly=run_eagerly, signature=signature)
-    parts = {
+    parts: dict[str, list[np.ndarray]] = {
         key: []
         for key in ("maps", "classes", "predicted", "probability", "class_probability")
     }
@@ -478,7 +460,7 @@ def class_activation_maps(
             activations = keras.ops.convert_to_numpy(result["activations"]).astype(
                 "float64"
             )
-            if progbar is None and show:
+            if progbar is None and verbose:
                 steps = -(-int(activations.shape[-1]) // batch_size) * total
                 progbar = keras.utils.Progbar(steps, unit_name="batch")
             maps = _score_cam(
@@ -486,6 +468,8 @@ def class_activation_maps(
             )
         else:
             maps = keras.ops.convert_to_numpy(result["maps"])
+            if progbar is not None:
+                progbar.add(1)
         parts["maps"].append(normalize_heatmaps(maps))
         parts["classes"].append(classes)
         parts["predicted"].append(predicted)
@@ -506,50 +490,6 @@ def class_activation_maps(
     )
 
 
-def grad_cam(
-    model: keras.Model,
-    images,
-    class_index: int | Sequence[int] | None = None,
-    layer: str | keras.layers.Layer | None = None,
-    method: str = "gradcam",
-    resize: bool = True,
-    batch_size: int | None = None,
-    verbose: int | str = "auto",
-    run_eagerly: bool = False,
-) -> np.ndarray:
-    """Class activation heatmaps (Grad-CAM, Grad-CAM++ or Score-CAM) for a batch.
-
-    The heatmaps of `class_activation_maps`, which takes the same arguments and
-    documents them; use it to get the explained and predicted classes and
-    their probabilities as well.
-
-    Returns:
-        A float32 array (batch, height, width) with values in [0, 1], or
-        (height, width) for one picture.
-
-    Example:
-
-    ```python
-    heatmaps = grad_cam(model, images)            # predicted classes
-    heatmaps = grad_cam(model, images, class_index=[0, 1, 1, 0])
-    overlay = overlay_heatmap(images[0], heatmaps[0])
-    ```
-    """
-    result = class_activation_maps(
-        model,
-        images,
-        class_index,
-        layer,
-        method,
-        resize,
-        batch_size,
-        verbose,
-        run_eagerly,
-    )
-    single = len(np.shape(images)) == 3
-    return result.heatmaps[0] if single else result.heatmaps
-
-
 _METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "gradcam++": "Grad-CAM++",
@@ -557,33 +497,29 @@ _METHOD_TITLES = {
 }
 
 
-def plot_grad_cam(
-    model: keras.Model,
-    images,
-    class_index: int | Sequence[int] | None = None,
-    layer: str | keras.layers.Layer | None = None,
-    method: str = "gradcam",
+def plot_class_activation_maps(
+    maps: ClassActivationMaps,
+    images: ArrayLike,
+    *,
     class_names: Sequence[str] | None = None,
     alpha: float = 0.4,
     cmap: str = "jet",
     value_range: tuple[float, float] | None = None,
     figsize: tuple[float, float] | None = None,
-):
-    """Shows each picture, its class activation map and their overlay.
+) -> Figure:
+    """Draws each picture, its class activation map and their overlay.
 
-    One row per picture: the picture titled with the predicted class and its
+    One row per picture: the picture titled with its predicted class and
     probability, the heatmap titled with the class it explains and the
     layer, and the heatmap blended over the picture (`overlay_heatmap`).
+    Nothing is computed: the maps come from `class_activation_maps`.
 
     Args:
-        model: A Keras model (see `class_activation_maps`).
-        images: One picture or a batch, as the model expects them.
-        class_index: The class to explain; None for each picture's predicted
-            class (see `class_activation_maps`).
-        layer: The feature map to use; None finds the last conv block.
-        method: ``"gradcam"``, ``"gradcam++"`` or ``"scorecam"``.
+        maps: The `ClassActivationMaps` of ``images``.
+        images: The pictures the maps explain, (batch, height, width,
+            channels), or one picture.
         class_names: Names of the classes, e.g. ``train_ds.class_names``.
-        alpha: Weight of the heatmap in the overlay.
+        alpha: Weight of the heatmap in the overlay, in [0, 1].
         cmap: A matplotlib colormap.
         value_range: (low, high) of the pictures for display; None guesses
             (see `overlay_heatmap`).
@@ -592,19 +528,36 @@ def plot_grad_cam(
     Returns:
         A `matplotlib.figure.Figure`.
 
+    Raises:
+        TypeError: If ``maps`` is not a `ClassActivationMaps`.
+        ValueError: If ``images`` and ``maps`` hold different numbers of
+            pictures.
+
     Example:
 
     ```python
-    fig = plot_grad_cam(model, images[:2], class_names=["cat", "dog"])
-    fig.savefig("gradcam.png")
+    maps = class_activation_maps(model, images[:2])
+    fig = plot_class_activation_maps(maps, images[:2], class_names=["cat", "dog"])
+    fig.savefig("class_activation_maps.png")
     ```
     """
+    if not isinstance(maps, ClassActivationMaps):
+        raise TypeError(
+            "`maps` must be the ClassActivationMaps returned by "
+            "class_activation_maps(model, images). Received: maps of type "
+            f"{type(maps).__name__}."
+        )
     class_names = check_class_names(class_names)
     check_number("alpha", alpha, 0.0, 1.0)
     batch, _ = as_batch(images)
-    maps = class_activation_maps(model, batch, class_index, layer, method)
     pictures = keras.ops.convert_to_numpy(batch)
     rows = pictures.shape[0]
+    if rows != len(maps.heatmaps):
+        raise ValueError(
+            f"`images` holds {rows} pictures but `maps` has {len(maps.heatmaps)} "
+            "heatmaps: pass the pictures the maps were computed for. Received: "
+            f"images of shape {tuple(pictures.shape)}."
+        )
     figure = new_figure(figsize=figsize or (9.0, 3.2 * rows), layout="constrained")
     axes = figure.subplots(rows, 3, squeeze=False)
     for i in range(rows):
@@ -616,8 +569,9 @@ def plot_grad_cam(
             f"predicted: {class_name(predicted, class_names)} ({maps.probability[i]:.2f})"
         )
         axes[i, 1].imshow(colorize_heatmap(maps.heatmaps[i], cmap))
+        title = _METHOD_TITLES.get(maps.method, maps.method)
         axes[i, 1].set_title(
-            f"{_METHOD_TITLES[method]} for {class_name(explained, class_names)}\n{maps.layer}",
+            f"{title} for {class_name(explained, class_names)}\n{maps.layer}",
             fontsize=9,
         )
         axes[i, 2].imshow(

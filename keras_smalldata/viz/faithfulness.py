@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_smalldata._arguments import check_choice, check_positive_int
 from keras_smalldata._models import check_model
+from keras_smalldata._types import ArrayLike
 from keras_smalldata.viz._outputs import (
     ClassPredictor,
     check_class_range,
@@ -30,8 +31,9 @@ def _class_probabilities(predictor, batch, batch_size):
 
 def cam_faithfulness(
     model: keras.Model,
-    images,
-    heatmaps=None,
+    images: ArrayLike,
+    heatmaps: ArrayLike | None = None,
+    *,
     class_index: int | Sequence[int] | None = None,
     layer: str | keras.layers.Layer | None = None,
     method: str = "gradcam",
@@ -40,24 +42,14 @@ def cam_faithfulness(
     """Average Drop and Increase in Confidence of class activation maps.
 
     The two metrics of Chattopadhyay et al. (2018, Grad-CAM++): each picture
-    is multiplied by its heatmap (values in [0, 1], so only the highlighted
-    part stays), and the model's probability for the explained class on that
-    masked picture, O, is compared with the probability on the full picture,
-    Y:
-
-    - Average Drop = 100 * mean(max(0, Y - O) / Y): lower is better (the
-      highlighted part holds the evidence);
-    - Increase in Confidence = 100 * fraction of pictures with O > Y:
-      higher is better.
-
-    The probabilities are the model's own outputs (the softmax of its outputs
-    for a model that outputs logits; see `class_activation_maps`).
-
-    The pictures are multiplied as given to the model, so "removed" means 0
-    in the model's input space (black for 0-255 or 0-1 inputs).
+    is multiplied by its heatmap, and the model's probability for the
+    explained class on that masked picture, O, is compared with the one on
+    the full picture, Y. Average Drop is ``100 * mean(max(0, Y - O) / Y)``
+    (lower is better); Increase in Confidence is the percentage of pictures
+    with O > Y (higher is better).
 
     Args:
-        model: A Keras classifier (see `grad_cam`).
+        model: A Keras classifier (see `class_activation_maps`).
         images: A batch of pictures as the model expects them.
         heatmaps: Maps to evaluate, (batch, height, width) in [0, 1] at the
             pictures' resolution; None computes them with ``method``.
@@ -69,6 +61,10 @@ def cam_faithfulness(
     Returns:
         A dict with ``"average_drop"`` and ``"increase_in_confidence"`` (both
         in percent) and ``"count"`` (number of pictures).
+
+    Raises:
+        ValueError: For heatmaps of another shape than the pictures', or a
+            class the model does not have.
 
     Example:
 
@@ -88,8 +84,8 @@ def cam_faithfulness(
             model,
             batch,
             class_index,
-            layer,
-            method,
+            layer=layer,
+            method=method,
             resize=True,
             batch_size=batch_size,
             verbose=0,

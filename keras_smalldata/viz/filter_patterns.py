@@ -29,6 +29,7 @@ import dataclasses
 import warnings
 import weakref
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -46,10 +47,15 @@ from keras_smalldata._arguments import (
     received,
 )
 from keras_smalldata._figures import new_figure
-from keras_smalldata._models import check_model
-from keras_smalldata.viz._compiled import FunctionCache, compile_for, model_signature
-from keras_smalldata.viz._layers import resolve_layer
+from keras_smalldata._function_cache import FunctionCache, model_signature
+from keras_smalldata._models import check_model, resolve_layer
+from keras_smalldata._types import ArrayLike
+from keras_smalldata.viz._compiled import compile_for
 from keras_smalldata.viz._recording import CallRecorder, single_run
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _DEFAULT_SIZE = 180  # the Keras example's picture size
 OBJECTIVES = ("pre_activation", "activation")
@@ -60,26 +66,25 @@ class FilterPatterns:
     """The pictures `filter_patterns` found, and whether each filter was excited.
 
     Behaves as the array of pictures (``patterns.shape``, ``patterns[0]``,
-    ``np.asarray(patterns)``, `plot_filter_patterns`) and carries, per filter,
-    what the ascent achieved.
+    ``np.asarray(patterns)``, `plot_filter_patterns`).
 
     Attributes:
-        pictures: uint8 pictures (filters, height, width, channels), or the
+        images: uint8 pictures (filters, height, width, channels), or the
             raw float32 inputs when ``deprocess=False``.
         filters: The filter indices, int64 (filters,).
         excited: bool (filters,): True when the filter's mean activation (the
             layer's output, borders left out) is higher on its picture than on
-            the start picture. False means the ascent found nothing (e.g. a
-            filter no input reaches): its picture is the start noise.
+            the start picture. False means the ascent found nothing: its
+            picture is the start noise.
         start_activation: The filter's mean activation on the start picture.
         final_activation: The filter's mean activation on its picture.
         attempts: int (filters,): 1 when the first ascent excited the filter,
-            k + 1 when restart k did (see ``restarts`` in `filter_patterns`).
+            k + 1 when restart k did.
         layer: The layer path.
         objective: What was climbed: "pre_activation" or "activation".
     """
 
-    pictures: np.ndarray
+    images: np.ndarray
     filters: np.ndarray
     excited: np.ndarray
     start_activation: np.ndarray
@@ -90,34 +95,34 @@ class FilterPatterns:
 
     def __array__(self, dtype=None, copy=None):
         if dtype is None:
-            return self.pictures
-        return self.pictures.astype(dtype)
+            return self.images
+        return self.images.astype(dtype)
 
     def __len__(self) -> int:
-        return len(self.pictures)
+        return len(self.images)
 
     def __getitem__(self, index):
-        return self.pictures[index]
+        return self.images[index]
 
     def __iter__(self):
-        return iter(self.pictures)
+        return iter(self.images)
 
     @property
     def shape(self) -> tuple:
-        return self.pictures.shape
+        return self.images.shape
 
     @property
-    def dtype(self):
-        return self.pictures.dtype
+    def dtype(self) -> np.dtype:
+        return self.images.dtype
 
     @property
     def ndim(self) -> int:
-        return self.pictures.ndim
+        return self.images.ndim
 
     def __repr__(self) -> str:
         return (
-            f"FilterPatterns(layer={self.layer!r}, pictures {self.pictures.shape} "
-            f"{self.pictures.dtype}, excited {int(self.excited.sum())} of "
+            f"FilterPatterns(layer={self.layer!r}, images {self.images.shape} "
+            f"{self.images.dtype}, excited {int(self.excited.sum())} of "
             f"{len(self.excited)}, objective={self.objective!r})"
         )
 
@@ -131,7 +136,7 @@ def _model_input_shape(model) -> tuple | None:
     return shape[1:] if len(shape) == 4 else None
 
 
-def deprocess_image(image, crop: int = 0) -> np.ndarray:
+def deprocess_image(image: ArrayLike, crop: int = 0) -> np.ndarray:
     """Turns an optimised input into a viewable uint8 picture (the Keras example's recipe).
 
     Centres the picture on 0, divides by its standard deviation (+1e-5),
@@ -150,7 +155,7 @@ def deprocess_image(image, crop: int = 0) -> np.ndarray:
 
     ```python
     raw = filter_patterns(model, "conv2d", [0], deprocess=False)[0]
-    picture = deprocess_image(raw, crop=4)
+    image = deprocess_image(raw, crop=4)
     ```
     """
     image = np.asarray(image, dtype="float64")
@@ -401,7 +406,8 @@ def filter_patterns(
     model: keras.Model,
     layer: str | keras.layers.Layer,
     filters: Iterable[int] = range(64),
-    size: int | tuple[int, int] | None = None,
+    *,
+    image_size: int | tuple[int, int] | None = None,
     steps: int = 30,
     step_size: float = 10.0,
     value_range: tuple[float, float] = (0.0, 255.0),
@@ -418,87 +424,61 @@ def filter_patterns(
 ) -> FilterPatterns:
     """Finds, for several filters of a layer at once, the picture each responds to most.
 
-    Picture i of a batch is optimised for filter ``filters[i]``: starting
-    from mid-grey plus uniform noise of +-1/16 of the input range, each of
-    ``steps`` steps adds ``step_size * (high - low) / 2`` times the
-    L2-normalised gradient (per picture) of the filter's mean value, the
-    feature map's outer ``border`` pixels left out. With
-    ``value_range=(-1, 1)`` and ``objective="activation"`` this is exactly
-    the Keras example's algorithm; other ranges scale the start noise and the
-    step with the range.
-
-    By default (``objective="pre_activation"``) the value climbed is the
-    filter's value before the layer's activation function: what the
-    activation of a ``Conv2D(activation="relu")`` receives, or the input of a
-    ReLU/Activation layer (e.g. MobileNetV2's ``block_3_expand_relu``, whose
-    input is the batch-normalised convolution). A filter that a ReLU cuts to
-    0 on the start picture has no gradient after the ReLU, but has one
-    before it, so it still gets a pattern. Layers without an activation are
-    climbed as they are. A filter whose activation did not rise is climbed
-    again from a stronger start (``restarts``): a filter can also be cut off
-    by ReLUs *before* its layer that the faint grey start leaves shut. Each
-    filter is then reported as excited or not (`FilterPatterns.excited`, with
-    a warning naming those that were not).
-
-    The model runs up to ``layer`` only (the forward pass stops once the
-    layer has run), inside whatever model holds it: ``"vgg16/block3_conv1"``
-    works in a model that contains VGG16 as a layer. It works on the
-    TensorFlow, JAX and PyTorch backends, with the same results.
+    Gradient ascent in input space, as in the Keras example "Visualizing
+    what convnets learn": picture i of a batch starts from mid-grey plus a
+    little noise and climbs the mean value of filter ``filters[i]`` (the
+    feature map's outer ``border`` pixels left out) for ``steps`` steps of
+    the L2-normalised gradient. By default the value climbed is the one
+    before the layer's activation function, and a filter that was not
+    excited is climbed again from stronger starts; a warning names the
+    filters no attempt excited. The model runs up to ``layer`` only.
 
     Args:
         model: A Keras model.
-        layer: The layer (path such as ``"vgg16/block3_conv1"``, name or
-            Layer). Its output's last axis holds the filters; a Dense
-            layer's units work too.
+        layer: The layer: a path such as ``"vgg16/block3_conv1"``, a name
+            or a Layer. Its output's last axis holds the filters.
         filters: Indices of the filters.
-        size: Picture size, an int or (height, width). None uses the
-            model's input size when it is fixed, else 180 (as the Keras
-            example).
-        steps: Gradient-ascent steps (the Keras example: 30).
-        step_size: Step for an input range of width 2 (the Keras example:
-            10); scaled by ``(high - low) / 2``.
+        image_size: Picture size, an int or (height, width). None uses the
+            model's input size when it is fixed, else 180.
+        steps: Gradient-ascent steps.
+        step_size: Step for an input range of width 2, scaled by
+            ``(high - low) / 2``.
         value_range: (low, high) of the pictures the model takes: (0, 255)
-            for models that rescale or preprocess inside (this library's
-            convention), (0, 1) after a `Rescaling(1/255)` outside the
-            model, (-1, 1) for a bare MobileNetV2, ResNet50V2 or Xception.
+            for models that rescale or preprocess inside, (0, 1) or (-1, 1)
+            for models that take rescaled pictures.
         border: Feature-map pixels left out on each side of the mean.
         crop: Pixels removed on each side when deprocessing. None: 25 px for
             a 180 px picture, proportionally for other sizes.
-        jitter: If > 0, the picture is shifted (circularly) by a random
-            number of pixels in [-jitter, jitter] on each axis before every
-            step, a transformation-robustness regulariser (as in Lucid and
-            tf-keras-vis) that gives smoother, more natural patterns. Runs
-            as tensor ops (`keras.ops.roll`).
+        jitter: If > 0, a random circular shift of up to ``jitter`` pixels
+            before every step (smoother patterns).
         objective: ``"pre_activation"`` (default) climbs the value before
             the layer's activation function; ``"activation"`` climbs the
             layer's output, as the Keras example does.
         restarts: How many times a filter that was not excited is climbed
-            again from a new, stronger start: uniform noise over the whole
-            value range, then over twice the range. 0 turns restarts off.
-        batch_size: Filters optimised together per batch. None (default):
-            all of them, up to 64, when a GPU is visible; 8 on a CPU, where
-            per-picture cost hardly falls with larger batches and big
-            batches ran slower on a loaded machine (on a quiet one, 64 was
-            5-10% faster; see the benchmark page).
+            again from a stronger start (0: never).
+        batch_size: Filters optimised together. None: all of them, up to 64,
+            with a GPU; 8 on a CPU.
         deprocess: True (default) returns viewable uint8 pictures; False
-            returns the raw optimised inputs (float32, in the model's input
-            space, uncropped).
+            the raw float32 inputs, in the model's input space, uncropped.
         seed: Seed of the start noise and the jitter.
-        verbose: 1 shows a `keras.utils.Progbar`, 0 is silent.
-        run_eagerly: False (default) compiles the step (several times
-            faster; traced once per model, layer and batch size and reused by
-            later calls, always with the model's current weights); True runs
-            it eagerly, for debugging.
+        verbose: 1 (default) shows a progress bar; 0 is silent.
+        run_eagerly: False (default) compiles the step, cached for the model
+            and layer; True runs it eagerly, for debugging.
 
     Returns:
         A `FilterPatterns`: the pictures (filters, height, width, channels),
-        uint8 or float32 inputs when ``deprocess=False``, usable as an array,
-        with ``excited``, the start and final activations of each filter.
+        usable as an array, with ``excited`` and the start and final
+        activations of each filter.
+
+    Raises:
+        ValueError: For an unknown layer, a filter index beyond the layer's
+            filters, or an ``image_size`` that does not match the model's
+            fixed input size.
 
     Example:
 
     ```python
-    patterns = filter_patterns(model, "vgg16/block3_conv1", range(16), size=64)
+    patterns = filter_patterns(model, "vgg16/block3_conv1", range(16), image_size=64)
     patterns.shape, patterns.excited.mean()
     fig = plot_filter_patterns(patterns, title="block3_conv1")
     ```
@@ -506,7 +486,7 @@ def filter_patterns(
     check_model(model)
     path, _ = resolve_layer(model, layer)
     filters = _check_filters(filters)
-    height, width, channels = _picture_shape(model, size)
+    height, width, channels = _picture_shape(model, image_size)
     check_positive_int("steps", steps)
     step_size = check_number("step_size", step_size, 0.0, include_minimum=False)
     low, high = check_value_range("value_range", value_range)
@@ -548,11 +528,11 @@ def filter_patterns(
     raw, start, final, excited, attempts = ascent.climb_with_restarts(filters, restarts)
     if not excited.all():
         _warn_not_excited(path, filters, excited, restarts)
-    pictures = (
+    images = (
         raw if not deprocess else np.stack([deprocess_image(p, crop) for p in raw])
     )
     return FilterPatterns(
-        pictures=pictures,
+        images=images,
         filters=np.asarray(filters, dtype="int64"),
         excited=excited,
         start_activation=start,
@@ -567,21 +547,29 @@ def filter_pattern(
     model: keras.Model,
     layer: str | keras.layers.Layer,
     filter_index: int,
-    size: int | tuple[int, int] | None = None,
+    *,
+    image_size: int | tuple[int, int] | None = None,
     steps: int = 30,
     step_size: float = 10.0,
-    **kwargs,
+    **kwargs: Any,
 ) -> np.ndarray:
     """Finds the picture one filter of a layer responds to most.
 
-    The one-filter case of `filter_patterns` (see there for the algorithm
-    and for the other keyword arguments: ``value_range``, ``border``,
-    ``crop``, ``jitter``, ``objective``, ``restarts``, ``deprocess``, ``seed``,
-    ``verbose``, ``run_eagerly``); a filter that was not excited gets a
-    warning. The compiled step is cached, so a loop of calls on the same
-    model and layer is traced once. To see many filters, call
-    `filter_patterns`: it optimises them in one batch, which is many times
-    faster than a loop over this function.
+    The one-filter case of `filter_patterns`, which documents the other
+    keyword arguments (``value_range``, ``border``, ``crop``, ``jitter``,
+    ``objective``, ``restarts``, ``deprocess``, ``seed``, ``verbose``,
+    ``run_eagerly``). For many filters call `filter_patterns`: it climbs
+    them in one batch, many times faster than a loop over this function.
+
+    Args:
+        model: A Keras model.
+        layer: The layer: a path, a name or a Layer.
+        filter_index: The filter, an int >= 0.
+        image_size: Picture size, an int or (height, width); None as in
+            `filter_patterns`.
+        steps: Gradient-ascent steps.
+        step_size: Step for an input range of width 2.
+        **kwargs: Other keyword arguments of `filter_patterns`.
 
     Returns:
         One picture (height, width, channels), uint8 unless
@@ -590,7 +578,7 @@ def filter_pattern(
     Example:
 
     ```python
-    picture = filter_pattern(model, "block3_conv1", 0, size=64)
+    image = filter_pattern(model, "block3_conv1", 0, image_size=64)
     ```
     """
     check_int("filter_index", filter_index, minimum=0)
@@ -599,7 +587,7 @@ def filter_pattern(
         model,
         layer,
         [int(filter_index)],
-        size=size,
+        image_size=image_size,
         steps=steps,
         step_size=step_size,
         **kwargs,
@@ -642,46 +630,47 @@ def _layer_output_shape(model, path, height, width, channels):
     return tuple(_forward_to_layer(model, path, picture).output.shape)
 
 
-def _picture_shape(model, size):
+def _picture_shape(model, image_size):
     known = _model_input_shape(model)
     channels = known[2] if known and known[2] else 3
-    if size is None:
+    if image_size is None:
         if known and known[0] and known[1]:
             return int(known[0]), int(known[1]), int(channels)
-        size = _DEFAULT_SIZE
+        image_size = _DEFAULT_SIZE
     expected = "an int or (height, width), at least 8 pixels"
-    if is_integer(size):
-        height = width = int(size)
+    given = received("image_size", image_size)
+    if is_integer(image_size):
+        height = width = int(image_size)
     elif (
-        isinstance(size, (tuple, list))
-        and len(size) == 2
-        and all(is_integer(s) for s in size)
+        isinstance(image_size, (tuple, list))
+        and len(image_size) == 2
+        and all(is_integer(s) for s in image_size)
     ):
-        height, width = (int(s) for s in size)
+        height, width = (int(s) for s in image_size)
     else:
-        raise TypeError(f"`size` must be {expected}. {received('size', size)}")
+        raise TypeError(f"`image_size` must be {expected}. {given}")
     if height < 8 or width < 8:
-        raise ValueError(f"`size` must be {expected}. {received('size', size)}")
+        raise ValueError(f"`image_size` must be {expected}. {given}")
     if known and known[0] and known[1] and (known[0], known[1]) != (height, width):
         raise ValueError(
-            f"`size` does not match the model's fixed input size "
-            f"{known[0]}x{known[1]}; pass size=None or a model built with a "
-            "free input size, e.g. include_top=False without input_shape. "
-            f"{received('size', size)}"
+            f"`image_size` does not match the model's fixed input size "
+            f"{known[0]}x{known[1]}; pass image_size=None or a model built with a "
+            f"free input size, e.g. include_top=False without input_shape. {given}"
         )
     return height, width, int(channels)
 
 
 def plot_filter_patterns(
     patterns: FilterPatterns | np.ndarray,
+    *,
     images_per_row: int = 8,
     margin: int = 5,
     title: str | None = None,
     labels: Iterable[int] | None = None,
-    ax=None,
+    ax: Axes | None = None,
     figsize: tuple[float, float] | None = None,
-):
-    """Draws filter patterns as one grid picture, like the seeds' 8x8 grids.
+) -> Figure:
+    """Draws filter patterns as one grid picture.
 
     Filters that `filter_patterns` reports as not excited (their picture is
     the start noise) are crossed out in red, and the title says how many.
@@ -704,8 +693,8 @@ def plot_filter_patterns(
     Example:
 
     ```python
-    fig = plot_filter_patterns(filter_patterns(model, "conv2d", range(64)),
-                               title="conv2d")
+    patterns = filter_patterns(model, "conv2d", range(64))
+    fig = plot_filter_patterns(patterns, title="conv2d")
     ```
     """
     excited = patterns.excited if isinstance(patterns, FilterPatterns) else None

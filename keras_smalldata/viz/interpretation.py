@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -28,6 +29,7 @@ from keras_smalldata._arguments import (
 )
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
+from keras_smalldata._types import Data
 from keras_smalldata.viz._outputs import check_class_names, class_name
 from keras_smalldata.viz.cam import class_activation_maps
 from keras_smalldata.viz.misclassified import (
@@ -36,12 +38,16 @@ from keras_smalldata.viz.misclassified import (
     predicted_batches,
 )
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 
 @dataclasses.dataclass
 class Interpretation:
-    """A model's predictions on a labelled dataset, to study its mistakes.
+    """A model's predictions on labelled data, to study its mistakes.
 
-    Made by `interpret`. Every array is in the order of the dataset.
+    Made by `interpret`. Every array is in the order of the data.
 
     Attributes:
         probabilities: Per-class probabilities, float64 (pictures, classes):
@@ -52,9 +58,8 @@ class Interpretation:
         predicted: The predicted classes (the most probable), int64
             (pictures,).
         losses: The cross-entropy of each picture, float64 (pictures,):
-            ``-log(p)`` where p is the probability of its true class in
-            ``probabilities``, clipped below at ``keras.config.epsilon()``
-            (1e-7) as Keras' cross-entropy does, so a loss is at most 16.1.
+            ``-log(p)``, p the probability of its true class in
+            ``probabilities`` clipped below at ``keras.config.epsilon()``.
         images: The pictures with the highest losses, highest first, as the
             model took them (kept, height, width, channels): ``images[i]``
             is picture ``top_losses(len(images))[i]``.
@@ -146,9 +151,9 @@ class Interpretation:
         normalize: bool = False,
         *,
         cmap: str = "Blues",
-        ax=None,
+        ax: Axes | None = None,
         figsize: tuple[float, float] | None = None,
-    ):
+    ) -> Figure:
         """Draws the confusion matrix, with the class names and the count in every cell.
 
         Args:
@@ -224,14 +229,13 @@ class Interpretation:
         alpha: float = 0.4,
         value_range: tuple[float, float] | None = None,
         figsize: tuple[float, float] | None = None,
-    ):
-        """Shows the ``k`` pictures with the highest losses, highest first, in one Figure.
+    ) -> Figure:
+        """Draws the ``k`` pictures with the highest losses, highest first.
 
-        Each panel is titled with the true class, the predicted class and
-        its probability, the loss and the picture's position in the dataset.
-        With ``grad_cam=True`` each picture carries its Grad-CAM overlay for
-        the predicted class (`class_activation_maps`): what the model looked
-        at when it was most wrong.
+        Each panel is titled with the true class, the predicted class and its
+        probability, the loss and the picture's position in the data. With
+        ``grad_cam=True`` each picture carries the Grad-CAM overlay of its
+        predicted class (`class_activation_maps`).
 
         Args:
             k: How many pictures, at most the ``max_images`` kept by
@@ -246,6 +250,9 @@ class Interpretation:
 
         Returns:
             A `matplotlib.figure.Figure` with one panel per picture.
+
+        Raises:
+            ValueError: If ``k`` is more than the pictures `interpret` kept.
         """
         check_positive_int("k", k)
         check_bool("grad_cam", grad_cam)
@@ -297,61 +304,50 @@ def _cross_entropy(table: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.abs(np.log(np.clip(p_true, keras.config.epsilon(), 1.0)))
 
 
-def _batch_count(dataset, batch_size: int) -> int | None:
-    """How many batches the dataset yields, when known."""
-    if is_array_pair(dataset):
-        return math.ceil(len(dataset[0]) / batch_size)
-    if _backend.is_tf_dataset(dataset):
-        count = int(dataset.cardinality())
+def _batch_count(data, batch_size: int) -> int | None:
+    """How many batches ``data`` yields, when known."""
+    if is_array_pair(data):
+        return math.ceil(len(data[0]) / batch_size)
+    if _backend.is_tf_dataset(data):
+        count = int(data.cardinality())
         return count if count >= 0 else None
     try:
-        return len(dataset)
+        return len(data)
     except TypeError:
         return None
 
 
 def interpret(
     model: keras.Model,
-    dataset,
+    data: Data,
     *,
     class_names: Sequence[str] | None = None,
     max_images: int = 16,
     batch_size: int = 32,
     verbose: int = 0,
 ) -> Interpretation:
-    """Predicts a labelled dataset once to study the model's mistakes.
+    """Predicts labelled data once to study the model's mistakes.
 
-    Every picture is predicted in inference mode (``model(x,
-    training=False)``); its true class, predicted class, per-class
-    probabilities and loss are kept, and so are the pictures of the
-    ``max_images`` highest losses (only those: the dataset is streamed, never
-    held in memory). The result gives the confusion matrix, the most confused
-    classes and the top losses, and draws them.
-
-    The loss of a picture is the cross-entropy of its true class,
-    ``-log(p)``, with p the probability of the true class as the figures of
-    this library read it: the model's output when it ends in a softmax (or
-    sigmoid), the softmax of its outputs when it outputs logits, and for one
-    sigmoid unit p for class 1 and 1 - p for class 0. It equals the
-    ``sparse_categorical_crossentropy`` (``binary_crossentropy`` for one
-    sigmoid unit) Keras computes for that picture, p being clipped below at
-    ``keras.config.epsilon()``.
+    Every picture is predicted in inference mode; its true class, predicted
+    class, per-class probabilities and loss are kept, and so are the
+    pictures of the ``max_images`` highest losses (only those: ``data`` is
+    streamed, never held in memory).
 
     Args:
         model: A Keras classifier: softmax (or logits) over classes, or one
             sigmoid unit (classes 0 and 1).
-        dataset: A finite `tf.data.Dataset` of (images, labels) batches (e.g.
+        data: A finite `tf.data.Dataset` of (images, labels) batches (e.g.
             from `keras.utils.image_dataset_from_directory` with
             ``shuffle=False``, so that positions are stable), any iterable of
             such batches, or an ``(images, labels)`` tuple of arrays. Labels
-            may be class indices, binary 0/1 (also (n, 1) floats) or one-hot
-            rows, and must be classes of the model.
-        class_names: Names of the classes, e.g. ``test_ds.class_names``; as
-            many as the model has classes (2 for one sigmoid unit).
+            are class indices, binary 0/1 or one-hot rows.
+        class_names: Names of the classes, e.g. ``test_ds.class_names``; one
+            per class of the model (2 for one sigmoid unit).
         max_images: How many of the highest-loss pictures to keep for
             `Interpretation.plot_top_losses` (0 keeps none).
         batch_size: Batch size for arrays given as an (images, labels) tuple.
-        verbose: 0 is silent; 1 or 2 show a `keras.utils.Progbar` of batches.
+        verbose: 0 (default) is silent; 1 or 2 show a progress bar of
+            batches.
 
     Returns:
         An `Interpretation`: ``.confusion_matrix``, ``.most_confused()``,
@@ -360,9 +356,8 @@ def interpret(
         ``.predicted``, ``.probabilities`` and ``.losses``.
 
     Raises:
-        ValueError: For a label that is not a class of the model (named in
-            the message), class names of the wrong number, or an empty or
-            infinite dataset.
+        ValueError: For a label that is not a class of the model, class
+            names of the wrong number, or empty or infinite data.
 
     Example:
 
@@ -380,14 +375,16 @@ def interpret(
     check_choice("verbose", verbose, (0, 1, 2))
     progbar = target = None
     if verbose:
-        target = _batch_count(dataset, batch_size)
+        target = _batch_count(data, batch_size)
         progbar = keras.utils.Progbar(target, verbose=verbose, unit_name="batch")
-    rows = {key: [] for key in ("probabilities", "labels", "predicted", "losses")}
-    kept_images = None
+    rows: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("probabilities", "labels", "predicted", "losses")
+    }
+    kept_images: np.ndarray | None = None
     kept_positions = np.zeros(0, dtype="int64")
     kept_losses = np.zeros(0, dtype="float64")
     seen = step = 0
-    for batch, truth, predicted, table in predicted_batches(model, dataset, batch_size):
+    for batch, truth, predicted, table in predicted_batches(model, data, batch_size):
         if class_names is not None and len(class_names) != table.shape[1]:
             raise ValueError(
                 f"`class_names` has {len(class_names)} names but the model has "
@@ -421,10 +418,11 @@ def interpret(
             progbar.update(step)
     if not seen:
         raise ValueError(
-            "dataset holds no pictures: pass a labelled dataset, e.g. the test split."
+            "`data` holds no pictures: pass labelled data, e.g. the test split."
         )
     if progbar is not None and target is None:
         progbar.update(step, finalize=True)
+    assert kept_images is not None  # set at the first batch, and there was one
     return Interpretation(
         probabilities=np.concatenate(rows["probabilities"]),
         labels=np.concatenate(rows["labels"]),

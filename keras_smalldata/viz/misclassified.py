@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from keras_smalldata import _backend
-from keras_smalldata._arguments import check_bool, check_positive_int
+from keras_smalldata._arguments import check_positive_int
 from keras_smalldata._figures import new_figure
 from keras_smalldata._models import check_model
+from keras_smalldata._types import Data
 from keras_smalldata.viz._outputs import (
     ClassPredictor,
     check_class_names,
@@ -24,13 +26,16 @@ from keras_smalldata.viz._outputs import (
     inspect_model,
 )
 from keras_smalldata.viz._recording import as_batch
-from keras_smalldata.viz.cam import class_activation_maps
+from keras_smalldata.viz.cam import ClassActivationMaps
 from keras_smalldata.viz.overlay import overlay_heatmap, to_display_image
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclasses.dataclass
 class Misclassified:
-    """The mistakes of a model on a dataset.
+    """The mistakes of a model on labelled data, made by `find_misclassified`.
 
     Attributes:
         images: The first ``max_images`` misclassified pictures, as given
@@ -40,7 +45,7 @@ class Misclassified:
         probability: The probability of the predicted class, float64 (batch,):
             the model's output when it outputs probabilities, the softmax
             (one unit: sigmoid) of its output when it outputs logits.
-        index: Their positions in the dataset, int64 (batch,).
+        index: Their positions in the data, int64 (batch,).
         count: How many pictures were misclassified in all (may exceed the
             number kept).
         total: How many pictures were checked.
@@ -158,19 +163,15 @@ def label_classes(labels, units: int, first: int = 0) -> np.ndarray:
     return values.astype("int64")
 
 
-def is_array_pair(dataset) -> bool:
+def is_array_pair(data) -> bool:
     """True for an (images, labels) tuple of arrays (rather than a dataset of batches)."""
-    return (
-        isinstance(dataset, tuple)
-        and len(dataset) == 2
-        and not _backend.is_tf_dataset(dataset)
-    )
+    return isinstance(data, tuple) and len(data) == 2 and not _backend.is_tf_dataset(data)
 
 
-def _batches(dataset, batch_size: int):
+def _batches(data, batch_size: int):
     """Yields (images, labels) batches from a dataset, an iterable of batches or an (x, y) pair."""
-    if is_array_pair(dataset):
-        images, labels = dataset
+    if is_array_pair(data):
+        images, labels = data
         if not keras.ops.is_tensor(images):
             images = np.asarray(images)
         for start in range(0, len(images), batch_size):
@@ -179,24 +180,24 @@ def _batches(dataset, batch_size: int):
                 np.asarray(labels)[start : start + batch_size],
             )
         return
-    if _backend.is_tf_dataset(dataset):
+    if _backend.is_tf_dataset(data):
         tf = _backend.tensorflow()
-        if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        if data.cardinality() == tf.data.INFINITE_CARDINALITY:
             raise ValueError(
-                "dataset is infinite (e.g. .repeat() without a count); pass a finite "
-                "dataset such as the test split."
+                "`data` is an infinite dataset (e.g. .repeat() without a count); pass "
+                "a finite dataset such as the test split."
             )
     try:
-        iterator = iter(dataset)
+        iterator = iter(data)
     except TypeError as error:
         raise TypeError(
-            "dataset must be a tf.data.Dataset or an iterable of (images, labels) "
-            f"batches, or an (images, labels) tuple of arrays; got {type(dataset).__name__}."
+            "`data` must be a tf.data.Dataset or an iterable of (images, labels) "
+            f"batches, or an (images, labels) tuple of arrays; got {type(data).__name__}."
         ) from error
     for element in iterator:
         if not isinstance(element, (tuple, list)) or len(element) < 2:
             raise ValueError(
-                "dataset must yield (images, labels) pairs (labels are needed to find "
+                "`data` must yield (images, labels) pairs (labels are needed to find "
                 f"mistakes), got an element of type {type(element).__name__}."
             )
         images, labels = element[0], element[1]
@@ -205,8 +206,8 @@ def _batches(dataset, batch_size: int):
         yield images, labels
 
 
-def predicted_batches(model: keras.Model, dataset, batch_size: int):
-    """Predicts a labelled dataset batch by batch, checking its labels against the model.
+def predicted_batches(model: keras.Model, data, batch_size: int):
+    """Predicts labelled data batch by batch, checking its labels against the model.
 
     The one prediction loop of `find_misclassified` and `interpret`.
 
@@ -219,7 +220,7 @@ def predicted_batches(model: keras.Model, dataset, batch_size: int):
     """
     predictor = ClassPredictor(model)
     seen = 0
-    for images, labels in _batches(dataset, batch_size):
+    for images, labels in _batches(data, batch_size):
         batch, _ = as_batch(images)
         if keras.ops.is_tensor(labels):
             labels = keras.ops.convert_to_numpy(labels)
@@ -230,7 +231,7 @@ def predicted_batches(model: keras.Model, dataset, batch_size: int):
                 f"a batch has {count} pictures but labels of shape {labels.shape}."
             )
         predicted, table = predictor(batch)
-        units = inspect_model(model, batch, signature=predictor.signature).units
+        units = inspect_model(model, batch, signature=predictor.signature).require_units()
         truth = label_classes(labels, units, first=seen)
         yield batch, truth, predicted, table
         seen += count
@@ -238,45 +239,42 @@ def predicted_batches(model: keras.Model, dataset, batch_size: int):
 
 def find_misclassified(
     model: keras.Model,
-    dataset,
+    data: Data,
+    *,
     max_images: int = 16,
     batch_size: int = 32,
 ) -> Misclassified:
-    """Predicts a whole dataset and returns the pictures the model gets wrong.
+    """Predicts labelled data and returns the pictures the model gets wrong.
 
-    Every picture is predicted in inference mode, so the counts cover the
-    whole dataset; the first ``max_images`` mistakes are kept with their
-    true and predicted classes and the probability of the predicted class.
+    Every picture is predicted in inference mode, so the counts cover all of
+    ``data``; the first ``max_images`` mistakes are kept with their true and
+    predicted classes and the probability of the predicted class.
 
     Args:
         model: A Keras classifier: softmax (or logits) over classes, or one
             sigmoid unit (classes 0 and 1).
-        dataset: A finite `tf.data.Dataset` of (images, labels) batches (e.g.
-            from `keras.utils.image_dataset_from_directory`, shuffle=False
-            to keep the order), any iterable of such batches, or an
-            ``(images, labels)`` tuple of arrays. Labels may be class
-            indices, binary 0/1 (also (n, 1) floats) or one-hot rows; they
-            must be classes of the model (0 to classes - 1; 0 or 1 for one
-            sigmoid unit; one-hot rows as wide as the model's classes).
+        data: A finite `tf.data.Dataset` of (images, labels) batches (e.g.
+            from `keras.utils.image_dataset_from_directory` with
+            ``shuffle=False``), any iterable of such batches, or an
+            ``(images, labels)`` tuple of arrays. Labels are class indices,
+            binary 0/1 or one-hot rows.
         max_images: How many mistakes to keep at most.
         batch_size: Batch size for arrays given as an (images, labels) tuple.
 
     Returns:
         A `Misclassified` with the kept pictures, their classes and
-        probabilities, and the counts over the whole dataset.
+        probabilities, and the counts over all of ``data``.
 
     Raises:
-        ValueError: For a label that is not a class of the model (e.g. 7 or
-            -1 for a 3-class softmax, 2 for one sigmoid unit, one-hot rows
-            of another width), naming the label and the accepted classes,
-            rather than counting it as a mistake.
+        ValueError: For a label that is not a class of the model (e.g. 7 for
+            a 3-class softmax, 2 for one sigmoid unit), or an infinite
+            dataset.
 
     Example:
 
     ```python
     mistakes = find_misclassified(model, test_ds)
     print(f"{mistakes.count} of {mistakes.total} wrong")
-    mistakes.true_class, mistakes.predicted, mistakes.probability
     ```
     """
     check_model(model)
@@ -285,8 +283,10 @@ def find_misclassified(
     seen = 0
     wrong = 0
     picture_shape = (0, 0, 0)
-    kept = {key: [] for key in ("images", "true", "predicted", "probability", "index")}
-    for batch, truth, predicted, table in predicted_batches(model, dataset, batch_size):
+    kept: dict[str, list[Any]] = {
+        key: [] for key in ("images", "true", "predicted", "probability", "index")
+    }
+    for batch, truth, predicted, table in predicted_batches(model, data, batch_size):
         picture_shape = tuple(batch.shape[1:])
         mistakes = np.flatnonzero(predicted != truth)
         room = max_images - len(kept["index"])
@@ -383,59 +383,72 @@ def _draw_misclassified(
 
 
 def plot_misclassified(
-    model: keras.Model,
-    dataset,
+    misclassified: Misclassified,
+    *,
     class_names: Sequence[str] | None = None,
-    max_images: int = 16,
     images_per_row: int = 4,
-    show_heatmap: bool = False,
-    layer: str | keras.layers.Layer | None = None,
+    maps: ClassActivationMaps | None = None,
     value_range: tuple[float, float] | None = None,
-    batch_size: int = 32,
     figsize: tuple[float, float] | None = None,
-):
-    """Shows the pictures the model gets wrong, with true and predicted classes.
+) -> Figure:
+    """Draws the pictures a model gets wrong, with their true and predicted classes.
 
-    The mistakes are found with `find_misclassified` (the whole dataset is
-    predicted, so the counts are exact); the first ``max_images`` are drawn,
-    each titled with its true class, the predicted class and its probability.
-    With ``show_heatmap=True`` each shows the Grad-CAM overlay for the
-    predicted class: what the model looked at when it was wrong.
+    Each picture of ``misclassified`` is titled with its true class, the
+    predicted class and its probability; the figure's title says how many
+    of how many pictures were wrong. Nothing is computed: the mistakes come
+    from `find_misclassified`, the optional overlays from
+    `class_activation_maps`.
 
     Args:
-        model: A Keras classifier (see `find_misclassified`).
-        dataset: The pictures and labels (see `find_misclassified`).
+        misclassified: The `Misclassified` returned by `find_misclassified`.
         class_names: Names of the classes, e.g. ``test_ds.class_names``.
-        max_images: How many mistakes to draw at most.
         images_per_row: Pictures per row.
-        show_heatmap: Overlay each picture's Grad-CAM for its predicted class.
-        layer: The Grad-CAM layer when ``show_heatmap`` (None: automatic).
-        value_range: (low, high) of the pictures for display; None guesses.
-        batch_size: Batch size for arrays given as an (images, labels) tuple.
+        maps: Optional `ClassActivationMaps` of ``misclassified.images``,
+            drawn over the pictures.
+        value_range: (low, high) of the pictures for display; None guesses
+            (see `overlay_heatmap`).
         figsize: Figure size; default 2.6 inches per picture.
 
     Returns:
-        A `matplotlib.figure.Figure` whose title says how many of how many
-        pictures were misclassified. When there is no mistake, the Figure
-        says so.
+        A `matplotlib.figure.Figure`; when there is no mistake, it says so.
+
+    Raises:
+        TypeError: If ``misclassified`` is not a `Misclassified` or ``maps``
+            not a `ClassActivationMaps`.
+        ValueError: If ``maps`` holds another number of maps than
+            ``misclassified`` holds pictures.
 
     Example:
 
     ```python
-    test_ds = keras.utils.image_dataset_from_directory(
-        "data/test", image_size=(180, 180), shuffle=False)
-    fig = plot_misclassified(model, test_ds, class_names=test_ds.class_names)
+    mistakes = find_misclassified(model, test_ds)
+    maps = class_activation_maps(model, mistakes.images, mistakes.predicted)
+    fig = plot_misclassified(mistakes, class_names=test_ds.class_names, maps=maps)
     ```
     """
+    if not isinstance(misclassified, Misclassified):
+        raise TypeError(
+            "`misclassified` must be the Misclassified returned by "
+            "find_misclassified(model, data). Received: misclassified of type "
+            f"{type(misclassified).__name__}."
+        )
     class_names = check_class_names(class_names)
     check_positive_int("images_per_row", images_per_row)
-    check_bool("show_heatmap", show_heatmap)
-    mistakes = find_misclassified(model, dataset, max_images, batch_size)
     heatmaps = None
-    if show_heatmap and len(mistakes.index):
-        heatmaps = class_activation_maps(
-            model, mistakes.images, class_index=mistakes.predicted, layer=layer
-        ).heatmaps
+    if maps is not None:
+        if not isinstance(maps, ClassActivationMaps):
+            raise TypeError(
+                "`maps` must be None or the ClassActivationMaps of "
+                "misclassified.images. Received: maps of type "
+                f"{type(maps).__name__}."
+            )
+        if len(maps.heatmaps) != len(misclassified.images):
+            raise ValueError(
+                f"`maps` has {len(maps.heatmaps)} heatmaps but `misclassified` holds "
+                f"{len(misclassified.images)} pictures: pass "
+                "class_activation_maps(model, misclassified.images, ...)."
+            )
+        heatmaps = maps.heatmaps
     return _draw_misclassified(
-        mistakes, class_names, images_per_row, heatmaps, value_range, figsize
+        misclassified, class_names, images_per_row, heatmaps, value_range, figsize
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_smalldata._arguments import check_number, check_value_range, did_you_mean
+from keras_smalldata._types import ArrayLike
 
 
 def to_display_image(
@@ -58,11 +59,11 @@ def resize_heatmap(heatmap, size: tuple[int, int]) -> np.ndarray:
         return heatmap
     picture = Image.fromarray(heatmap, mode="F")
     return np.asarray(
-        picture.resize((int(size[1]), int(size[0])), Image.BILINEAR), dtype="float32"
+        picture.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR), dtype="float32"
     )
 
 
-def colorize_heatmap(heatmap, cmap: str = "jet") -> np.ndarray:
+def colorize_heatmap(heatmap: ArrayLike, cmap: str = "jet") -> np.ndarray:
     """Maps a heatmap with values in [0, 1] to RGB uint8 with a matplotlib colormap.
 
     Args:
@@ -97,26 +98,25 @@ def colorize_heatmap(heatmap, cmap: str = "jet") -> np.ndarray:
 
 
 def overlay_heatmap(
-    image,
-    heatmap,
+    image: ArrayLike,
+    heatmap: ArrayLike,
+    *,
     alpha: float = 0.4,
     cmap: str = "jet",
     value_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Colours a heatmap and blends it over its picture (no OpenCV needed).
 
-    The heatmap (values in [0, 1], as `grad_cam` returns) is resized to the
-    picture with bilinear interpolation if needed, coloured with a
-    matplotlib colormap, and blended: ``alpha * colour + (1 - alpha) *
-    picture``. Unlike the seeds' ``heatmap * 0.4 + img``, the result never
-    overflows 255, so nothing is clipped or rescaled.
+    The heatmap is resized to the picture (bilinear) if needed, coloured
+    with a matplotlib colormap and blended: ``alpha * colour + (1 - alpha)
+    * picture``, which never overflows 255.
 
     Args:
         image: The picture, (height, width[, channels]), uint8 0-255 or
             floats (see ``value_range``).
         heatmap: A 2-D array with values in [0, 1] (NaN counts as 0).
         alpha: Weight of the coloured heatmap, in [0, 1].
-        cmap: A matplotlib colormap name ("jet" as the seeds).
+        cmap: A matplotlib colormap name.
         value_range: (low, high) of a float picture; None guesses (uint8:
             0-255; floats within [0, 1]: 0-1; within [-1, 1]: -1 to 1;
             otherwise 0-255).
@@ -124,10 +124,14 @@ def overlay_heatmap(
     Returns:
         An RGB uint8 array (height, width, 3).
 
+    Raises:
+        ValueError: For a heatmap that is not 2-D, or a picture of another
+            shape than (height, width[, 1, 3 or 4]).
+
     Example:
 
     ```python
-    heatmap = grad_cam(model, image)
+    heatmap = class_activation_maps(model, image).heatmaps[0]
     PIL.Image.fromarray(overlay_heatmap(image, heatmap)).save("cam.png")
     ```
     """
@@ -138,8 +142,8 @@ def overlay_heatmap(
         heatmap = heatmap[..., 0]
     if heatmap.ndim != 2:
         raise ValueError(
-            "`heatmap` must be a 2-D array (height, width), as grad_cam returns for "
-            f"one picture. Received: heatmap of shape {heatmap.shape}."
+            "`heatmap` must be a 2-D array (height, width), one of the heatmaps of "
+            f"class_activation_maps. Received: heatmap of shape {heatmap.shape}."
         )
     colour = colorize_heatmap(resize_heatmap(heatmap, picture.shape[:2]), cmap)
     blended = float(alpha) * colour.astype("float64") + (1.0 - float(alpha)) * picture

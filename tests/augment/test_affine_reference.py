@@ -22,6 +22,7 @@ from tests.augment._helpers import (
 SIZE = 40
 # Interpolation tolerance: both sample the same points bilinearly (float32 vs float64).
 ATOL = 0.02
+PARAMETERS = ("rotation", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y")
 
 CASES = [
     # rotation, shift_x, shift_y, shear, zoom_x, zoom_y
@@ -46,7 +47,7 @@ def _warp(picture, matrix, fill_mode="nearest", fill_value=0.0):
 @pytest.mark.parametrize("params", CASES)
 def test_affine_matrix_matches_apply_affine_transform(params):
     picture = random_picture(SIZE, SIZE, seed=1)
-    matrix = keras.ops.convert_to_numpy(affine_matrix(SIZE, SIZE, *params))
+    matrix = keras.ops.convert_to_numpy(affine_matrix(SIZE, SIZE, **dict(zip(PARAMETERS, params))))
     ours = _warp(picture, matrix)
     reference = legacy_warp(picture, *params)
     mask = inside_mask(matrix[0], SIZE, SIZE)
@@ -58,7 +59,7 @@ def test_affine_matrix_matches_apply_affine_transform(params):
 def test_fill_modes_match_inside_and_constant_outside(fill_mode):
     picture = smooth_picture(SIZE, SIZE, seed=2)
     params = (30.0, 3.0, -2.0, 5.0, 1.3, 1.1)
-    matrix = keras.ops.convert_to_numpy(affine_matrix(SIZE, SIZE, *params))
+    matrix = keras.ops.convert_to_numpy(affine_matrix(SIZE, SIZE, **dict(zip(PARAMETERS, params))))
     ours = _warp(picture, matrix, fill_mode=fill_mode, fill_value=-7.0)
     reference = legacy_warp(picture, *params, fill_mode=fill_mode, cval=-7.0)
     mask = inside_mask(matrix[0], SIZE, SIZE)
@@ -98,16 +99,7 @@ def test_layer_draws_reproduce_reference_with_their_own_parameters():
             params["zoom_x"][i],
             params["zoom_y"][i],
         )
-        matrix = affine_matrix(
-            SIZE,
-            SIZE,
-            params["rotation"][i],
-            params["shift_x"][i],
-            params["shift_y"][i],
-            params["shear"][i],
-            params["zoom_x"][i],
-            params["zoom_y"][i],
-        )
+        matrix = affine_matrix(SIZE, SIZE, **{name: params[name][i] for name in PARAMETERS})
         mask = inside_mask(keras.ops.convert_to_numpy(matrix)[0], SIZE, SIZE)
         # The flips happen after the warp, on the output grid.
         if params["horizontal_flip"][i]:

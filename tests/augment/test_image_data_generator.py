@@ -230,7 +230,7 @@ def test_reads_an_existing_image_data_generator():
     affine = layer.affine
     assert isinstance(affine, RandomAffine)
     assert affine.rotation_range == 40 and affine.shear_range == 0.2
-    assert affine._zoom_bounds == pytest.approx((0.8, 1.2))
+    assert affine.zoom_range == pytest.approx([0.8, 1.2])  # the generator's own form
     assert layer.seed == 3
     with pytest.raises(ValueError, match="featurewise_center"):
         from_image_data_generator(ImageDataGenerator(featurewise_center=True))

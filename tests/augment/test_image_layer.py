@@ -141,6 +141,84 @@ def test_tf_data_draws_repeat_with_the_seed_and_advance_each_epoch():
     assert first[0].dtype == np.float32
 
 
+# What a seed reproduces (docs/augmentation.md, "What a seed reproduces").
+
+
+def _model_draws(layer, pictures):
+    inputs = keras.Input(pictures.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    return [_numpy(model(pictures, training=True)) for _ in range(2)]
+
+
+def _tf_data_draws(dataset):
+    return np.concatenate([np.asarray(batch) for batch in dataset])
+
+
+def _mapped(layer, pictures):
+    return tf.data.Dataset.from_tensor_slices(pictures).batch(2).map(
+        lambda x: layer(x, training=True)
+    )
+
+
+@pytest.mark.parametrize("name", ["affine", "channel_shift", "brightness"])
+def test_reseed_repeats_the_draws_in_a_model(name):
+    pictures = _pictures(4, seed=3)
+    layer = LAYERS[name]()
+    first = _model_draws(layer, pictures)
+    assert not np.allclose(first[0], first[1])  # the draws advance from call to call
+    layer.reseed(layer.seed)
+    np.testing.assert_allclose(_model_draws(layer, pictures), first, rtol=1e-6)
+    np.testing.assert_allclose(_model_draws(LAYERS[name](), pictures), first, rtol=1e-6)
+    layer.reseed(layer.seed + 1)
+    assert not np.allclose(_model_draws(layer, pictures)[0], first[0])
+    assert layer.get_config()["seed"] == LAYERS[name]().seed  # the config is unchanged
+
+
+@pytest.mark.parametrize("name", ["affine", "channel_shift", "brightness"])
+def test_reseed_repeats_the_draws_in_tf_data_also_once_traced(name):
+    pictures = _pictures(4, seed=4)
+    layer = LAYERS[name]()
+    dataset = _mapped(layer, pictures)
+    first, second = _tf_data_draws(dataset), _tf_data_draws(dataset)
+    assert not np.allclose(first, second)  # each epoch draws anew
+    layer.reseed(layer.seed)  # the traced pipeline draws the restarted sequence
+    np.testing.assert_allclose(_tf_data_draws(dataset), first, rtol=1e-6)
+    np.testing.assert_allclose(_tf_data_draws(dataset), second, rtol=1e-6)
+    # A new layer with the same seed, or any layer reseeded before its first
+    # tf.data draw, draws the same sequence.
+    np.testing.assert_allclose(_tf_data_draws(_mapped(LAYERS[name](), pictures)), first, rtol=1e-6)
+    unseeded = type(layer).from_config({**layer.get_config(), "seed": None})
+    unseeded.reseed(layer.seed)
+    np.testing.assert_allclose(_tf_data_draws(_mapped(unseeded, pictures)), first, rtol=1e-6)
+
+
+def test_reseed_checks_the_seed_as_the_constructor_does():
+    layer = RandomChannelShift(20.0, seed=0)
+    with pytest.raises(TypeError, match="seed"):
+        layer.reseed(1.5)
+    with pytest.raises(ValueError, match="seed"):
+        layer.reseed(-1)
+    layer.reseed(None)  # a new random seed, as seed=None in the constructor
+
+
+def test_layers_with_the_same_settings_share_a_compiled_transformation_but_not_a_layer():
+    """The compiled transformation follows the layer calling it, not the first one."""
+    import gc
+    import weakref
+
+    pictures = _pictures(2, size=12, seed=5)
+    first = RandomAffine(rotation_range=30, seed=0)
+    first(pictures, training=True)
+    gone = weakref.ref(first)
+    del first
+    gc.collect()
+    assert gone() is None  # the shared compiled function keeps no layer alive
+    larger = _pictures(2, size=16, seed=5)  # a new shape: traced again, by this layer
+    out = _numpy(RandomAffine(rotation_range=30, seed=0)(larger, training=True))
+    reflect = _numpy(RandomAffine(rotation_range=30, fill_mode="reflect", seed=0)(larger, training=True))
+    assert out.shape == (2, 16, 16, 3) and not np.allclose(out, reflect)
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int32", "float16", "float32", "float64"])
 def test_every_real_dtype_gives_float32_in_the_input_range(dtype):
     pictures = np.round(_pictures(2, seed=2)).astype(dtype)

@@ -1,7 +1,5 @@
-"""Presets, composition into one layer, and the deprecated keras-cv loader."""
+"""Presets and composition into one layer."""
 
-import sys
-import types
 import warnings
 
 import keras
@@ -14,7 +12,6 @@ from keras_smalldata.augment import (
     RandomAffine,
     augmentation_pipeline,
     augmentation_preset,
-    keras_cv_layer,
 )
 
 
@@ -44,18 +41,14 @@ def test_image_data_generator_preset_has_the_classic_settings():
     assert sorted(PRESETS) == ["flip_rotate_zoom", "image_data_generator", "rand_augment"]
 
 
-def test_name_names_the_layer_as_everywhere_and_layer_name_still_works():
+def test_name_names_the_layer_and_options_are_keyword_only():
     """Issue 15, item 9: `name=` was the preset, so name="augment" raised a TypeError."""
     for preset in PRESETS:
         assert augmentation_preset(preset, name="augment").name == "augment"
-    with pytest.warns(DeprecationWarning, match="name="):
-        old = augmentation_preset("image_data_generator", seed=0, layer_name="augment")
-    assert old.name == "augment"
-    assert old.get_config() == augmentation_preset(
-        "image_data_generator", seed=0, name="augment"
-    ).get_config()
+    with pytest.raises(TypeError):
+        augmentation_preset("image_data_generator", 0)
     with pytest.raises(TypeError, match="layer_name"):
-        augmentation_preset("flip_rotate_zoom", name="a", layer_name="b")
+        augmentation_preset("flip_rotate_zoom", layer_name="augment")
 
 
 def test_unknown_preset_suggests_the_closest_name():
@@ -119,7 +112,10 @@ def test_rand_augment_preset_is_keras_rand_augment_for_0_255_pictures():
     if keras.backend.backend() != "torch":
         assert first.min() >= 0 and first.max() <= 255
     again = keras.ops.convert_to_numpy(again(pictures, training=True))
-    np.testing.assert_allclose(again, first, atol=1e-4)
+    if tuple(int(part) for part in keras.__version__.split(".")[:2]) >= (3, 11):
+        # Before 3.11, RandAugment chose its operations with Python's random module
+        # (the preset warns), so the same seed did not give the same pictures.
+        np.testing.assert_allclose(again, first, atol=1e-4)
     in_pipeline = augmentation_pipeline("rand_augment", keras.layers.RandomFlip())
     assert type(in_pipeline.layers[0].layers[0]).__name__ == "RandAugment"
 
@@ -188,60 +184,3 @@ def test_rand_augment_preset_warns_on_keras_before_3_11(monkeypatch):
     with pytest.raises(ImportError, match="keras.layers.RandAugment"):
         augmentation_preset("rand_augment")
 
-
-def test_keras_cv_layer_is_deprecated_in_favour_of_keras_core(monkeypatch):
-    monkeypatch.setitem(sys.modules, "keras_cv", None)  # import fails
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")  # Python's own filters, as a user has them
-        with pytest.raises(ImportError):
-            keras_cv_layer("RandAugment")
-    (warning,) = caught
-    # A FutureWarning, shown by default wherever the call is (a DeprecationWarning
-    # is shown only for code run as __main__), attributed to the caller.
-    assert warning.category is FutureWarning
-    assert warning.filename == __file__
-    message = str(warning.message)
-    assert "keras_cv_layer('RandAugment') is deprecated" in message
-    assert "use keras.layers.RandAugment from Keras core" in message
-    with pytest.warns(FutureWarning, match="use keras.layers.MixUp"):
-        with pytest.raises(ImportError):
-            keras_cv_layer("MixUp")
-    with pytest.warns(FutureWarning, match="Keras core has no layer named 'RandomCutout'"):
-        with pytest.raises(ImportError):
-            keras_cv_layer("RandomCutout")
-
-
-def test_keras_cv_layer_explains_how_to_install_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "keras_cv", None)  # import fails
-    with pytest.warns(FutureWarning):
-        with pytest.raises(ImportError, match=r"keras-smalldata\[cv\]"):
-            keras_cv_layer("RandAugment")
-
-
-def test_keras_cv_layer_builds_the_named_layer(monkeypatch):
-    fake = types.ModuleType("keras_cv")
-    fake.layers = types.SimpleNamespace(
-        RandAugment=lambda **kw: keras.layers.RandomContrast(**kw),
-        NotALayer=lambda: object(),
-    )
-    monkeypatch.setitem(sys.modules, "keras_cv", fake)
-    with pytest.warns(FutureWarning, match="deprecated"):
-        layer = keras_cv_layer("RandAugment", factor=0.2)
-    assert isinstance(layer, keras.layers.RandomContrast)
-    # name= goes to the layer (the class name is positional only).
-    with pytest.warns(FutureWarning):
-        named = keras_cv_layer("RandAugment", factor=0.2, name="rand")
-    assert named.name == "rand"
-    assert isinstance(augmentation_pipeline(layer), keras.layers.Pipeline)
-    with pytest.warns(FutureWarning):
-        with pytest.raises(ValueError, match="Did you mean 'RandAugment'"):
-            keras_cv_layer("RandAugmnt")
-    with pytest.warns(FutureWarning):
-        with pytest.raises(TypeError, match="Keras 3 layer"):
-            keras_cv_layer("NotALayer")
-
-
-def test_keras_cv_is_never_imported_at_module_level():
-    import keras_smalldata.augment.pipelines as pipelines
-
-    assert "keras_cv" not in vars(pipelines)

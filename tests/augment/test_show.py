@@ -12,9 +12,9 @@ def _visible_axes(fig):
     return [ax for ax in fig.axes if ax.images]
 
 
-def test_grid_of_n_variants():
+def test_grid_of_num_images_variants():
     picture = np.random.default_rng(0).integers(0, 256, (32, 32, 3)).astype("uint8")
-    fig = show_augmentations(RandomAffine(rotation_range=40, seed=0), picture, n=5)
+    fig = show_augmentations(RandomAffine(rotation_range=40, seed=0), picture, num_images=5)
     assert isinstance(fig, Figure)
     axes = _visible_axes(fig)
     assert len(axes) == 5 and len(fig.axes) == 6  # 3x2 grid, last panel empty
@@ -26,7 +26,7 @@ def test_grid_of_n_variants():
 def test_original_first_columns_and_figsize():
     picture = np.random.default_rng(1).uniform(0, 1, (1, 24, 24, 1)).astype("float32")
     fig = show_augmentations(
-        RandomAffine(zoom_range=0.3, seed=1), picture, n=3, ncols=4,
+        RandomAffine(zoom_range=0.3, seed=1), picture, num_images=3, images_per_row=4,
         include_original=True, figsize=(8, 2),
     )  # fmt: skip
     axes = _visible_axes(fig)
@@ -39,16 +39,20 @@ def test_original_first_columns_and_figsize():
 
 def test_reads_a_picture_file(tmp_path):
     path = write_picture(tmp_path / "cat.png", size=32)
-    fig = show_augmentations(RandomAffine(horizontal_flip=True, seed=0), str(path), n=2)
+    fig = show_augmentations(RandomAffine(horizontal_flip=True, seed=0), str(path), num_images=2)
     assert len(_visible_axes(fig)) == 2
 
 
 def test_bad_inputs():
     layer = RandomAffine(rotation_range=10)
     with pytest.raises(ValueError, match="images\\[0\\]"):
-        show_augmentations(layer, np.zeros((2, 8, 8, 3)), n=2)
-    with pytest.raises(ValueError, match="`n` must be"):
-        show_augmentations(layer, np.zeros((8, 8, 3)), n=0)
+        show_augmentations(layer, np.zeros((2, 8, 8, 3)), num_images=2)
+    with pytest.raises(ValueError, match="`num_images` must be"):
+        show_augmentations(layer, np.zeros((8, 8, 3)), num_images=0)
+    with pytest.raises(ValueError, match="`images_per_row` must be"):
+        show_augmentations(layer, np.zeros((8, 8, 3)), images_per_row=0)
+    with pytest.raises(TypeError):
+        show_augmentations(layer, np.zeros((8, 8, 3)), 2)
     with pytest.raises(FileNotFoundError, match="missing.png"):
         show_augmentations(layer, "missing.png")
     with pytest.raises(TypeError, match="layer"):

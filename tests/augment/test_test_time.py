@@ -256,12 +256,14 @@ def test_bad_arguments_are_named():
         predict_with_tta(model, x, verbose=3)
     with pytest.raises(TypeError, match="keras.Model"):
         predict_with_tta(lambda t: t, x)
+    with pytest.raises(TypeError):
+        predict_with_tta(model, x, ("none",))  # options are keyword-only
 
 
 def test_bad_inputs_get_a_hint():
     model = small_convnet()
     x = pictures()
-    with pytest.raises(ValueError, match=r"pictures\[None\]"):
+    with pytest.raises(ValueError, match=r"images\[None\]"):
         predict_with_tta(model, x[0])
     with pytest.raises(TypeError, match="np.stack"):
         predict_with_tta(model, list(x))

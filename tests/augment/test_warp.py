@@ -14,8 +14,12 @@ from tests.augment._helpers import NUMPY_OPS, random_picture, reference_warp
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
 
 
+PARAMETERS = ("rotation", "shift_x", "shift_y", "shear", "zoom_x", "zoom_y")
+
+
 def _matrix(height, width, *params):
-    return keras.ops.convert_to_numpy(affine_matrix(height, width, *params))
+    options = dict(zip(PARAMETERS, params))
+    return keras.ops.convert_to_numpy(affine_matrix(height, width, **options))
 
 
 def _backend_warp(pictures, matrix, **kwargs):
@@ -152,3 +156,9 @@ def test_far_outside_constant_fill_is_exact_on_every_backend():
 def test_settings_beyond_float32_are_refused(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         RandomAffine(**kwargs)
+
+
+def test_affine_matrix_takes_its_parameters_by_keyword():
+    with pytest.raises(TypeError):
+        affine_matrix(8, 8, 10.0)
+    np.testing.assert_allclose(_matrix(8, 8, 10.0), _matrix(8, 8, 10.0, 0.0))

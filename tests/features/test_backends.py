@@ -170,11 +170,11 @@ _DATA_PARALLEL = """
     parallel, _ = _conv_base(12)
     # Batches of 4, 4 (sharded, two rows per device) and 1 (replicated).
     result = extract_features(parallel, (x, y), batch_size=4, verbose=0)
-    from keras_smalldata.features._forward import _shard
+    from keras_smalldata._backend import shard_batch
     print(json.dumps({
         "devices": len(jax.devices()),
-        "batch_of_4": str(_shard(x[:4]).sharding.spec),
-        "batch_of_1": type(_shard(x[:1])).__name__,
+        "batch_of_4": str(shard_batch(x[:4]).sharding.spec),
+        "batch_of_1": type(shard_batch(x[:1])).__name__,
         "difference": float(np.abs(result.features - expected).max()),
         "labels": result.labels.tolist(),
     }))

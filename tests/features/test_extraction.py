@@ -179,6 +179,8 @@ def test_feature_set_as_dataset_and_numpy():
         FeatureSet(features, labels[:3])
     with pytest.raises(ValueError, match="batch_size"):
         feature_set.as_dataset(batch_size=0)
+    with pytest.raises(TypeError):
+        feature_set.as_dataset(8, True)  # shuffle and seed are keyword-only
 
 
 def test_classifier_trains_on_features(small_model):

@@ -7,12 +7,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keras_smalldata._function_cache import model_signature
 from keras_smalldata.features._sources import ContentDigest, files_digest
-from keras_smalldata.features.fingerprint import (
-    config_digest,
-    structure_digest,
-    unvouched,
-)
+from keras_smalldata.features.fingerprint import config_digest, unvouched
 
 
 def _vgg16():
@@ -44,20 +41,20 @@ def test_dtype_policy_and_activation_count():
 
 def test_trainable_flag_does_not_count_in_the_key_but_in_the_structure():
     model = _vgg16()
-    before, structure = config_digest(model), structure_digest(model)
+    before, structure = config_digest(model), model_signature(model)
     model.trainable = False
     assert config_digest(model) == before
-    assert structure_digest(model) != structure  # a compiled call is made for one trainable state
+    assert model_signature(model) != structure  # a compiled call is made for one trainable state
 
 
 def test_structure_follows_layers_changed_in_place_but_not_weight_values():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(inputs))
-    structure = structure_digest(model)
+    structure = model_signature(model)
     model.get_layer("out").set_weights([np.ones((4, 3)), np.zeros(3)])
-    assert structure_digest(model) == structure
+    assert model_signature(model) == structure
     model.get_layer("out").activation = keras.activations.linear
-    assert structure_digest(model) != structure
+    assert model_signature(model) != structure
 
 
 def test_a_layer_inside_a_model_with_its_own_get_config_counts():

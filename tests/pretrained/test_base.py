@@ -141,15 +141,15 @@ def test_one_resolver_gives_output_layer_the_same_auto_name_hints():
     An auto-numbered name of one instance does not exist in the next one (that
     is the point), so the look-up is run on the layers of one built base.
     """
-    from keras_smalldata.pretrained.base import resolve_layer
+    from keras_smalldata.pretrained.base import layer_index
 
     base = PretrainedBase("MobileNetV3Small", input_shape=(32, 32, 3), weights=None,
                           application_kwargs={"alpha": 0.75, "minimalistic": True})
     names = [layer.name for layer in base.layers]
     index = next(i for i, name in enumerate(names) if name.startswith("re_lu") and i > 60)
     with pytest.raises(ValueError) as info:
-        resolve_layer(base.layers, names[index], base.architecture, owner="MobileNetV3Small",
-                      label=lambda value: f"output_layer={value!r}", block_end=True, min_index=2)
+        layer_index(base, names[index], base.architecture, owner="MobileNetV3Small",
+                    label=lambda value: f"output_layer={value!r}", block_end=True, min_index=2)
     message = str(info.value)
     assert f"output_layer='{names[index]}': '{names[index]}' is an automatic layer name" in message
     assert f"its index: output_layer={index}  (base.layers[{index}])" in message

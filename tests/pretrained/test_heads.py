@@ -63,3 +63,11 @@ def test_custom_prefix():
 def test_head_argument_checks(kwargs, error, message):
     with pytest.raises(error, match=message):
         add_classifier_head(keras.Input((4, 4, 512)), **kwargs)
+
+
+def test_options_after_num_classes_are_keyword_only():
+    inputs = keras.Input((4, 4, 512))
+    with pytest.raises(TypeError):
+        add_classifier_head(inputs, 2, 128)
+    with pytest.raises(TypeError):
+        classifier_model((4, 4, 512), "head")

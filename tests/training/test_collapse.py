@@ -76,7 +76,8 @@ def test_labels_read_from_a_dataset_of_pairs():
     pictures = np.zeros((12, 4, 4, 1), "float32")
     labels = np.repeat(np.arange(3), 4)
     data = tf.data.Dataset.from_tensor_slices((pictures, labels)).batch(5)
-    check = CollapseCheck(data)
+    check = CollapseCheck(images=data)
+    assert check.images is data
     np.testing.assert_array_equal(check.labels, labels)
     with pytest.warns(TrainingCollapseWarning):
         _check(_constant_model([5.0, 0.0, 0.0]), check)
@@ -98,9 +99,9 @@ def test_predicted_classes_for_sigmoid_probabilities_logits_and_softmax():
     [({"max_share": 0.0}, ValueError, "max_share"),
      ({"max_share": 1.5}, ValueError, "max_share"),
      ({"on_collapse": "ignore"}, ValueError, "on_collapse"),
-     ({"pictures": (np.zeros((2, 4, 4, 1)), [0, 1])}, TypeError, "labels="),
-     ({"labels": [0, 1]}, ValueError, "without `pictures`"),
-     ({"pictures": np.zeros((2, 4, 4, 1)), "labels": [-1, 0]}, ValueError, "minimum -1")],
+     ({"images": (np.zeros((2, 4, 4, 1)), [0, 1])}, TypeError, "labels="),
+     ({"labels": [0, 1]}, ValueError, "without `images`"),
+     ({"images": np.zeros((2, 4, 4, 1)), "labels": [-1, 0]}, ValueError, "minimum -1")],
 )
 def test_bad_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -179,17 +179,6 @@ def test_factor_none_and_figsize():
     check_panel(fig.axes[1], "loss", HISTORY, factor=0.5)
 
 
-def test_smoothing_is_the_deprecated_name_of_factor():
-    with pytest.warns(DeprecationWarning, match=r"smoothing=\.\.\.\) is deprecated; use factor="):
-        fig = plot_history(HISTORY, smoothing=0.5)
-    check_panel(fig.axes[1], "loss", HISTORY, factor=0.5)
-    with pytest.warns(DeprecationWarning):
-        fig = plot_history(HISTORY, smoothing=None)
-    assert not any("smoothed" in label for label in lines_by_label(fig.axes[1]))
-    with pytest.raises(TypeError, match="both `factor` and its old name `smoothing`"):
-        plot_history(HISTORY, factor=0.5, smoothing=0.5)
-
-
 def test_nan_values_are_left_out():
     history = {"loss": [1.0, math.nan, 0.5, 0.25], "val_loss": [0.5, 0.1, math.nan, 0.75]}
     history["val_loss"][1] = math.inf  # diverged epoch
@@ -324,12 +313,17 @@ def test_direction_comes_from_the_models_metrics():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
     model.compile(
         "sgd", "binary_crossentropy",
-        metrics=[keras.metrics.BinaryAccuracy(name="widgets"), keras.metrics.FalseNegatives(name="gadgets")],
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="widgets"),
+            keras.metrics.FalseNegatives(name="gadgets"),
+            keras.metrics.MeanSquaredError(name="gizmos"),
+        ],
     )
     history = model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0)
     assert metric_direction("val_widgets") is None  # the name says nothing
     assert metric_direction("val_widgets", model=model) == "max"
-    assert metric_direction("gadgets", model=model) is None  # no declared direction
+    assert metric_direction("gadgets", model=model) is None  # a count: no direction
+    assert metric_direction("val_gizmos", model=model) == "min"
     assert metric_direction("val_loss_smoothed") == "min"
     assert metric_direction("val_sparse_categorical_accuracy") == "max"
     # plot_history asks the History's model.
@@ -338,3 +332,19 @@ def test_direction_comes_from_the_models_metrics():
     assert best_marks(fig.axes[0])[0] == best
     with pytest.raises(ValueError, match="Pass mode='min'"):
         plot_history(history.history, metrics=["widgets"], monitor="val_widgets")
+
+
+def test_bounded_metrics_stop_at_one_and_losses_keep_their_margin():
+    history = {
+        "loss": [0.9, 0.5, 0.2],
+        "val_loss": [1.0, 0.7, 0.6],
+        "accuracy": [0.5, 0.9, 1.0],
+        "val_accuracy": [0.4, 0.8, 0.975],
+    }
+    fig = plot_history(history)
+    loss_axis, accuracy_axis = fig.axes[:2]
+    assert accuracy_axis.get_ylabel() == "accuracy"
+    low, high = accuracy_axis.get_ylim()
+    assert high == 1.0 and 0.0 <= low < 0.4
+    # A loss is not bounded: matplotlib's margin stays above its largest value.
+    assert loss_axis.get_ylabel() == "loss" and loss_axis.get_ylim()[1] > 1.0

@@ -5,11 +5,11 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from keras_smalldata._backend import tensorflow
 from keras_smalldata.pretrained.learning_rates import DiscriminativeOptimizer
 from keras_smalldata.training import (
     LearningRateRange,
@@ -19,7 +19,6 @@ from keras_smalldata.training import (
 )
 from keras_smalldata.training.lr_range_test import _suggestions
 
-tf = tensorflow()
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(12, 3)).astype("float32")
 TRUE_W = np.array([[1.5], [-2.0], [0.5]], dtype="float32")
@@ -67,7 +66,7 @@ def assert_same(before, after):
 def test_losses_rates_and_smoothing_match_numpy_sgd_with_the_dataset_repeated():
     model = linear_model()
     result = lr_range_test(model, three_batches(), start=1e-3, stop=0.2, steps=8,
-                           smoothing=0.5, divergence=None, verbose=0)
+                           factor=0.5, divergence=None, verbose=0)
     assert isinstance(result, LearningRateRange)
     rates = 1e-3 * (0.2 / 1e-3) ** (np.arange(8) / 7)
     np.testing.assert_allclose(result.learning_rates, rates, rtol=1e-12)
@@ -307,7 +306,7 @@ def test_progress_bar_unless_verbose_0(capsys):
         ({"stop": "1"}, TypeError, "`stop`"),
         ({"steps": 1}, ValueError, "`steps` must be an int >= 2"),
         ({"steps": 10.0}, TypeError, "`steps`"),
-        ({"smoothing": 1.0}, ValueError, "`smoothing`"),
+        ({"factor": 1.0}, ValueError, "`factor`"),
         ({"divergence": 1.0}, ValueError, "`divergence` must be a number > 1"),
         ({"verbose": 2}, ValueError, "`verbose`"),
         ({"seed": -1}, ValueError, "`seed`"),

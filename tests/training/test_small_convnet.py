@@ -27,7 +27,9 @@ def _expected_params(size, filters, hidden_units, outputs):
     [(150, (32, 64, 128, 128), 256, 2), (64, (32, 64, 128), None, 2), (32, (8,), 16, 5)],
 )
 def test_parameter_count(size, filters, hidden_units, classes):
-    model = small_convnet((size, size, 3), filters, hidden_units, num_classes=classes)
+    model = small_convnet(
+        (size, size, 3), filters=filters, hidden_units=hidden_units, num_classes=classes
+    )
     outputs = 1 if classes == 2 else classes
     assert model.count_params() == _expected_params(size, filters, hidden_units, outputs)
     assert model.output.shape == (None, outputs)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -6,11 +8,11 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from keras_smalldata.viz import (
+    ClassActivationMaps,
     class_activation_maps,
     find_last_conv_layer,
-    grad_cam,
     normalize_heatmaps,
-    plot_grad_cam,
+    plot_class_activation_maps,
 )
 from tests.viz._reference import (
     bilinear_resize,
@@ -55,9 +57,9 @@ def test_each_picture_gets_its_own_class_and_region():
 
 @pytest.mark.parametrize("method", ["gradcam++", "scorecam"])
 def test_other_methods_light_the_same_regions(method):
-    maps = grad_cam(
+    maps = class_activation_maps(
         region_model("softmax"), region_pictures(), method=method, verbose=0
-    )
+    ).heatmaps
     assert quadrant_mass(maps[0], top_left=True) > 0.99
     assert quadrant_mass(maps[1], top_left=False) > 0.99
 
@@ -67,9 +69,9 @@ def test_absent_class_gives_zeros_not_nan():
     # classes are all zero after the ReLU and must stay zeros when normalised
     model = region_model("softmax")
     for method in ("gradcam", "gradcam++", "scorecam"):
-        maps = grad_cam(
+        maps = class_activation_maps(
             model, region_pictures(), class_index=[1, 0], method=method, verbose=0
-        )
+        ).heatmaps
         assert np.isfinite(maps).all()
         if (
             method != "scorecam"
@@ -94,7 +96,7 @@ def test_saturated_softmax_still_has_gradients():
     np.testing.assert_array_equal(probabilities, [[1.0, 0.0], [0.0, 1.0]])  # saturated
     # the gradient of the probability itself vanishes: a probability-based map is empty
     assert not np.any(gradient(lambda x: model(x)[:, 0], pictures))
-    maps = grad_cam(model, pictures)
+    maps = class_activation_maps(model, pictures).heatmaps
     assert quadrant_mass(maps[0], top_left=True) > 0.99
     assert quadrant_mass(maps[1], top_left=False) > 0.99
     assert (
@@ -114,10 +116,10 @@ def test_single_sigmoid_output_explains_both_classes():
     # a picture with both squares: class 1 points at the red one, class 0 at the green one
     both = pictures.sum(axis=0, keepdims=True)
     for cls, top_left in ((1, True), (0, False)):
-        heatmap = grad_cam(model, both, class_index=cls)[0]
+        heatmap = class_activation_maps(model, both, class_index=cls).heatmaps[0]
         assert quadrant_mass(heatmap, top_left) > 0.99
     with pytest.raises(ValueError, match="one sigmoid unit: 0 or 1"):
-        grad_cam(model, both, class_index=2)
+        class_activation_maps(model, both, class_index=2)
 
 
 def test_sigmoid_matches_independent_negated_logit():
@@ -137,7 +139,9 @@ def test_sigmoid_matches_independent_negated_logit():
         return keras.ops.concatenate([-logit, logit], axis=1)
 
     expected = grad_cam_reference(conv, score, images, classes)
-    ours = grad_cam(model, images, class_index=classes, resize=False)
+    ours = class_activation_maps(
+        model, images, class_index=classes, resize=False
+    ).heatmaps
     np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
 
 
@@ -160,7 +164,9 @@ def test_matches_tf_keras_vis(tf_keras_vis_case, method):
     model, images, classes, references = tf_keras_vis_case
     reference = references[method]
     assert reference.max() > 0
-    ours = grad_cam(model, images, class_index=classes, method=method, resize=False)
+    ours = class_activation_maps(
+        model, images, class_index=classes, method=method, resize=False
+    ).heatmaps
     assert ours.shape == reference.shape == (3, 14, 14)
     np.testing.assert_allclose(minmax(ours), minmax(reference), atol=1e-4)
 
@@ -186,7 +192,9 @@ def test_softmax_model_matches_linear_reference():
     classes = np.array([0, 1, 2, 3])
     expected = grad_cam_reference(feature_model, score, images, classes)
     assert expected.max() > 0
-    ours = grad_cam(soft, images, class_index=classes, resize=False)
+    ours = class_activation_maps(
+        soft, images, class_index=classes, resize=False
+    ).heatmaps
     np.testing.assert_allclose(minmax(ours), minmax(expected), atol=1e-4)
 
 
@@ -221,7 +229,7 @@ def test_nested_vgg16_base(nested_vgg, pictures):
         assert result.layer == f"vgg16/{layer_name}"
         np.testing.assert_array_equal(result.predicted, classes)
         np.testing.assert_allclose(minmax(result.heatmaps), minmax(expected), atol=1e-4)
-    full = grad_cam(model, pictures)
+    full = class_activation_maps(model, pictures).heatmaps
     assert full.shape == (3, SIZE, SIZE) and np.isfinite(full).all()
 
 
@@ -292,13 +300,14 @@ def test_resize_is_bilinear_of_the_feature_map_map():
         .uniform(0, 255, size=(2, SIZE, SIZE, 3))
         .astype("float32")
     )
-    small = grad_cam(model, images, resize=False)
-    large = grad_cam(model, images)
+    small = class_activation_maps(model, images, resize=False).heatmaps
+    large = class_activation_maps(model, images).heatmaps
     assert small.shape == (2, 13, 13) and large.shape == (2, SIZE, SIZE)
     expected = bilinear_resize(small.astype("float64"), SIZE)
     np.testing.assert_allclose(large, normalize_heatmaps(expected), atol=1e-6)
-    single = grad_cam(model, images[0])
-    np.testing.assert_allclose(single, large[0], atol=1e-6)
+    single = class_activation_maps(model, images[0]).heatmaps
+    assert single.shape == (1, SIZE, SIZE)
+    np.testing.assert_allclose(single[0], large[0], atol=1e-6)
 
 
 @settings(max_examples=20, deadline=None)
@@ -308,7 +317,9 @@ def test_maps_always_in_unit_range(seed, scale):
     images = (
         np.random.default_rng(seed).uniform(size=(3, SIZE, SIZE, 3)) * scale
     ).astype("float32")
-    maps = grad_cam(model, images, method="gradcam++" if seed % 2 else "gradcam")
+    maps = class_activation_maps(
+        model, images, method="gradcam++" if seed % 2 else "gradcam"
+    ).heatmaps
     assert maps.shape == (3, SIZE, SIZE)
     assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
     peaks = maps.max(axis=(1, 2))
@@ -328,22 +339,22 @@ def test_bad_arguments():
     model = region_model("softmax")
     pictures = region_pictures()
     with pytest.raises(ValueError, match="out of range"):
-        grad_cam(model, pictures, class_index=5)
+        class_activation_maps(model, pictures, class_index=5)
     with pytest.raises(ValueError, match="2 pictures"):
-        grad_cam(model, pictures, class_index=[0, 1, 1])
+        class_activation_maps(model, pictures, class_index=[0, 1, 1])
     with pytest.raises(TypeError, match="class_index"):
-        grad_cam(model, pictures, class_index=[0.5, 1.0])
+        class_activation_maps(model, pictures, class_index=[0.5, 1.0])
     with pytest.raises(ValueError, match="method='cam'"):
-        grad_cam(model, pictures, method="cam")
+        class_activation_maps(model, pictures, method="cam")
     with pytest.raises(ValueError, match="4-D"):
-        grad_cam(model, pictures, layer="pool")
+        class_activation_maps(model, pictures, layer="pool")
     with pytest.raises(ValueError, match="featurse"):
-        grad_cam(model, pictures, layer="featurse")
+        class_activation_maps(model, pictures, layer="featurse")
     dense_only = keras.Sequential(
         [keras.Input((SIZE, SIZE, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
     )
     with pytest.raises(ValueError, match="no convolution layer"):
-        grad_cam(dense_only, pictures)
+        class_activation_maps(dense_only, pictures)
     inputs = keras.Input((SIZE, SIZE, 3))
     features = keras.layers.Conv2D(2, 3, name="c")(inputs)
     flat = keras.layers.GlobalAveragePooling2D()(features)
@@ -351,7 +362,7 @@ def test_bad_arguments():
         inputs, [keras.layers.Dense(2)(flat), keras.layers.Dense(3)(flat)]
     )
     with pytest.raises(ValueError, match="several outputs"):
-        grad_cam(two_outputs, pictures)
+        class_activation_maps(two_outputs, pictures)
 
 
 class PretrainedStandIn(keras.Model):
@@ -412,12 +423,18 @@ def test_compiled_eager_and_chunked_runs_agree(method):
         .uniform(0, 255, size=(5, SIZE, SIZE, 3))
         .astype("float32")
     )
-    compiled = grad_cam(model, images, method=method, verbose=0)
-    eager = grad_cam(model, images, method=method, run_eagerly=True, verbose=0)
-    chunked = grad_cam(model, images, method=method, batch_size=2, verbose=0)
+    compiled = class_activation_maps(model, images, method=method, verbose=0).heatmaps
+    eager = class_activation_maps(
+        model, images, method=method, run_eagerly=True, verbose=0
+    ).heatmaps
+    chunked = class_activation_maps(
+        model, images, method=method, batch_size=2, verbose=0
+    ).heatmaps
     np.testing.assert_allclose(eager, compiled, atol=1e-5)
     np.testing.assert_allclose(chunked, compiled, atol=1e-5)
-    other_layer = grad_cam(model, images, layer="conv1", method=method, verbose=0)
+    other_layer = class_activation_maps(
+        model, images, layer="conv1", method=method, verbose=0
+    ).heatmaps
     assert not np.allclose(
         other_layer, compiled
     )  # a new layer is not served from the cache
@@ -548,9 +565,9 @@ def test_probabilities_are_what_the_model_outputs(name):
     )
     if logits_model is not None:
         # the score explained is the logit before the squashing, not a probability
-        expected = grad_cam(
+        expected = class_activation_maps(
             logits_model, images, class_index=[0, 1, 0, 1], resize=False
-        )
+        ).heatmaps
         np.testing.assert_allclose(result.heatmaps, expected, atol=1e-5)
 
 
@@ -609,7 +626,9 @@ def _changing_model():
 
 def _changing_pictures():
     return (
-        np.random.default_rng(5).uniform(-1, 1, size=(3, SIZE, SIZE, 3)).astype("float32")
+        np.random.default_rng(5)
+        .uniform(-1, 1, size=(3, SIZE, SIZE, 3))
+        .astype("float32")
     )
 
 
@@ -636,7 +655,9 @@ def test_a_compiled_pass_follows_a_changed_layer(change, method):
     )
     outputs = numpy(model(images, training=False))
     rows = np.arange(3)
-    np.testing.assert_allclose(after.probability, outputs[rows, after.predicted], rtol=1e-5)
+    np.testing.assert_allclose(
+        after.probability, outputs[rows, after.predicted], rtol=1e-5
+    )
     np.testing.assert_allclose(after.heatmaps, eager.heatmaps, atol=1e-5)
     assert not np.allclose(after.probability, before.probability, rtol=1e-3)
 
@@ -690,8 +711,12 @@ def test_a_new_compiled_pass_only_when_the_model_changed(monkeypatch):
 
 
 def test_empty_batch_is_refused_with_its_shape():
-    with pytest.raises(ValueError, match=r"`images` holds no pictures: shape \(0, 32, 32, 3\)"):
-        class_activation_maps(region_model("softmax"), np.zeros((0, SIZE, SIZE, 3), "float32"))
+    with pytest.raises(
+        ValueError, match=r"`images` holds no pictures: shape \(0, 32, 32, 3\)"
+    ):
+        class_activation_maps(
+            region_model("softmax"), np.zeros((0, SIZE, SIZE, 3), "float32")
+        )
 
 
 def test_a_dataset_is_refused_with_what_to_pass():
@@ -701,25 +726,89 @@ def test_a_dataset_is_refused_with_what_to_pass():
     dataset = tf.data.Dataset.from_tensor_slices((pictures, np.array([0, 1]))).batch(2)
     for source in (dataset, dataset.unbatch(), iter(dataset), (p for p in pictures)):
         with pytest.raises(TypeError, match="pass arrays, not a dataset") as info:
-            plot_grad_cam(region_model("softmax"), source)
+            class_activation_maps(region_model("softmax"), source)
         assert "images, labels = next(iter(dataset))" in str(info.value)
     with pytest.raises(TypeError, match="different sizes"):
-        grad_cam(region_model("softmax"), [pictures[0], pictures[0, :16]])
+        class_activation_maps(region_model("softmax"), [pictures[0], pictures[0, :16]])
 
 
 # --- the figure ---------------------------------------------------------------
 
 
-def test_plot_grad_cam_titles():
-    model = region_model("softmax")
-    figure = plot_grad_cam(model, region_pictures(), class_names=["red", "green"])
+def _maps(method="gradcam"):
+    """A ClassActivationMaps for the two region pictures, written by hand (no model)."""
+    heatmaps = np.zeros((2, SIZE, SIZE), "float32")
+    heatmaps[0, :16, :16] = 1.0
+    heatmaps[1, 16:, 16:] = 1.0
+    return ClassActivationMaps(
+        heatmaps=heatmaps,
+        class_index=np.array([0, 0]),
+        predicted=np.array([0, 1]),
+        probability=np.array([0.75, 0.5], "float32"),
+        class_probability=np.array([0.75, 0.5], "float32"),
+        layer="features",
+        method=method,
+    )
+
+
+def test_plot_class_activation_maps_draws_the_given_maps():
+    figure = plot_class_activation_maps(
+        _maps(), region_pictures(), class_names=["red", "green"]
+    )
     assert isinstance(figure, Figure) and len(figure.axes) == 6
     titles = [ax.get_title() for ax in figure.axes]
-    probabilities = model.predict(region_pictures(), verbose=0)
-    assert titles[0] == f"predicted: red ({probabilities[0, 0]:.2f})"
-    assert titles[1] == "Grad-CAM for red\nfeatures"
-    assert titles[3] == f"predicted: green ({probabilities[1, 1]:.2f})"
-    one = plot_grad_cam(model, region_pictures()[0], class_index=1, method="gradcam++")
-    assert len(one.axes) == 3 and one.axes[1].get_title().startswith(
-        "Grad-CAM++ for class 1"
+    assert titles == [
+        "predicted: red (0.75)",
+        "Grad-CAM for red\nfeatures",
+        "overlay",
+        "predicted: green (0.50)",
+        "Grad-CAM for red\nfeatures",
+        "overlay",
+    ]
+    one = plot_class_activation_maps(
+        dataclasses.replace(
+            _maps("gradcam++"),
+            **{
+                key: getattr(_maps(), key)[:1]
+                for key in (
+                    "heatmaps",
+                    "class_index",
+                    "predicted",
+                    "probability",
+                    "class_probability",
+                )
+            },
+        ),
+        region_pictures()[0],
     )
+    assert len(one.axes) == 3
+    assert one.axes[1].get_title() == "Grad-CAM++ for class 0\nfeatures"
+
+
+def test_plot_class_activation_maps_of_class_activation_maps():
+    model = region_model("softmax")
+    maps = class_activation_maps(model, region_pictures())
+    figure = plot_class_activation_maps(
+        maps, region_pictures(), class_names=["red", "green"]
+    )
+    probabilities = model.predict(region_pictures(), verbose=0)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles[0] == f"predicted: red ({probabilities[0, 0]:.2f})"
+    assert titles[4] == "Grad-CAM for green\nfeatures"
+
+
+def test_plot_class_activation_maps_refuses_what_does_not_match():
+    with pytest.raises(TypeError, match="must be the ClassActivationMaps"):
+        plot_class_activation_maps(np.zeros((2, SIZE, SIZE)), region_pictures())
+    with pytest.raises(ValueError, match="holds 1 pictures but `maps` has 2 heatmaps"):
+        plot_class_activation_maps(_maps(), region_pictures()[:1])
+
+
+def test_progress_bar_only_when_verbose(capsys):
+    model = region_model("softmax")
+    class_activation_maps(model, region_pictures(), method="scorecam")
+    assert capsys.readouterr().out == ""
+    class_activation_maps(model, region_pictures(), batch_size=1, verbose=1)
+    assert "2/2" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="`verbose` must be one of"):
+        class_activation_maps(model, region_pictures(), verbose="auto")

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_smalldata._function_cache import FunctionCache, model_signature
 from keras_smalldata.viz import class_activation_maps, filter_patterns
-from keras_smalldata.viz._compiled import FunctionCache, model_signature
 from tests.viz.conftest import SIZE, small_convnet
 
 
@@ -54,7 +54,7 @@ def test_signature_is_the_same_after_calls_and_visualisations(make):
     class_activation_maps(model, _pictures(), layer=None if make is not _scaled else "conv")
     filter_patterns(model, "conv" if make is _scaled else model.layers[-2].name
                     if make is small_convnet else "mobilenetv2/Conv1",
-                    [0], steps=1, restarts=0, verbose=0, size=SIZE)
+                    [0], steps=1, restarts=0, verbose=0, image_size=SIZE)
     model.predict(_pictures(), verbose=0)
     assert model_signature(model) == first
 

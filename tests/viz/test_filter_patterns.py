@@ -205,7 +205,7 @@ def test_free_input_size_model():
         ]
     )
     assert filter_patterns(
-        model, "c", [0], size=(24, 40), steps=1, verbose=0, crop=0
+        model, "c", [0], image_size=(24, 40), steps=1, verbose=0, crop=0
     ).shape == (
         1,
         24,
@@ -227,8 +227,8 @@ def test_bad_arguments(convnet):
         ValueError, match=r"filters \[16, 99\] are out of range: .* 16 filters"
     ):
         filter_patterns(convnet, "conv2", [1, 16, 99], steps=1, verbose=0)
-    with pytest.raises(ValueError, match="fixed input size 32x32"):
-        filter_patterns(convnet, "conv2", [0], size=64, verbose=0)
+    with pytest.raises(ValueError, match="`image_size` does not match .* 32x32"):
+        filter_patterns(convnet, "conv2", [0], image_size=64, verbose=0)
     with pytest.raises(ValueError, match="value_range"):
         filter_patterns(convnet, "conv2", [0], value_range=(1, 1), verbose=0)
     with pytest.raises(ValueError, match="`filters` must be"):
@@ -403,7 +403,7 @@ def test_a_restart_opens_the_relus_before_the_layer():
 def test_filter_patterns_result_behaves_as_the_array_of_pictures(convnet):
     patterns = filter_patterns(convnet, "conv2", [3, 1, 4], steps=2, seed=0, verbose=0)
     assert isinstance(patterns, FilterPatterns)
-    pictures = patterns.pictures
+    pictures = patterns.images
     assert patterns.shape == pictures.shape and patterns.dtype == np.uint8
     assert patterns.ndim == 4 and len(patterns) == 3
     np.testing.assert_array_equal(np.asarray(patterns), pictures)
@@ -418,7 +418,7 @@ def test_filter_patterns_result_behaves_as_the_array_of_pictures(convnet):
 def test_plot_crosses_out_the_filters_that_were_not_excited():
     pictures = np.full((5, 6, 6, 3), 128, dtype=np.uint8)
     patterns = FilterPatterns(
-        pictures=pictures,
+        images=pictures,
         filters=np.arange(5),
         excited=np.array([True, False, True, True, False]),
         start_activation=np.zeros(5),

@@ -214,11 +214,11 @@ def test_confusion_matrix_figure_has_the_names_and_the_counts():
 
 
 def test_confusion_matrix_draws_into_a_given_axes_and_without_names():
-    from keras_smalldata._figures import new_figure
+    from matplotlib.figure import Figure
 
     pictures, labels = colour_data(classes=2)
     result = interpret(colour_model("sigmoid"), (pictures, labels))
-    figure = new_figure()
+    figure = Figure()
     ax = figure.add_subplot(1, 2, 2)
     assert result.plot_confusion_matrix(ax=ax, normalize=True) is figure
     assert [t.get_text() for t in ax.get_xticklabels()] == ["class 0", "class 1"]

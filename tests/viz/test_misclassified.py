@@ -7,7 +7,12 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_smalldata.viz import find_misclassified, plot_misclassified
+from keras_smalldata.viz import (
+    Misclassified,
+    class_activation_maps,
+    find_misclassified,
+    plot_misclassified,
+)
 from keras_smalldata.viz.misclassified import label_classes
 from tests.viz.conftest import region_model, region_pictures
 from tests.viz.test_interpretation import colour_data, colour_model
@@ -22,50 +27,77 @@ def _mistake_data():
     return pictures, labels
 
 
-def test_plot_misclassified_counts_and_titles():
-    model = region_model("softmax")
-    pictures, labels = _mistake_data()
-    figure = plot_misclassified(
-        model, (pictures, labels), class_names=["red", "green"], batch_size=3
+def _mistakes(kept=3, count=3, total=8):
+    """A Misclassified written by hand (no model): red pictures taken for green."""
+    pictures, _ = _mistake_data()
+    return Misclassified(
+        images=pictures[:kept],
+        true_class=np.zeros(kept, "int64"),
+        predicted=np.ones(kept, "int64"),
+        probability=np.full(kept, 0.75),
+        index=np.arange(kept, dtype="int64"),
+        count=count,
+        total=total,
     )
-    assert figure._suptitle.get_text() == "misclassified: 3 of 8 pictures"
+
+
+def test_plot_misclassified_draws_the_given_mistakes():
+    figure = plot_misclassified(_mistakes(), class_names=["red", "green"])
+    assert figure.get_suptitle() == "misclassified: 3 of 8 pictures"
     drawn = [ax for ax in figure.axes if ax.get_images()]
-    assert len(drawn) == 3
-    assert drawn[0].get_title().startswith("true: red\npred: green (")
-    capped = plot_misclassified(model, (pictures, labels), max_images=2)
-    assert len([ax for ax in capped.axes if ax.get_images()]) == 2
-    assert "(first 2 shown)" in capped._suptitle.get_text()
-
-
-def test_plot_misclassified_from_tf_data_with_one_hot_labels_and_heatmaps():
-    model = region_model("softmax")
-    pictures, labels = _mistake_data()
-    dataset = tf.data.Dataset.from_tensor_slices((pictures, np.eye(2)[labels])).batch(5)
-    figure = plot_misclassified(model, dataset, show_heatmap=True)
-    assert figure._suptitle.get_text() == "misclassified: 3 of 8 pictures"
-    sigmoid = region_model(
-        "sigmoid"
-    )  # class 1 = red: binary float labels, shape (n, 1)
-    binary = (1 - labels).astype("float32")[:, None]
-    figure = plot_misclassified(
-        sigmoid, tf.data.Dataset.from_tensor_slices((pictures, binary))
-    )
-    assert figure._suptitle.get_text() == "misclassified: 3 of 8 pictures"
-    with pytest.raises(ValueError, match="infinite"):
-        plot_misclassified(
-            model, tf.data.Dataset.from_tensor_slices((pictures, labels)).repeat()
-        )
+    assert len(figure.axes) == 3 and len(drawn) == 3
+    assert [ax.get_title() for ax in drawn] == ["true: red\npred: green (0.75)"] * 3
+    capped = plot_misclassified(_mistakes(kept=2), images_per_row=1)
+    assert len(capped.axes) == 2
+    assert capped.axes[0].get_title() == "true: class 0\npred: class 1 (0.75)"
+    assert capped.get_suptitle() == "misclassified: 3 of 8 pictures (first 2 shown)"
 
 
 def test_plot_misclassified_without_mistakes():
+    figure = plot_misclassified(_mistakes(kept=0, count=0))
+    assert "No misclassified pictures (8 checked)" in figure.axes[0].texts[0].get_text()
+
+
+def test_plot_misclassified_overlays_the_given_maps():
     model = region_model("softmax")
     pictures, labels = _mistake_data()
-    figure = plot_misclassified(model, (pictures, np.array([0, 1] * 4)))
-    assert "No misclassified pictures (8 checked)" in figure.axes[0].texts[0].get_text()
+    dataset = tf.data.Dataset.from_tensor_slices((pictures, np.eye(2)[labels])).batch(5)
+    mistakes = find_misclassified(model, dataset)
+    maps = class_activation_maps(model, mistakes.images, mistakes.predicted)
+    plain = plot_misclassified(mistakes)
+    overlaid = plot_misclassified(mistakes, maps=maps)
+    assert overlaid.get_suptitle() == "misclassified: 3 of 8 pictures"
+    assert len(overlaid.axes) == len(plain.axes) == 3
+    shown = [np.asarray(ax.get_images()[0].get_array()) for ax in overlaid.axes]
+    bare = [np.asarray(ax.get_images()[0].get_array()) for ax in plain.axes]
+    assert all(not np.array_equal(a, b) for a, b in zip(shown, bare))
+    with pytest.raises(ValueError, match="`maps` has 2 heatmaps but `misclassified`"):
+        plot_misclassified(
+            mistakes, maps=class_activation_maps(model, mistakes.images[:2])
+        )
+    with pytest.raises(TypeError, match="ClassActivationMaps"):
+        plot_misclassified(mistakes, maps=maps.heatmaps)
+    with pytest.raises(TypeError, match="find_misclassified"):
+        plot_misclassified(model)
+
+
+def test_find_misclassified_reads_every_kind_of_data():
+    model = region_model("softmax")
+    pictures, labels = _mistake_data()
+    one_hot = tf.data.Dataset.from_tensor_slices((pictures, np.eye(2)[labels]))
+    assert find_misclassified(model, one_hot.batch(5)).count == 3
+    sigmoid = region_model("sigmoid")  # class 1 = red: binary float labels, (n, 1)
+    binary = (1 - labels).astype("float32")[:, None]
+    unbatched = tf.data.Dataset.from_tensor_slices((pictures, binary))
+    assert find_misclassified(sigmoid, unbatched).count == 3
+    with pytest.raises(ValueError, match="infinite"):
+        find_misclassified(
+            model, tf.data.Dataset.from_tensor_slices((pictures, labels)).repeat()
+        )
     with pytest.raises(ValueError, match="max_images"):
-        plot_misclassified(model, (pictures, labels), max_images=0)
+        find_misclassified(model, (pictures, labels), max_images=0)
     with pytest.raises(ValueError, match="labels"):
-        plot_misclassified(model, iter([pictures]))
+        find_misclassified(model, iter([pictures]))
 
 
 def test_find_misclassified_returns_the_mistakes_and_the_counts():
@@ -130,7 +162,7 @@ def test_find_misclassified_refuses_labels_outside_the_models_classes(head, bad,
         find_misclassified(colour_model(head), (pictures, labels), batch_size=5)
     assert "first at picture 3 of the dataset" in str(error.value)
     with pytest.raises(ValueError, match=named):
-        plot_misclassified(
+        find_misclassified(
             colour_model(head), tf.data.Dataset.from_tensor_slices((pictures, labels))
         )
 
