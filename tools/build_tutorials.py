@@ -85,8 +85,11 @@ def refresh_prose(script_name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scripts", nargs="*", default=list(TUTORIALS))
-    parser.add_argument("--prose-only", action="store_true")
+    parser.add_argument("scripts", nargs="*", default=list(TUTORIALS),
+                        help="scripts of examples/ to build (default: all five)")
+    parser.add_argument("--prose-only", action="store_true",
+                        help="replace the prose of the built pages, keep their outputs "
+                        "(default: off, a full run)")
     args = parser.parse_args()
     for name in args.scripts:
         name = os.path.basename(name)
