@@ -11,7 +11,7 @@ one after the other; default: the backend of KERAS_BACKEND, else TensorFlow):
    batch, and a loop of 64 `filter_pattern(model, layer, i)` calls; on
    TensorFlow also the Keras example's loop (a `tf.function` step that takes
    the filter index as a Python int, so it is traced again for every filter).
-2. Grad-CAM of 32 pictures: one `grad_cam(model, images)` call against 32
+2. Grad-CAM of 32 pictures: one `class_activation_maps(model, images)` call against 32
    calls on one picture each, and against the same batched call run eagerly.
 
 Models use random weights (no download). The variants of one comparison run
@@ -25,7 +25,7 @@ Part "tf-keras-vis" (TensorFlow backend, ImageNet MobileNetV2 classifier from
 the Keras cache and tf-keras-vis installed; skipped without them): batched
 Grad-CAM of 32 real photographs (scikit-image's bundled samples at 224 px, each
 whole, mirrored, cropped and cropped-mirrored) explaining each picture's
-predicted class at ``out_relu``, by ``grad_cam(model, images, class_index=...,
+predicted class at ``out_relu``, by ``class_activation_maps(model, images, class_index=...,
 layer="out_relu")`` and by tf-keras-vis' ``Gradcam`` (``ReplaceToLinear``,
 ``CategoricalScore``, ``penultimate_layer="out_relu"``), each with its
 defaults otherwise (maps upsampled to the pictures and normalised). Both are
@@ -65,13 +65,18 @@ keras = import_keras_quietly()
 import numpy as np  # noqa: E402
 
 from keras_smalldata.viz import (  # noqa: E402
+    class_activation_maps,
     filter_pattern,
     filter_patterns,
     get_activations,
-    grad_cam,
 )
 
 BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def grad_cam(model, images, **kwargs):
+    """The Grad-CAM heatmaps alone, as the timed calls compare them."""
+    return class_activation_maps(model, images, **kwargs).heatmaps
 
 
 def seeds_convnet(size: int) -> keras.Model:
@@ -384,7 +389,7 @@ def unresponsive_filters(model, layer, filters, size) -> np.ndarray:
     median span of the layer's filters is unresponsive (a channel the training
     left dead, with near-zero weights). No ascent can excite it.
     """
-    from keras_smalldata.viz._layers import resolve_layer
+    from keras_smalldata._models import resolve_layer
     from keras_smalldata.viz._recording import CallRecorder
 
     rng = np.random.default_rng(0)
@@ -519,7 +524,7 @@ def main(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer filters, steps and layers, one round (a few minutes)",
+        help="fewer filters, steps and layers, one round (a few minutes; default: off)",
     )
     parser.add_argument(
         "--rounds",
@@ -528,7 +533,10 @@ def main(argv=None):
         help="interleaved rounds per comparison, best kept (default 2, 1 with --quick)",
     )
     parser.add_argument(
-        "--part", choices=("speed", "tf-keras-vis", "excitation", "all"), default="all"
+        "--part",
+        choices=("speed", "tf-keras-vis", "excitation", "all"),
+        default="all",
+        help="which comparison to run (default: all)",
     )
     parser.add_argument(
         "--backends",
