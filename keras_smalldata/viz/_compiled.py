@@ -20,7 +20,7 @@ import keras
 
 from keras_smalldata import _backend
 from keras_smalldata._models import nested_layers
-from keras_smalldata.viz._recording import replace_call, restore_calls
+from keras_smalldata.viz._recording import ReplacedCalls
 
 
 def compile_for(model, fn, reduce_retracing: bool = False):
@@ -40,7 +40,7 @@ def compile_for(model, fn, reduce_retracing: bool = False):
     return _backend.compile_function(traced, model.variables, reduce_retracing)
 
 
-class fused_batch_normalization:  # noqa: N801 - used as a context manager, like a function
+class fused_batch_normalization(ReplacedCalls):  # noqa: N801 - used as a context manager, like a function
     """Within the ``with``, ``model``'s BatchNormalization layers in inference mode run fused.
 
     Only where the backend has a fused op (TensorFlow) and only for layers
@@ -52,6 +52,7 @@ class fused_batch_normalization:  # noqa: N801 - used as a context manager, like
     """
 
     def __init__(self, model):
+        super().__init__()
         self._layers = []
         if model is not None and _backend.is_tensorflow():
             self._layers = [
@@ -59,23 +60,10 @@ class fused_batch_normalization:  # noqa: N801 - used as a context manager, like
                 for layer in nested_layers(model)
                 if type(layer) is keras.layers.BatchNormalization
             ]
-        self._saved = []
 
-    def __enter__(self):
-        try:
-            for layer in self._layers:
-                replace_call(layer, _fused_call(layer, layer.call), self._saved)
-        except BaseException:
-            self._restore()
-            raise
-        return self
-
-    def __exit__(self, *exc_info):
-        self._restore()
-        return False
-
-    def _restore(self):
-        restore_calls(self._saved)
+    def install(self) -> None:
+        for layer in self._layers:
+            self.replace(layer, _fused_call(layer, layer.call))
 
 
 def _fused_call(layer, original):

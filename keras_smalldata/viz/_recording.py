@@ -38,26 +38,51 @@ from keras_smalldata import _backend
 _MISSING = object()
 
 
-def replace_call(layer, call, saved: list) -> None:
-    """Sets ``layer.call`` to ``call`` on the instance; `restore_calls(saved)` undoes it.
+class ReplacedCalls:
+    """Context manager base: some layers' ``call`` replaced while open, always put back.
 
-    ``object.__setattr__``: the replacement is not a tracked attribute of the
-    layer. What the instance had before (usually nothing: ``call`` comes from
-    the class) is appended to ``saved``.
+    A subclass replaces calls in `install` with `replace`; an error during
+    `install` puts back what was already replaced, and leaving the ``with``
+    puts back everything, the last replacement first.
     """
-    previous = layer.__dict__.get("call", _MISSING)
-    object.__setattr__(layer, "call", call)
-    saved.append((layer, previous))
 
+    def __init__(self):
+        self._saved: list = []
 
-def restore_calls(saved: list) -> None:
-    """Undoes the `replace_call`s recorded in ``saved``, the last one first."""
-    while saved:
-        layer, previous = saved.pop()
-        if previous is _MISSING:
-            object.__delattr__(layer, "call")
-        else:
-            object.__setattr__(layer, "call", previous)
+    def install(self) -> None:
+        raise NotImplementedError
+
+    def replace(self, layer, call) -> None:
+        """Sets ``layer.call`` to ``call`` on the instance.
+
+        ``object.__setattr__``: the replacement is not a tracked attribute of
+        the layer. What the instance had before (usually nothing: ``call``
+        comes from the class) is kept to be put back.
+        """
+        previous = layer.__dict__.get("call", _MISSING)
+        object.__setattr__(layer, "call", call)
+        self._saved.append((layer, previous))
+
+    def restore(self) -> None:
+        """Puts back every replaced ``call``, the last one first."""
+        while self._saved:
+            layer, previous = self._saved.pop()
+            if previous is _MISSING:
+                object.__delattr__(layer, "call")
+            else:
+                object.__setattr__(layer, "call", previous)
+
+    def __enter__(self):
+        try:
+            self.install()
+        except BaseException:
+            self.restore()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.restore()
+        return False
 
 
 class _StopForward(BaseException):
@@ -123,7 +148,7 @@ class RecordedCall:
         return self.output
 
 
-class CallRecorder:
+class CallRecorder(ReplacedCalls):
     """Context manager recording the calls of chosen layers during forward passes.
 
     Args:
@@ -137,6 +162,7 @@ class CallRecorder:
     """
 
     def __init__(self, layers, transform=None, pre_activation=(), stop_after=()):
+        super().__init__()
         self._layers = []
         seen = set()
         for path, layer in layers:
@@ -146,21 +172,11 @@ class CallRecorder:
         self._transform = dict(transform or {})
         self._pre_activation = set(pre_activation)
         self._stop_after = set(stop_after)
-        self._saved = []
         self.calls: list[RecordedCall] = []
 
-    def __enter__(self):
-        try:
-            for path, layer in self._layers:
-                self._install(path, layer)
-        except BaseException:
-            self._restore()
-            raise
-        return self
-
-    def __exit__(self, *exc_info):
-        self._restore()
-        return False
+    def install(self) -> None:
+        for path, layer in self._layers:
+            self._install(path, layer)
 
     def _install(self, path, layer):
         original = layer.call
@@ -193,10 +209,7 @@ class CallRecorder:
                 raise _StopForward()
             return output
 
-        replace_call(layer, recorded_call, self._saved)
-
-    def _restore(self):
-        restore_calls(self._saved)
+        self.replace(layer, recorded_call)
 
     def run(self, model, inputs):
         """Runs ``model(inputs, training=False)``; returns its output, or None when stopped early."""
