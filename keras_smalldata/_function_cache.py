@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 
-from keras_smalldata._models import nested_layers
+from keras_smalldata._models import nested_layers, public_attributes
 
 # Values kept as they are in a signature (their identity says nothing).
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
@@ -59,8 +59,8 @@ def _attributes(layer) -> tuple:
     """
     return tuple(
         (name, _plain_value(value))
-        for name, value in vars(layer).items()
-        if not name.startswith("_") and name not in _KERAS_ATTRIBUTES
+        for name, value in public_attributes(layer)
+        if name not in _KERAS_ATTRIBUTES
     )
 
 
