@@ -300,10 +300,6 @@ def _check_quarantine_dir(directory: Path, quarantine_dir) -> Path:
     return target
 
 
-def _read_bytes(path: Path) -> bytes:
-    return path.read_bytes()
-
-
 def _signature(contents: bytes, table) -> str | None:
     return next((name for sig, name in table if contents.startswith(sig)), None)
 
@@ -315,7 +311,7 @@ def _check_file(path: Path, channels: int, color_mode: str) -> ImageProblem | No
     if entry == SPECIAL:
         return ImageProblem(path, NOT_A_FILE, f"{detail}; not opened (reading it could wait forever)")
     try:
-        contents = _read_bytes(path)
+        contents = path.read_bytes()
     except OSError as error:
         return ImageProblem(path, UNREADABLE, f"{type(error).__name__}: {error.strerror or error}")
     if not contents:
