@@ -28,7 +28,13 @@ with several seeds each, and records the test accuracy of every run:
    adds: ``recipe_constant_rate`` (no one-cycle: the peak rate throughout),
    ``recipe_lr_range_test`` (the second phase's peak rate suggested by
    `lr_range_test` on the training pictures instead of the fixed one) and
-   ``recipe_mixup`` (MixUp on the training batches, `mixing_augmentation`).
+   ``recipe_mixup`` (MixUp on the training batches, `mixing_augmentation`);
+   and ``recipe_ensemble``, which changes the budget instead: the recipe
+   trained ``ensemble_models`` times on the same pictures (other seeds for the
+   head, the dropout, the augmentation and the order of the batches), each
+   model's test-time prediction turned into probabilities and the
+   probabilities averaged over the models. Its runs
+   also record ``recipe_ensemble_first_model``, the first of those models alone.
 
 Data: ``--task fashion_tops`` (the default; Fashion-MNIST's four upper-body
 classes through `demo_dataset`, 500 training pictures per class to draw from,
@@ -85,6 +91,7 @@ STRATEGIES = (
     "recipe_constant_rate",
     "recipe_lr_range_test",
     "recipe_mixup",
+    "recipe_ensemble",
 )
 # Reference figures of the classic dogs-vs-cats recipe (2,000 training pictures,
 # 150x150; Chollet, Deep Learning with Python, 1st ed., ch. 5).
@@ -119,6 +126,7 @@ RECIPE = {
     "dropout": 0.2,
     "shift": 0.1,
     "mixup_alpha": 0.2,
+    "ensemble_models": 3,  # recipe_ensemble only
 }
 
 
@@ -274,7 +282,8 @@ def recipe_optimizer(rate: float, steps: int, one_cycle: bool = True):
     return keras.optimizers.AdamW(rate, weight_decay=RECIPE["weight_decay"])
 
 
-def run_recipe(x, y, validation, test, seed, classes, strategy: str) -> list[dict]:
+def train_recipe(x, y, validation, seed, classes, strategy: str):
+    """One model trained by the recipe (or one of its variants), and what to record."""
     keras = ks.import_keras_quietly()
     keras.utils.set_random_seed(seed)
     model, base = recipe_model(classes, seed)
@@ -312,7 +321,34 @@ def run_recipe(x, y, validation, test, seed, classes, strategy: str) -> list[dic
         model.fit(second, verbose=0, callbacks=[check])
     if check.collapse:
         extra["collapsed"] = check.collapse
-    averaged = ks.predict_with_tta(model, test[0], flips=("none", "horizontal"), batch_size=64)
+    return model, extra
+
+
+def softmax(logits) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def run_recipe(x, y, validation, test, seed, classes, strategy: str) -> list[dict]:
+    flips = ("none", "horizontal")
+    if strategy == "recipe_ensemble":
+        # The models' seeds stay clear of the other runs' seeds (0, 1, 2, ...).
+        seeds = [seed + 1000 * k for k in range(RECIPE["ensemble_models"])]
+        probabilities, collapses = [], []
+        for model_seed in seeds:
+            model, extra = train_recipe(x, y, validation, model_seed, classes, strategy)
+            if extra.get("collapsed"):
+                collapses.append(extra["collapsed"])
+            views = ks.predict_with_tta(model, test[0], flips=flips, batch_size=64)
+            probabilities.append(softmax(views))
+        extra = {"models": len(seeds)}
+        if collapses:
+            extra["collapsed"] = "; ".join(collapses)
+        return [{"test_accuracy": accuracy(np.mean(probabilities, axis=0), test[1]), **extra},
+                {"strategy": "recipe_ensemble_first_model",
+                 "test_accuracy": accuracy(probabilities[0], test[1]), **extra}]
+    model, extra = train_recipe(x, y, validation, seed, classes, strategy)
+    averaged = ks.predict_with_tta(model, test[0], flips=flips, batch_size=64)
     runs = [{"test_accuracy": accuracy(averaged, test[1]), **extra}]
     if strategy == "recipe":
         plain = model.predict(test[0], batch_size=64, verbose=0)
@@ -345,7 +381,8 @@ def table(summary, sizes, classic: bool) -> str:
     header = ["strategy"] + [f"{n} per class" for n in sizes]
     header += ["classic (2,000)"] if classic else []
     rows = []
-    for strategy in [s for s in STRATEGIES + ("recipe_without_tta",) if s in summary]:
+    listed = STRATEGIES + ("recipe_without_tta", "recipe_ensemble_first_model")
+    for strategy in [s for s in listed if s in summary]:
         cells = [strategy]
         for n in sizes:
             s = summary[strategy].get(str(n))
@@ -437,13 +474,15 @@ def main() -> None:
                         help="a folder with train/, validation/ and test/ class folders")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5, 25, 100],
                         help="training pictures per class")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one draw of the training pictures per seed")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES[:8]),
-                        choices=STRATEGIES)
+                        choices=STRATEGIES, metavar="STRATEGY",
+                        help=f"from {', '.join(STRATEGIES)}")
     parser.add_argument("--output", type=Path, default=Path("learning_quality.json"),
                         help="JSON file of the runs (rewritten after each run)")
     parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG file of the plot (default: none)")
+                        help="PNG file of the plot")
     parser.add_argument("--from-results", type=Path, nargs="+", default=None,
                         help="only print and plot these result files, merged")
     args = parser.parse_args()
