@@ -530,7 +530,7 @@ def main(argv=None):
         "--rounds",
         type=int,
         default=None,
-        help="interleaved rounds per comparison, best kept (default 2, 1 with --quick)",
+        help="interleaved rounds per comparison, best kept (default: 2; 1 with --quick)",
     )
     parser.add_argument(
         "--part",
