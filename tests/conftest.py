@@ -1,6 +1,7 @@
 """Shared test setup: TensorFlow backend, quiet logs, headless matplotlib."""
 
 import os
+import re
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -9,6 +10,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+
+
+def help_options(help_text: str) -> list[str]:
+    """The option entries of an argparse --help text, ``-h`` left out."""
+    entries = re.split(r"\n  (?=-)", help_text.split("options:", 1)[1])[1:]
+    return [e for e in entries if not e.startswith("-h")]
 
 
 def write_picture(path, size=32, seed=0, fmt=None, mode="RGB"):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import help_options
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted(
     [p for p in (ROOT / "benchmarks").glob("*.py")]
@@ -15,19 +17,13 @@ SCRIPTS = sorted(
 )
 
 
-def options_of(help_text: str) -> list[str]:
-    """The option entries of an argparse --help text, ``-h`` left out."""
-    entries = re.split(r"\n  (?=-)", help_text.split("options:", 1)[1])[1:]
-    return [e for e in entries if not e.startswith("-h")]
-
-
-def test_options_of_splits_an_argparse_help_text():
+def test_help_options_splits_an_argparse_help_text():
     text = (
         "usage: x [-h]\n\noptions:\n  -h, --help  show this help message and exit\n"
         "  --a A       first (default: 1)\n  --b B       second,\n"
         "              on two lines\n"
     )
-    assert [" ".join(e.split()) for e in options_of(text)] == [
+    assert [" ".join(e.split()) for e in help_options(text)] == [
         "--a A first (default: 1)",
         "--b B second, on two lines",
     ]
@@ -48,7 +44,7 @@ def test_every_option_says_its_default(script):
     if result.returncode and missing:
         pytest.skip(f"{script.name} needs {missing.group(1)}, a benchmark's own dependency")
     assert result.returncode == 0, result.stderr
-    options = options_of(result.stdout)
+    options = help_options(result.stdout)
     assert options, result.stdout
     for option in options:
         # Once: "(default: none) (default: None)" was a bug of this kind.

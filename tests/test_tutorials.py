@@ -31,7 +31,7 @@ from tutorials import (  # noqa: E402
     script_notebook,
 )
 
-from tests.conftest import write_fake_fashion_mnist  # noqa: E402
+from tests.conftest import help_options, write_fake_fashion_mnist  # noqa: E402
 
 SCRIPTS = sorted(TUTORIALS)
 # TensorFlow's C++ log lines (absl format): a quiet console has none.
@@ -138,7 +138,7 @@ def test_help_shows_the_settings_and_the_quick_mode_quietly(script):
     )
     assert "--quick" in result.stdout
     # Every option's help says its default.
-    options = re.split(r"\n  (?=--)", result.stdout.split("options:", 1)[1])[1:]
+    options = help_options(result.stdout)
     assert len(options) >= 5
     for option in options:
         assert "(default:" in option, option
