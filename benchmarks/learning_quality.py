@@ -305,16 +305,18 @@ def train_recipe(x, y, validation, seed, classes, strategy: str):
     # Phase 2: the whole base.
     rate = RECIPE["rate"]
     extra = {}
-    base.unfreeze()
     if strategy == "recipe_lr_range_test":
-        model.compile(keras.optimizers.AdamW(RECIPE["rate"],
-                                             weight_decay=RECIPE["weight_decay"]), loss)
+        base.unfreeze(recompile=model, optimizer=keras.optimizers.AdamW(
+            RECIPE["rate"], weight_decay=RECIPE["weight_decay"]))
         found = ks.lr_range_test(model, training_data(x, one_hot, 100, seed + 2, batch),
                                  verbose=0)
         # No suggestion (the loss never fell): the recipe's own rate, said so.
         rate = float(found.suggestion) if found.suggestion else RECIPE["rate"]
         extra.update(rate=rate, suggestion=found.suggestion)
-    model.compile(recipe_optimizer(rate, RECIPE["steps"], one_cycle), loss)
+        model.compile(recipe_optimizer(rate, RECIPE["steps"], one_cycle), loss)
+    else:
+        base.unfreeze(recompile=model,
+                      optimizer=recipe_optimizer(rate, RECIPE["steps"], one_cycle))
     check = ks.CollapseCheck(validation[0], validation[1])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ks.TrainingCollapseWarning)  # reported below
@@ -324,12 +326,8 @@ def train_recipe(x, y, validation, seed, classes, strategy: str):
     return model, extra
 
 
-def softmax(logits) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def run_recipe(x, y, validation, test, seed, classes, strategy: str) -> list[dict]:
+    keras = ks.import_keras_quietly()
     flips = ("none", "horizontal")
     if strategy == "recipe_ensemble":
         # The models' seeds stay clear of the other runs' seeds (0, 1, 2, ...).
@@ -340,7 +338,7 @@ def run_recipe(x, y, validation, test, seed, classes, strategy: str) -> list[dic
             if extra.get("collapsed"):
                 collapses.append(extra["collapsed"])
             views = ks.predict_with_tta(model, test[0], flips=flips, batch_size=64)
-            probabilities.append(softmax(views))
+            probabilities.append(keras.ops.convert_to_numpy(keras.ops.softmax(views)))
         extra = {"models": len(seeds)}
         if collapses:
             extra["collapsed"] = "; ".join(collapses)
